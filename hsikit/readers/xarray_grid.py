@@ -1,0 +1,176 @@
+"""NetCDF, GRIB and Zarr datasets through xarray — ERA5 and similar gridded products.
+
+Every data variable on the latitude/longitude grid becomes one band per vertical level, named
+``t@850hPa`` (or ``t2m`` without levels). The ensemble member and time are chosen by option (default:
+the first of each, recorded in the scene notes so ``hsikit info`` states it). Latitudes are put
+north-up, 0–360° longitudes are shifted to −180…180° where the grid stays contiguous, and the
+grid becomes EPSG:4326 with an exact affine transform. Data stay lazy (dask) until a window is read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+from hsikit.errors import FormatError, InputError
+from hsikit.scene import BandInfo, Scene
+
+LAT_NAMES = ("latitude", "lat", "y")
+LON_NAMES = ("longitude", "lon", "x")
+MEMBER_NAMES = ("number", "member", "realization", "ensemble")
+TIME_NAMES = ("time", "valid_time", "forecast_reference_time")
+LEVEL_NAMES = ("isobaricInhPa", "pressure_level", "plev", "level", "isobaricLevel")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def engine_for(path: Path) -> str | None:
+    """The xarray engine for a path, or None if this is not a NetCDF / GRIB / Zarr store."""
+    if path.is_dir():
+        markers = (".zgroup", ".zarray", "zarr.json")
+        return "zarr" if any((path / m).exists() for m in markers) else None
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] == b"GRIB":
+        return "cfgrib"
+    if head[:3] == b"CDF":
+        return "scipy"
+    if head == HDF5_MAGIC and path.suffix.lower() in (".nc", ".nc4", ".netcdf", ".h5", ".hdf5"):
+        return "h5netcdf"
+    return None
+
+
+def sniff(path: Path) -> bool:
+    return engine_for(path) is not None
+
+
+def _open_dataset(path: Path, engine: str) -> xr.Dataset:
+    if engine == "cfgrib" and importlib.util.find_spec("cfgrib") is None:
+        raise InputError(path, "reading GRIB needs cfgrib and eccodes, which are not installed",
+                         "install them with: pip install 'hsikit[era5]'")
+    kwargs: dict[str, Any] = {"chunks": {}}
+    if engine == "cfgrib":  # never write .idx files beside the user's data
+        kwargs["backend_kwargs"] = {"indexpath": ""}
+    try:
+        return xr.open_dataset(path, engine=engine, **kwargs)
+    except Exception as exc:  # engines raise many types for unreadable files
+        raise FormatError(path, f"cannot be opened as {engine} ({str(exc).splitlines()[0]})",
+                          "check that the file is complete") from exc
+
+
+def _find(names: tuple[str, ...], dims: Any) -> str | None:
+    return next((n for n in names if n in dims), None)
+
+
+def _select(ds: xr.Dataset, dim: str, choice: int | str | None, what: str,
+            path: Path, notes: list[str]) -> xr.Dataset:
+    values = ds[dim].values
+    if choice is None:
+        index = 0
+    elif isinstance(choice, str) and not choice.lstrip("-").isdigit():
+        matches = np.nonzero(values.astype(str) == np.datetime64(choice).astype(values.dtype)
+                             .astype(str))[0] if np.issubdtype(values.dtype, np.datetime64) else []
+        if len(matches) == 0:
+            raise InputError(path, f"{what} '{choice}' is not in the file "
+                             f"({values[0]} … {values[-1]})", f"choose one of the {what}s listed")
+        index = int(matches[0])
+    else:
+        index = int(choice)
+        if not -len(values) <= index < len(values):
+            raise InputError(path, f"{what} index {index} is out of range (0–{len(values) - 1})",
+                             f"choose a {what} index below {len(values)}")
+    label = np.datetime_as_string(values[index], unit="m") if np.issubdtype(
+        values.dtype, np.datetime64) else values[index]
+    how = "first, by default" if choice is None else "chosen"
+    notes.append(f"{what} {label} ({how}; {len(values)} available)")
+    return ds.isel({dim: index})
+
+
+def open_scene(path: Path, *, member: int | str | None = None, time: int | str | None = None,
+               **_: object) -> Scene:
+    engine = engine_for(path)
+    ds = _open_dataset(path, engine or "")
+    lat = _find(LAT_NAMES, ds.dims) or _find(LAT_NAMES, ds.coords)
+    lon = _find(LON_NAMES, ds.dims) or _find(LON_NAMES, ds.coords)
+    if lat is None or lon is None:
+        raise FormatError(path, f"no latitude/longitude (or y/x) grid among {list(ds.dims)}",
+                          "hsikit reads gridded data with 1-D latitude and longitude")
+    notes: list[str] = []
+    for names_, choice, what in ((MEMBER_NAMES, member, "member"), (TIME_NAMES, time, "time")):
+        dim = _find(names_, ds.dims)
+        if dim is not None:
+            ds = _select(ds, dim, choice, what, path, notes)
+    layers: list[xr.DataArray] = []
+    names: list[str] = []
+    for var_name, da in ds.data_vars.items():
+        if lat not in da.dims or lon not in da.dims:
+            continue
+        level = _find(LEVEL_NAMES, da.dims)
+        others = [d for d in da.dims if d not in (lat, lon, level)]
+        for dim in others:  # e.g. a length-1 'step': take the first and say so
+            notes.append(f"{var_name}: dimension '{dim}' reduced to its first entry")
+            da = da.isel({dim: 0})
+        if level is None:
+            layers.append(da.transpose(lat, lon))
+            names.append(str(var_name))
+            continue
+        units = str(ds[level].attrs.get("units", "hPa")).replace("millibars", "hPa")
+        for value in ds[level].values:
+            layers.append(da.sel({level: value}).transpose(lat, lon))
+            names.append(f"{var_name}@{value:g}{units}")
+    if not layers:
+        raise FormatError(path, "no variable lies on the latitude/longitude grid",
+                          "check the file's variables")
+    stack = xr.concat([layer.astype("float32").drop_vars(
+        [c for c in layer.coords if c not in (lat, lon)]) for layer in layers], dim="band")
+    stack, transform, grid_notes = _north_up_grid(stack, lat, lon, path)
+    data = stack.data  # dask array (band, lat, lon)
+
+    def read(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        return np.asarray(data[bands][:, rows, cols].compute(scheduler="synchronous"))
+
+    crs = CRS.from_epsg(4326) if lat in LAT_NAMES[:2] else None
+    nodata = float("nan")
+    return Scene.from_reader(
+        read, shape=tuple(stack.shape), dtype="float32",
+        bands=BandInfo.build(len(names), name=names, source="none"), path=str(path),
+        format={"cfgrib": "GRIB", "zarr": "Zarr (xarray)"}.get(engine or "", "NetCDF"),
+        crs=crs, transform=transform, nodata=nodata, notes=notes + grid_notes,
+    )
+
+
+def _regular_step(values: np.ndarray) -> float | None:
+    steps = np.diff(values.astype("float64"))
+    if steps.size == 0:
+        return None
+    return float(steps.mean()) if np.allclose(steps, steps[0], rtol=1e-4, atol=1e-9) else None
+
+
+def _north_up_grid(stack: xr.DataArray, lat: str, lon: str, path: Path
+                   ) -> tuple[xr.DataArray, Affine, list[str]]:
+    notes = []
+    lats = stack[lat].values
+    if lats.size > 1 and lats[1] > lats[0]:
+        stack = stack.isel({lat: slice(None, None, -1)})
+        notes.append("latitudes flipped to north-up")
+    lons = stack[lon].values.astype("float64")
+    if lons.max() > 180:
+        shifted = ((lons + 180.0) % 360.0) - 180.0
+        order = np.argsort(shifted, kind="stable")
+        if _regular_step(shifted[order]) is not None:
+            stack = stack.isel({lon: order}).assign_coords({lon: shifted[order]})
+            notes.append("longitudes shifted from 0–360° to −180–180°")
+    lats, lons = stack[lat].values, stack[lon].values
+    dy, dx = _regular_step(lats), _regular_step(lons)
+    if dx is None or dy is None:
+        raise FormatError(path, "the latitude/longitude grid is not regular",
+                          "regrid it to a regular grid first")
+    transform = Affine(dx, 0.0, float(lons[0]) - dx / 2, 0.0, dy, float(lats[0]) - dy / 2)
+    return stack, transform, notes

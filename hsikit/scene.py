@@ -1,0 +1,300 @@
+"""Scene: the one representation of a raster cube, lazily backed, with its grid and spectral metadata.
+
+A reader supplies a *window reader* — a function that returns raw values for a band list and a
+row/column slice — plus the grid and band metadata. The scene wraps it as an ``xarray.DataArray``
+with dims ``("band", "y", "x")`` whose values are only read when indexed, so opening a 50 GB file
+costs nothing and ``scene.read(window)`` touches only that window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+#: ``read(bands, rows, cols) -> ndarray[len(bands), n_rows, n_cols]`` in the file's dtype.
+WindowReader = Callable[[np.ndarray, slice, slice], np.ndarray]
+
+
+class LazyCube(BackendArray):
+    """Exposes a window reader to xarray; xarray slices it lazily and calls us with plain slices."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, reader: WindowReader) -> None:
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self._reader = reader
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._read
+        )
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        band_key, row_key, col_key = key
+        bands = np.arange(self.shape[0])[band_key]
+        squeeze = [axis for axis, k in enumerate(key) if isinstance(k, (int, np.integer))]
+        rows = _as_slice(row_key, self.shape[1])
+        cols = _as_slice(col_key, self.shape[2])
+        out = self._reader(np.atleast_1d(bands), rows, cols)
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
+
+
+def _as_slice(key: Any, size: int) -> slice:
+    if isinstance(key, (int, np.integer)):
+        return slice(int(key), int(key) + 1, 1)
+    start, stop, step = key.indices(size)
+    if step < 0:  # xarray passes reversed slices through; read forward, callers flip
+        raise IndexError("reversed slices are not supported on lazy scenes")
+    return slice(start, stop, step)
+
+
+@dataclass
+class BandInfo:
+    """Per-band spectral metadata; every array has one entry per band."""
+
+    wavelength: np.ndarray
+    fwhm: np.ndarray
+    bad_band: np.ndarray
+    name: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    source: str = "none"
+
+    @classmethod
+    def build(
+        cls,
+        count: int,
+        *,
+        wavelength: Sequence[float] | None = None,
+        fwhm: Sequence[float] | None = None,
+        bad_band: Sequence[bool] | None = None,
+        name: Sequence[str] | None = None,
+        scale: Sequence[float] | float | None = None,
+        offset: Sequence[float] | float | None = None,
+        source: str = "none",
+    ) -> BandInfo:
+        """Fill what a format does not provide: NaN wavelengths, no bad bands, names ``band_1``…"""
+
+        def floats(values: Any, default: float) -> np.ndarray:
+            if values is None:
+                return np.full(count, default, dtype="float64")
+            arr = np.broadcast_to(np.asarray(values, dtype="float64"), (count,))
+            return arr.copy()
+
+        names = [f"band_{i + 1}" for i in range(count)] if name is None else [str(n) for n in name]
+        info = cls(
+            wavelength=floats(wavelength, np.nan),
+            fwhm=floats(fwhm, np.nan),
+            bad_band=np.zeros(count, bool) if bad_band is None else np.asarray(bad_band, bool),
+            name=np.asarray(names, dtype=object),
+            scale=floats(scale, 1.0),
+            offset=floats(offset, 0.0),
+            source=source,
+        )
+        for label, arr in vars(info).items():
+            if isinstance(arr, np.ndarray) and arr.shape != (count,):
+                raise ValueError(f"{label} has {arr.shape[0]} entries for {count} bands")
+        return info
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where pixels are: what every output copies from its input so georeferencing stays exact."""
+
+    width: int
+    height: int
+    transform: Affine
+    crs: CRS | None = None
+
+
+@dataclass
+class Scene:
+    """A lazily read cube ``(band, y, x)`` with CRS, transform, nodata and band metadata."""
+
+    data: xr.DataArray
+    path: str
+    format: str
+    notes: list[str] = field(default_factory=list)
+    #: Ground truth that came with the cube (``.mat`` files, catalog datasets), else None.
+    ground_truth: np.ndarray | None = None
+    #: Optional native validity mask reader (GDAL mask band); ``(rows, cols) -> bool[h, w]``.
+    mask_reader: Callable[[slice, slice], np.ndarray] | None = None
+
+    @classmethod
+    def from_reader(
+        cls,
+        reader: WindowReader,
+        *,
+        shape: tuple[int, int, int],
+        dtype: Any,
+        bands: BandInfo,
+        path: str,
+        format: str,
+        crs: CRS | None = None,
+        transform: Affine | None = None,
+        nodata: float | None = None,
+        notes: list[str] | None = None,
+        ground_truth: np.ndarray | None = None,
+        mask_reader: Callable[[slice, slice], np.ndarray] | None = None,
+    ) -> Scene:
+        """Wrap a window reader; no pixel is read here."""
+        if min(shape) <= 0:
+            from hsikit.errors import FormatError
+
+            raise FormatError(path, f"the raster is empty (bands × rows × cols = {shape})",
+                              "check that the file was written completely")
+        lazy = indexing.LazilyIndexedArray(LazyCube(shape, np.dtype(dtype), reader))
+        data = xr.DataArray(xr.Variable(("band", "y", "x"), lazy), dims=("band", "y", "x"))
+        data = data.assign_coords(
+            band=np.arange(1, shape[0] + 1),
+            wavelength=("band", bands.wavelength),
+            fwhm=("band", bands.fwhm),
+            bad_band=("band", bands.bad_band),
+            name=("band", bands.name),
+            scale=("band", bands.scale),
+            offset=("band", bands.offset),
+        )
+        data.attrs["spectral_metadata_source"] = bands.source
+        transform = transform or Affine.identity()
+        if transform.b == 0 and transform.d == 0:  # rectilinear: pixel-centre coordinates
+            cols, rows = np.arange(shape[2]) + 0.5, np.arange(shape[1]) + 0.5
+            data = data.assign_coords(x=transform.c + cols * transform.a,
+                                      y=transform.f + rows * transform.e)
+        data = data.rio.write_transform(transform)
+        if crs is not None:
+            data = data.rio.write_crs(crs)
+        if nodata is not None:
+            data = data.rio.write_nodata(nodata, encoded=False)
+        return cls(data=data, path=path, format=format, notes=list(notes or []),
+                   ground_truth=ground_truth, mask_reader=mask_reader)
+
+    # -- grid -------------------------------------------------------------------------------
+    @property
+    def crs(self) -> CRS | None:
+        return self.data.rio.crs
+
+    @property
+    def transform(self) -> Affine:
+        return self.data.rio.transform(recalc=False)
+
+    @property
+    def count(self) -> int:
+        return int(self.data.sizes["band"])
+
+    @property
+    def height(self) -> int:
+        return int(self.data.sizes["y"])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.sizes["x"])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def nodata(self) -> float | None:
+        value = self.data.rio.nodata
+        return None if value is None else float(value)
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.width, self.height, self.transform, self.crs)
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+    # -- spectral metadata ------------------------------------------------------------------
+    def band_values(self, coord: str) -> np.ndarray:
+        """One band coordinate (``wavelength``, ``fwhm``, ``bad_band``, ``name``, ``scale``, ``offset``)."""
+        return self.data.coords[coord].values
+
+    @property
+    def wavelengths(self) -> np.ndarray:
+        return self.band_values("wavelength")
+
+    @property
+    def bad_bands(self) -> np.ndarray:
+        return self.band_values("bad_band")
+
+    def band_info(self) -> BandInfo:
+        return BandInfo(*(self.band_values(c).copy() for c in
+                          ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")),
+                        source=self.data.attrs.get("spectral_metadata_source", "none"))
+
+    def nearest_bands(self, wavelengths_nm: Sequence[float]) -> list[int]:
+        """Zero-based indices of the good bands closest to each wavelength (for quicklooks)."""
+        wl = np.where(self.bad_bands, np.nan, self.wavelengths)
+        if np.all(np.isnan(wl)):
+            raise ValueError("the scene has no band wavelengths")
+        return [int(np.nanargmin(np.abs(wl - target))) for target in wavelengths_nm]
+
+    # -- pixels -----------------------------------------------------------------------------
+    def full_window(self) -> Window:
+        return Window(0, 0, self.width, self.height)
+
+    def read_raw(self, window: Window | None = None, bands: Sequence[int] | None = None,
+                 step: int = 1) -> np.ndarray:
+        """Values as stored (no scaling), for the window and zero-based bands given."""
+        rows, cols = _window_slices(window or self.full_window(), step)
+        band_index = slice(None) if bands is None else list(bands)
+        return np.asarray(self.data[band_index, rows, cols].values)
+
+    def read(self, window: Window | None = None, bands: Sequence[int] | None = None,
+             step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Physical values ``float32 [bands, h, w]`` and the valid-pixel mask ``bool [h, w]``.
+
+        A pixel is invalid where every good band equals nodata (GDAL's dataset-mask rule), where
+        any good band is not finite, or where the format's own mask says so. Invalid pixels are
+        set to NaN so that no later step can mistake them for data.
+        """
+        window = window or self.full_window()
+        band_ids = np.arange(self.count) if bands is None else np.asarray(list(bands), int)
+        good = band_ids[~self.bad_bands[band_ids]] if (~self.bad_bands[band_ids]).any() else band_ids
+        # read the requested bands plus any good band the mask needs, once
+        needed = np.union1d(band_ids, good) if bands is not None else band_ids
+        raw = self.read_raw(window, needed, step)
+        position = {b: i for i, b in enumerate(needed)}
+        valid = self._valid(raw[[position[b] for b in good]], window, step)
+        sel = raw[[position[b] for b in band_ids]].astype("float32")
+        scale = self.band_values("scale")[band_ids].astype("float32")[:, None, None]
+        offset = self.band_values("offset")[band_ids].astype("float32")[:, None, None]
+        values = sel * scale + offset
+        values[:, ~valid] = np.nan
+        return values, valid
+
+    def _valid(self, raw_good: np.ndarray, window: Window, step: int) -> np.ndarray:
+        if np.issubdtype(raw_good.dtype, np.floating):
+            valid = np.isfinite(raw_good).all(axis=0)
+        else:
+            valid = np.ones(raw_good.shape[1:], bool)
+        nodata = self.nodata
+        if nodata is not None:
+            same = np.isnan(raw_good) if np.isnan(nodata) else raw_good == nodata
+            valid &= ~same.all(axis=0)
+        if self.mask_reader is not None:
+            rows, cols = _window_slices(window, step)
+            valid &= self.mask_reader(rows, cols)
+        return valid
+
+    def windows(self, size: int = 512) -> Iterator[Window]:
+        """Row-major square windows covering the scene (edge windows are clipped)."""
+        for row in range(0, self.height, size):
+            for col in range(0, self.width, size):
+                yield Window(col, row, min(size, self.width - col), min(size, self.height - row))
+
+
+def _window_slices(window: Window, step: int = 1) -> tuple[slice, slice]:
+    (r0, r1), (c0, c1) = window.toranges()
+    return slice(int(r0), int(r1), step), slice(int(c0), int(c1), step)
