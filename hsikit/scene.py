@@ -9,7 +9,7 @@ costs nothing and ``scene.read(window)`` touches only that window.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -232,6 +232,15 @@ class Scene:
         return BandInfo(*(self.band_values(c).copy() for c in
                           ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")),
                         source=self.data.attrs.get("spectral_metadata_source", "none"))
+
+    def with_band_info(self, info: BandInfo) -> Scene:
+        """The same pixels with other band metadata (e.g. from a catalog card)."""
+        data = self.data.assign_coords(
+            wavelength=("band", info.wavelength), fwhm=("band", info.fwhm),
+            bad_band=("band", info.bad_band), name=("band", info.name),
+            scale=("band", info.scale), offset=("band", info.offset))
+        data.attrs["spectral_metadata_source"] = info.source
+        return replace(self, data=data)
 
     def nearest_bands(self, wavelengths_nm: Sequence[float]) -> list[int]:
         """Zero-based indices of the good bands closest to each wavelength (for quicklooks)."""

@@ -65,7 +65,7 @@ def open_scene(path: Path, **_: object) -> Scene:
         return np.asarray(array[lo:hi, rows, cols])[band_ids - lo]
 
     crs = CRS.from_wkt(meta["crs"]) if meta.get("crs") else None
-    nodata = meta.get("nodata")
+    nodata = float("nan") if meta.get("nodata_is_nan") else meta.get("nodata")
     return Scene.from_reader(
         read, shape=tuple(array.shape), dtype=array.dtype, bands=bands, path=str(path),
         format="Zarr", crs=crs, transform=Affine(*meta["transform"][:6]),

@@ -1,0 +1,272 @@
+"""The ``hsikit`` command: parse arguments, call the library, print with rich. No logic lives here.
+
+Expected failures (:class:`hsikit.errors.HsikitError`) print one sentence and exit 2; ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from hsikit.errors import HsikitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hyperspectral and geospatial rasters to GIS-ready maps.")
+data_app = typer.Typer(no_args_is_help=True, help="The data catalog: list, fetch, import.")
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+SceneArg = Annotated[str, typer.Argument(help="Scene file or folder, or a catalog dataset name.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path.")]
+MemberOpt = Annotated[int | None, typer.Option(help="Ensemble member index (ERA5); default 0.")]
+TimeOpt = Annotated[str | None, typer.Option(help="Time index or ISO time (ERA5); default first.")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+          ) -> None:
+    _state["debug"] = debug
+
+
+def _scene(argument: str, member: int | None = None, time: str | None = None):
+    from hsikit.datasets import resolve_scene
+
+    options: dict[str, Any] = {}
+    if member is not None:
+        options["member"] = member
+    if time is not None:
+        options["time"] = int(time) if time.lstrip("-").isdigit() else time
+    return resolve_scene(argument, **options)
+
+
+@app.command()
+def info(scene: SceneArg, as_json: Annotated[bool, typer.Option("--json")] = False,
+         member: MemberOpt = None, time: TimeOpt = None) -> None:
+    """Describe a scene: format, grid, bands, wavelengths, nodata."""
+    from hsikit.info import summarize
+
+    summary = summarize(_scene(scene, member, time))
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(show_header=False, title=summary["path"], title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    wl = summary["wavelength_range_nm"]
+    names = summary["band_names"]
+    rows = [
+        ("format", summary["format"]),
+        ("size", f"{summary['bands']} bands × {summary['rows']} rows × {summary['cols']} cols"),
+        ("dtype", summary["dtype"]),
+        ("CRS", summary["crs"] or "none (pixel grid)"),
+        ("resolution", "{:g} × {:g}".format(*summary["resolution"])
+         + (" (rotated)" if summary["rotated"] else "")),
+        ("bounds", "{left:g}, {bottom:g}, {right:g}, {top:g}".format(**summary["bounds"])),
+        ("nodata", f"{summary['nodata']} — {summary['nodata_fraction']:.2%} of pixels"
+         + ("" if summary["nodata_fraction_exact"] else " (estimated from a sample)")),
+        ("wavelengths", "unknown" if wl is None else f"{wl[0]:.1f}–{wl[1]:.1f} nm "
+         f"(from {summary['spectral_metadata_source']})"),
+        ("bad bands", ", ".join(map(str, summary["bad_bands"])) or "none"),
+        ("scale / offset", f"{_few(summary['scale'])} / {_few(summary['offset'])}"),
+        ("band names", ", ".join(names[:6]) + (f", … ({len(names)})" if len(names) > 6 else "")),
+    ]
+    if summary["ground_truth"]:
+        gt = summary["ground_truth"]
+        rows.append(("ground truth", f"{gt['classes']} classes, {gt['labelled_pixels']} "
+                     "labelled pixels"))
+    rows += [("note", note) for note in summary["notes"]]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def _few(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values[:3]) + (" …" if len(values) > 3 else "")
+
+
+@app.command()
+def quicklook(
+    scene: SceneArg,
+    output: OutputOpt,
+    bands: Annotated[str | None, typer.Option(help="Three 1-based bands, e.g. 30,20,10.")] = None,
+    max_size: Annotated[int, typer.Option(help="Longest side in pixels.")] = 1024,
+    member: MemberOpt = None,
+    time: TimeOpt = None,
+) -> None:
+    """PNG quicklook: true colour for cubes, a legend for class maps."""
+    from hsikit.writers.classmap import read_class_table
+    from hsikit.writers.quicklook import class_map_quicklook, scene_quicklook
+
+    opened = _scene(scene, member, time)
+    table = read_class_table(opened.path) if Path(opened.path).is_file() else None
+    if table is not None:
+        class_map_quicklook(opened.read_raw(bands=[0])[0], table, output,
+                            title=Path(opened.path).name, max_size=max_size)
+    else:
+        chosen = None if bands is None else [int(b) - 1 for b in bands.split(",")]
+        scene_quicklook(opened, output, chosen, max_size)
+    out.print(f"wrote {output}")
+
+
+@app.command()
+def convert(scene: SceneArg, output: OutputOpt, member: MemberOpt = None,
+            time: TimeOpt = None) -> None:
+    """Copy a cube to GeoTIFF (.tif), ENVI (.hdr) or Zarr (.zarr) with its band metadata."""
+    from hsikit.writers.cube import write_cube
+
+    written = write_cube(_scene(scene, member, time), output)
+    out.print(f"wrote {written}")
+
+
+@app.command()
+def rasterize(
+    scene: SceneArg,
+    labels: Annotated[Path, typer.Argument(help="Vector (GeoPackage, GeoJSON, Shapefile) or "
+                                                "raster labels.")],
+    output: OutputOpt,
+    class_field: Annotated[str | None, typer.Option(help="Field holding the class.")] = None,
+    name_field: Annotated[str | None, typer.Option(help="Field with class names for numeric "
+                                                        "classes.")] = None,
+    png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
+) -> None:
+    """Put labels on the scene grid and write them as a class-map COG."""
+    from hsikit.labels import load_labels
+    from hsikit.writers.classmap import write_class_map
+    from hsikit.writers.quicklook import class_map_quicklook
+
+    opened = _scene(scene)
+    placed = load_labels(labels, opened, class_field, name_field)
+    write_class_map(output, placed.values, opened.grid, placed.classes)
+    if png is not None:
+        class_map_quicklook(placed.values, placed.classes, png, title=labels.name)
+    counts = placed.counts()
+    out.print(f"wrote {output}: {len(placed.classes)} classes, {sum(counts.values())} labelled "
+              "pixels")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List catalog datasets and whether they are available here."""
+    from hsikit.catalog import catalog
+    from hsikit.fetch import cached_file
+
+    table = Table("name", "kind", "sensor", "size", "classes", "available")
+    for name, card in catalog().items():
+        size = (f"{card.shape.rows}×{card.shape.cols}×{card.shape.bands}" if card.shape else "")
+        if card.offline_source:
+            here = f"yes ({card.offline_source})"
+        elif card.files:
+            here = "yes" if all(cached_file(card, f.role) for f in card.files) else "no"
+        else:
+            here = "—"
+        table.add_row(name, card.kind, card.sensor, size, str(len(card.classes) or ""), here)
+    out.print(table)
+
+
+@data_app.command("info")
+def data_info(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a catalog card."""
+    from hsikit.catalog import get_card
+
+    card = get_card(name)
+    if as_json:
+        out.print_json(card.model_dump_json())
+        return
+    out.print(f"[bold]{card.title}[/bold] ({card.name}, {card.kind})\n{card.description}\n")
+    if card.shape:
+        out.print(f"size: {card.shape.rows}×{card.shape.cols}, {card.shape.bands} bands; "
+                  f"GSD {card.gsd_m} m")
+    if card.spectral:
+        out.print(f"spectral: {card.spectral.range_nm[0]:g}–{card.spectral.range_nm[1]:g} nm, "
+                  f"{card.spectral.band_count} bands ({card.spectral.source})")
+    for spec in card.files:
+        out.print(f"file: {spec.name} ({spec.role}, {spec.bytes or '?'} bytes, "
+                  f"sha256 {spec.sha256 or 'not published'})")
+    if card.classes:
+        table = Table("value", "class", "colour", "pixels")
+        counts = card.class_counts or [None] * len(card.classes)
+        for cls, count in zip(card.classes, counts):
+            table.add_row(str(cls.value), cls.name, f"[{cls.colour}]██[/] {cls.colour}",
+                          "" if count is None else str(count))
+        out.print(table)
+    out.print(f"licence: {card.licence}\ncitation: {card.citation}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str,
+    mirror: Annotated[str | None, typer.Option(help="Base URL of a mirror holding the files.")
+                      ] = None,
+    allow_unverified: Annotated[bool, typer.Option(help="Accept files with no published "
+                                                        "sha256.")] = False,
+) -> None:
+    """Download a dataset into the cache (resumable, sha256-checked)."""
+    from hsikit.fetch import fetch
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        paths = fetch(name, mirror=mirror, allow_unverified=allow_unverified, progress=progress)
+    for path in paths:
+        out.print(f"verified {path}")
+
+
+@data_app.command("import")
+def data_import(name: str, files: Annotated[list[Path], typer.Argument()]) -> None:
+    """Verify files you already have and register them in the cache."""
+    from hsikit.fetch import import_files
+
+    for path in import_files(name, files):
+        out.print(f"verified {path}")
+
+
+@data_app.command("labels")
+def data_labels(name: str, output: OutputOpt,
+                png: Annotated[Path | None, typer.Option(help="Also write a PNG legend.")] = None
+                ) -> None:
+    """Write a catalog dataset's ground truth as a class-map COG."""
+    from hsikit.datasets import load
+    from hsikit.writers.classmap import write_class_map
+    from hsikit.writers.quicklook import class_map_quicklook
+
+    dataset = load(name)
+    write_class_map(output, dataset.labels.values, dataset.scene.grid, dataset.labels.classes)
+    if png is not None:
+        class_map_quicklook(dataset.labels.values, dataset.labels.classes, png,
+                            title=dataset.card.title)
+    out.print(f"wrote {output}")
+
+
+def main() -> None:
+    """Console entry point: one sentence and exit 2 for expected errors."""
+    warnings.filterwarnings("ignore", module="pyproj")
+    os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+    try:
+        app(standalone_mode=False)
+    except HsikitError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.sentence()}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except __import__("click").ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

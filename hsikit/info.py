@@ -1,0 +1,79 @@
+"""What ``hsikit info`` reports about a scene, as a plain dict (the CLI renders it or prints JSON)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from hsikit.scene import Scene
+
+#: Scenes up to this many pixels get an exact nodata fraction; larger ones are sampled.
+EXACT_PIXELS = 1_000_000
+SAMPLE_WINDOWS = 8  # per side
+SAMPLE_SIZE = 32
+
+
+def _sample_windows(scene: Scene) -> list[Window]:
+    if scene.width * scene.height <= EXACT_PIXELS:
+        return list(scene.windows(512))
+    rows = np.linspace(0, scene.height - SAMPLE_SIZE, SAMPLE_WINDOWS).astype(int)
+    cols = np.linspace(0, scene.width - SAMPLE_SIZE, SAMPLE_WINDOWS).astype(int)
+    return [Window(int(c), int(r), SAMPLE_SIZE, SAMPLE_SIZE) for r in rows for c in cols]
+
+
+def nodata_fraction(scene: Scene) -> tuple[float, bool]:
+    """Fraction of invalid pixels and whether it is exact (False = estimated from a sample)."""
+    windows = _sample_windows(scene)
+    invalid = total = 0
+    for window in windows:
+        _, valid = scene.read(window)
+        invalid += int((~valid).sum())
+        total += valid.size
+    return invalid / max(total, 1), scene.width * scene.height <= EXACT_PIXELS
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def summarize(scene: Scene) -> dict[str, Any]:
+    t = scene.transform
+    corners = [t * (c, r) for c in (0, scene.width) for r in (0, scene.height)]
+    xs, ys = zip(*corners)
+    wl = scene.wavelengths
+    bad = np.flatnonzero(scene.bad_bands)
+    fraction, exact = nodata_fraction(scene)
+    scale, offset = scene.band_values("scale"), scene.band_values("offset")
+    crs = scene.crs
+    truth = scene.ground_truth
+    return {
+        "path": scene.path,
+        "format": scene.format,
+        "bands": scene.count,
+        "rows": scene.height,
+        "cols": scene.width,
+        "dtype": str(scene.dtype),
+        "crs": None if crs is None else (f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.to_wkt()),
+        "resolution": [math.hypot(t.a, t.d), math.hypot(t.b, t.e)],
+        "rotated": bool(t.b or t.d),
+        "transform": list(t)[:6],
+        "bounds": {"left": min(xs), "bottom": min(ys), "right": max(xs), "top": max(ys)},
+        "nodata": _finite(scene.nodata) if scene.nodata is None or np.isfinite(scene.nodata)
+        else "nan",
+        "nodata_fraction": round(fraction, 6),
+        "nodata_fraction_exact": exact,
+        "wavelength_range_nm": (None if not np.isfinite(wl).any()
+                                else [float(np.nanmin(wl)), float(np.nanmax(wl))]),
+        "spectral_metadata_source": scene.data.attrs.get("spectral_metadata_source", "none"),
+        "bad_bands": [int(b) + 1 for b in bad],
+        "scale": sorted({float(v) for v in scale}),
+        "offset": sorted({float(v) for v in offset}),
+        "band_names": [str(n) for n in scene.band_values("name")],
+        "ground_truth": None if truth is None else {
+            "classes": int(np.unique(truth[truth > 0]).size),
+            "labelled_pixels": int((truth > 0).sum())},
+        "notes": list(scene.notes),
+    }

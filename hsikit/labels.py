@@ -1,0 +1,147 @@
+"""Labels on the scene grid: a label raster that already matches it, or vector polygons / points in
+any CRS, reprojected and rasterised onto it. 0 = unlabelled.
+
+For vector labels the class table comes from the class field: integer values keep their numbers
+(names from ``name_field`` if given); text values are numbered 1…K in sorted order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hsikit.classes import ClassEntry, ClassTable, palette_colour
+from hsikit.errors import InputError, LabelError
+from hsikit.scene import Scene
+
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")
+
+
+@dataclass
+class Labels:
+    values: np.ndarray  # (rows, cols) integer, 0 = unlabelled
+    classes: ClassTable
+    source: str
+
+    def counts(self) -> dict[int, int]:
+        values, counts = np.unique(self.values[self.values > 0], return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist()))
+
+
+def load_labels(path: str | Path, scene: Scene, class_field: str | None = None,
+                name_field: str | None = None) -> Labels:
+    """Labels for ``scene`` from a raster (same grid) or a vector file (rasterised onto it)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder", "check the label path")
+    if path.suffix.lower() in VECTOR_SUFFIXES:
+        return rasterize_vector(path, scene, class_field, name_field)
+    return _label_raster(path, scene)
+
+
+def _label_raster(path: Path, scene: Scene) -> Labels:
+    from hsikit.readers import open_scene
+    from hsikit.writers.classmap import read_class_table
+
+    labels = open_scene(path)
+    values = labels.ground_truth if labels.ground_truth is not None else labels.read_raw(
+        bands=[0])[0]
+    if values.shape != (scene.height, scene.width):
+        raise LabelError(path, f"the label raster is {values.shape[0]}×{values.shape[1]} but the "
+                         f"scene is {scene.height}×{scene.width}",
+                         "give labels on the scene's grid, or vector labels")
+    if labels.georeferenced and scene.georeferenced and (
+            labels.crs != scene.crs or not labels.transform.almost_equals(scene.transform)):
+        raise LabelError(path, "the label raster's CRS or transform differs from the scene's",
+                         "resample the labels onto the scene grid, or give vector labels")
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise LabelError(path, "label values are not whole numbers",
+                             "store class values as integers (0 = unlabelled)")
+    values = np.asarray(values).astype("int64")
+    if values.min() < 0:
+        raise LabelError(path, "label values are negative", "use 0 for unlabelled, 1… for classes")
+    table = None
+    if path.suffix.lower() in (".tif", ".tiff"):
+        table = read_class_table(path)
+    present = sorted(set(np.unique(values).tolist()) - {0})
+    if table is None:
+        table = ClassTable(tuple(ClassEntry(v, f"class {v}", palette_colour(i))
+                                 for i, v in enumerate(present)))
+    dtype = "uint8" if table.max_value <= 255 and values.max() <= 255 else "uint16"
+    return Labels(values.astype(dtype), table, str(path))
+
+
+def rasterize_vector(path: Path, scene: Scene, class_field: str | None,
+                     name_field: str | None = None) -> Labels:
+    import geopandas as gpd
+    from rasterio.features import rasterize
+    from shapely.geometry import box
+
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise LabelError(path, f"cannot read vector labels ({str(exc).splitlines()[0]})",
+                         "check that it is a GeoPackage, GeoJSON or Shapefile") from exc
+    if class_field is None:
+        raise LabelError(path, "no class field given", "pass --class-field with one of: "
+                         + ", ".join(c for c in frame.columns if c != "geometry"))
+    if class_field not in frame.columns:
+        raise LabelError(path, f"the class field '{class_field}' is not in the file "
+                         f"(fields: {', '.join(c for c in frame.columns if c != 'geometry')})",
+                         "choose one of those with --class-field")
+    frame = frame[frame.geometry.notna() & frame[class_field].notna()]
+    if frame.empty:
+        raise LabelError(path, "no feature has both a geometry and a class", "check the file")
+    if scene.crs is not None:
+        if frame.crs is None:
+            raise LabelError(path, "the vector labels have no CRS",
+                             "set one (e.g. with ogr2ogr -a_srs) so they can be placed")
+        frame = frame.to_crs(scene.crs)
+    bounds = box(*_scene_bounds(scene))
+    if not frame.intersects(bounds).any():
+        raise LabelError(path, "no label feature overlaps the scene",
+                         "check that the labels and the scene cover the same area")
+    table, codes = _class_table(frame, class_field, name_field, path)
+    shapes = ((geom, code) for geom, code in zip(frame.geometry, codes))
+    dtype = "uint8" if table.max_value <= 255 else "uint16"
+    values = rasterize(shapes, out_shape=(scene.height, scene.width), transform=scene.transform,
+                       fill=0, dtype=dtype)
+    if not values.any():
+        raise LabelError(path, "the label features overlap the scene but cover no pixel centre",
+                         "use larger polygons, or points on pixel centres")
+    return Labels(values, table, str(path))
+
+
+def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
+    t = scene.transform
+    corners = [t * (c, r) for c in (0, scene.width) for r in (0, scene.height)]
+    xs, ys = zip(*corners)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _class_table(frame, field: str, name_field: str | None, path: Path
+                 ) -> tuple[ClassTable, np.ndarray]:
+    column = frame[field]
+    numeric = np.issubdtype(column.dtype, np.number)
+    if numeric and np.all(column.to_numpy() == np.round(column.to_numpy())):
+        codes = column.to_numpy().astype("int64")
+        if codes.min() <= 0:
+            raise LabelError(path, f"class field '{field}' has values ≤ 0",
+                             "use 1… for classes (0 means unlabelled)")
+        names: dict[int, str] = {}
+        if name_field is not None:
+            if name_field not in frame.columns:
+                raise LabelError(path, f"the name field '{name_field}' is not in the file",
+                                 "choose an existing field")
+            names = dict(zip(codes.tolist(), frame[name_field].astype(str)))
+        values = sorted(set(codes.tolist()))
+        table = ClassTable(tuple(ClassEntry(v, names.get(v, f"class {v}"), palette_colour(i))
+                                 for i, v in enumerate(values)))
+        return table, codes
+    labels = column.astype(str)
+    table = ClassTable.from_names(sorted(set(labels)))
+    lookup = {e.name: e.value for e in table.entries}
+    return table, labels.map(lookup).to_numpy().astype("int64")

@@ -1,0 +1,146 @@
+"""Cubes as GeoTIFF, ENVI or Zarr, streamed window by window with their spectral metadata.
+
+Values are written as stored (same dtype, no scaling applied) and scale/offset travel as metadata,
+so a round trip through any of the three formats returns identical numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import zarr
+
+from hsikit.errors import OutputError
+from hsikit.gdal_metadata import gdal_band_metadata
+from hsikit.readers import envi, zarr_cube
+from hsikit.scene import Scene
+from hsikit.writers.atomic import staged_output
+
+WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
+FORMATS = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".hdr": "ENVI", ".img": "ENVI",
+           ".bsq": "ENVI", ".zarr": "Zarr"}
+
+
+def window_size(scene: Scene) -> int:
+    """Square window side (multiple of 64) keeping one window under ``WINDOW_BYTES``."""
+    per_pixel = scene.count * scene.dtype.itemsize
+    side = int(math.sqrt(WINDOW_BYTES / max(per_pixel, 1))) // 64 * 64
+    return max(64, min(side, 2048))
+
+
+def format_for(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise OutputError(path, f"cannot tell the output format from '{path.suffix}'",
+                          "use .tif (GeoTIFF), .hdr (ENVI) or .zarr (Zarr)") from None
+
+
+def write_cube(scene: Scene, path: str | Path) -> Path:
+    """Write ``scene`` to ``path``; the suffix picks the format. Returns the main output path."""
+    path = Path(path)
+    writer = {"GeoTIFF": _write_geotiff, "ENVI": _write_envi, "Zarr": _write_zarr}[format_for(path)]
+    final = path.with_suffix(".hdr") if format_for(path) == "ENVI" else path
+    with staged_output(final) as stage:
+        writer(scene, stage / final.name)
+    return final
+
+
+def _windows(scene: Scene) -> Any:
+    for window in scene.windows(window_size(scene)):
+        yield window, scene.read_raw(window)
+
+
+def _write_geotiff(scene: Scene, target: Path) -> None:
+    info = scene.band_info()
+    per_band, imagery, envi_tags = gdal_band_metadata(info)
+    block = 256
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "width": scene.width, "height": scene.height, "count": scene.count,
+        "dtype": scene.dtype.name, "transform": scene.transform, "compress": "DEFLATE",
+        "interleave": "band", "BIGTIFF": "IF_SAFER", "nodata": scene.nodata,
+    }
+    if scene.width >= block and scene.height >= block:
+        profile.update(tiled=True, blockxsize=block, blockysize=block)
+    if scene.crs is not None:
+        profile["crs"] = scene.crs
+    with rasterio.open(target, "w", **profile) as dst:
+        for i in range(scene.count):
+            dst.set_band_description(i + 1, str(info.name[i]))
+            dst.update_tags(i + 1, **per_band[i])
+            if imagery[i]:
+                dst.update_tags(i + 1, ns="IMAGERY", **imagery[i])
+        dst.update_tags(ns="ENVI", **envi_tags)
+        dst.scales = tuple(float(v) for v in info.scale)
+        dst.offsets = tuple(float(v) for v in info.offset)
+        for window, raw in _windows(scene):
+            dst.write(raw, window=window)
+
+
+def _envi_list(values: np.ndarray) -> list[str] | None:
+    return None if not np.isfinite(values).any() else [f"{v:.10g}" for v in values]
+
+
+def _write_envi(scene: Scene, header: Path) -> None:
+    from spectral.io import envi as spy_envi
+
+    info = scene.band_info()
+    code = envi.DTYPE_CODES.get(scene.dtype.str[1:])
+    if code is None:
+        raise OutputError(header, f"ENVI cannot store {scene.dtype}", "write GeoTIFF or Zarr")
+    meta: dict[str, Any] = {
+        "lines": scene.height, "samples": scene.width, "bands": scene.count, "data type": code,
+        "interleave": "bsq", "byte order": 0, "header offset": 0,
+        "band names": [str(n) for n in info.name],
+        "bbl": [0 if b else 1 for b in info.bad_band],
+        "data gain values": [f"{v:.10g}" for v in info.scale],
+        "data offset values": [f"{v:.10g}" for v in info.offset],
+    }
+    if (wl := _envi_list(info.wavelength)) is not None:
+        meta.update({"wavelength": wl, "wavelength units": "Nanometers"})
+    if (fwhm := _envi_list(info.fwhm)) is not None:
+        meta["fwhm"] = fwhm
+    if scene.nodata is not None:
+        meta["data ignore value"] = f"{scene.nodata:.10g}"
+    if scene.crs is not None or not scene.transform.is_identity:
+        meta.update(envi.write_map_info(scene.crs, scene.transform))
+    image = spy_envi.create_image(str(header), meta, ext=".img", force=True)
+    cube = image.open_memmap(interleave="source", writable=True)  # (bands, rows, cols) for bsq
+    for window, raw in _windows(scene):
+        (r0, r1), (c0, c1) = window.toranges()
+        cube[:, r0:r1, c0:c1] = raw
+    cube.flush()
+    del cube
+
+
+def _jsonable(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def _write_zarr(scene: Scene, target: Path) -> None:
+    info = scene.band_info()
+    side = min(window_size(scene), 512)
+    group = zarr.open_group(str(target), mode="w")
+    array = group.create_array(
+        zarr_cube.ARRAY_NAME, shape=(scene.count, scene.height, scene.width), dtype=scene.dtype,
+        chunks=(min(scene.count, 16), min(side, scene.height), min(side, scene.width)),
+    )
+    nodata = scene.nodata
+    group.attrs[zarr_cube.ATTR_KEY] = {
+        "version": 1,
+        "crs": None if scene.crs is None else scene.crs.to_wkt(),
+        "transform": list(scene.transform)[:6],
+        "nodata": None if nodata is None or not np.isfinite(nodata) else nodata,
+        "nodata_is_nan": nodata is not None and not np.isfinite(nodata),
+        "wavelength": _jsonable(info.wavelength), "fwhm": _jsonable(info.fwhm),
+        "bad_band": [bool(b) for b in info.bad_band], "name": [str(n) for n in info.name],
+        "scale": _jsonable(info.scale), "offset": _jsonable(info.offset),
+    }
+    for window, raw in _windows(scene):
+        (r0, r1), (c0, c1) = window.toranges()
+        array[:, r0:r1, c0:c1] = raw
+

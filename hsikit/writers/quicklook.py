@@ -1,0 +1,99 @@
+"""PNG quicklooks: true colour (or chosen bands) for cubes, class maps with a legend.
+
+Reads are decimated to at most ``max_size`` pixels on the long side, so a quicklook of a huge
+scene costs three strided band reads, never the whole cube.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from hsikit.classes import ClassTable  # noqa: E402
+from hsikit.scene import Scene  # noqa: E402
+from hsikit.writers.atomic import staged_output  # noqa: E402
+
+TRUE_COLOUR_NM = (640.0, 550.0, 460.0)
+
+
+def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]:
+    """Zero-based bands to show: given, else nearest 640/550/460 nm, else the first 3 (or 1)."""
+    if bands is not None:
+        bad = [b for b in bands if not 0 <= b < scene.count]
+        if bad:
+            from hsikit.errors import InputError
+
+            raise InputError(scene.path, f"band(s) {', '.join(str(b + 1) for b in bad)} do not "
+                             f"exist (the scene has {scene.count})", "choose bands from 1 to "
+                             f"{scene.count}")
+        return list(bands)
+    wl = scene.wavelengths
+    if np.isfinite(wl).any() and np.nanmin(wl) <= 500 and np.nanmax(wl) >= 600:
+        return scene.nearest_bands(TRUE_COLOUR_NM)
+    return [0, 1, 2] if scene.count >= 3 else [0]
+
+
+def stretch(values: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0
+            ) -> np.ndarray:
+    """Per-band percentile stretch to 0–1 over valid pixels."""
+    out = np.zeros_like(values, dtype="float32")
+    for i, band in enumerate(values):
+        finite = band[valid & np.isfinite(band)]
+        if finite.size == 0:
+            continue
+        lo, hi = np.percentile(finite, [low, high])
+        out[i] = np.clip((band - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+    return np.nan_to_num(out)
+
+
+def scene_quicklook(scene: Scene, path: str | Path, bands: Sequence[int] | None = None,
+                    max_size: int = 1024) -> Path:
+    """True-colour (or chosen-band) PNG; nodata is transparent."""
+    chosen = display_bands(scene, bands)
+    step = max(1, math.ceil(max(scene.height, scene.width) / max_size))
+    values, valid = scene.read(bands=chosen, step=step)
+    image = stretch(values, valid)
+    rgb = np.repeat(image, 3, axis=0) if len(chosen) == 1 else image
+    rgba = np.concatenate([rgb, valid[None].astype("float32")]).transpose(1, 2, 0)
+    path = Path(path)
+    with staged_output(path) as stage:
+        plt.imsave(stage / path.name, rgba, format="png")
+    return path
+
+
+def class_map_quicklook(classes: np.ndarray, table: ClassTable, path: str | Path,
+                        title: str = "", max_size: int = 1024) -> Path:
+    """A class map with a legend of class names and colours; value 0 is left blank."""
+    step = max(1, math.ceil(max(classes.shape) / max_size))
+    shown = classes[::step, ::step]
+    colours = np.ones((table.max_value + 1, 4))
+    colours[0] = (1, 1, 1, 0)
+    for entry in table.entries:
+        colours[entry.value, :3] = np.asarray(entry.colour) / 255.0
+    height, width = shown.shape
+    fig_w = 4 + 6 * min(1.0, width / max(height, 1))
+    fig, ax = plt.subplots(figsize=(fig_w + 3, 6), dpi=110)
+    ax.imshow(shown, cmap=ListedColormap(colours), vmin=0, vmax=table.max_value,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    present = set(np.unique(shown).tolist())
+    handles = [Patch(facecolor=np.asarray(e.colour) / 255.0, edgecolor="black", linewidth=0.4,
+                     label=f"{e.value} {e.name}") for e in table.entries if e.value in present]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8,
+              frameon=False)
+    path = Path(path)
+    with staged_output(path) as stage:
+        fig.savefig(stage / path.name, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
