@@ -172,8 +172,8 @@ def map_info_grid(meta: dict[str, Any], header: Path) -> tuple[CRS | None, Affin
     for item in fields:
         if item.lower().startswith("rotation="):
             rotation = float(item.split("=", 1)[1])
-    transform = (Affine.translation(easting, northing) * Affine.rotation(rotation)
-                 * Affine.scale(size_x, -size_y) * Affine.translation(-(ref_x - 1), -(ref_y - 1)))
+    transform = (Affine.translation(easting, northing) @ Affine.rotation(rotation)
+                 @ Affine.scale(size_x, -size_y) @ Affine.translation(-(ref_x - 1), -(ref_y - 1)))
     return _map_info_crs(meta, fields, header), transform, []
 
 
