@@ -7,7 +7,6 @@ shows the traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -252,7 +251,6 @@ def data_labels(name: str, output: OutputOpt,
 def main() -> None:
     """Console entry point: one sentence and exit 2 for expected errors."""
     warnings.filterwarnings("ignore", module="pyproj")
-    os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
     try:
         app(standalone_mode=False)
     except HsikitError as exc:

@@ -66,19 +66,27 @@ def download(url: str, part: Path, total: int | None, progress: Progress | None 
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as rsp:
             resumed = offset > 0 and rsp.status == 206
+            start = offset if resumed else 0
+            length = rsp.headers.get("Content-Length")
+            expected_end = start + int(length) if length is not None else None
             with open(part, "ab" if resumed else "wb") as fh:
-                received = offset if resumed else 0
+                received = start
                 for block in iter(lambda: rsp.read(CHUNK), b""):
                     fh.write(block)
                     received += len(block)
                     if progress is not None and task is not None:
                         progress.update(task, completed=received)
+            if expected_end is not None and received < expected_end:
+                raise ConnectionError(f"{expected_end - received} bytes missing")
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and total is not None and offset == total:
             return
         raise DownloadError(url, f"the server answered HTTP {exc.code} {exc.reason}",
                             "check the URL or try again later") from exc
     except (OSError, http.client.HTTPException) as exc:
+        if received == 0:
+            raise DownloadError(url, f"could not download ({exc})",
+                                "check the network connection, or use --mirror") from exc
         raise DownloadError(url, f"the download was interrupted after {received} bytes ({exc})",
                             "run the same command again to resume") from exc
 
@@ -91,13 +99,15 @@ def fetch(name: str, *, mirror: str | None = None, allow_unverified: bool = Fals
         raise DownloadError(None, f"'{name}' is a {card.kind} card with no files to fetch",
                             "open your own products with 'hsikit info PATH'")
     folder = dataset_folder(name)
+    for spec in card.files:  # refuse before downloading anything
+        if spec.sha256 is None and not allow_unverified:
+            raise DownloadError(folder / spec.name, "the catalog has no published sha256 for "
+                                "this file", "pass --allow-unverified to accept it unverified")
+        _source_url(spec, card, mirror)
     folder.mkdir(parents=True, exist_ok=True)
     done = []
     for spec in card.files:
         final = folder / spec.name
-        if spec.sha256 is None and not allow_unverified:
-            raise DownloadError(final, "the catalog has no published sha256 for this file",
-                                "pass --allow-unverified to accept it unverified")
         if final.exists() and (spec.sha256 is None or sha256_of(final) == spec.sha256):
             done.append(final)
             continue

@@ -41,7 +41,7 @@ def _finite(value: float) -> float | None:
 
 def summarize(scene: Scene) -> dict[str, Any]:
     t = scene.transform
-    corners = [t * (c, r) for c in (0, scene.width) for r in (0, scene.height)]
+    corners = [t @ (c, r) for c in (0, scene.width) for r in (0, scene.height)]
     xs, ys = zip(*corners)
     wl = scene.wavelengths
     bad = np.flatnonzero(scene.bad_bands)

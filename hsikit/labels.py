@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from hsikit.classes import ClassEntry, ClassTable, palette_colour
 from hsikit.errors import InputError, LabelError
@@ -117,7 +118,7 @@ def rasterize_vector(path: Path, scene: Scene, class_field: str | None,
 
 def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
     t = scene.transform
-    corners = [t * (c, r) for c in (0, scene.width) for r in (0, scene.height)]
+    corners = [t @ (c, r) for c in (0, scene.width) for r in (0, scene.height)]
     xs, ys = zip(*corners)
     return min(xs), min(ys), max(xs), max(ys)
 
@@ -125,7 +126,7 @@ def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
 def _class_table(frame, field: str, name_field: str | None, path: Path
                  ) -> tuple[ClassTable, np.ndarray]:
     column = frame[field]
-    numeric = np.issubdtype(column.dtype, np.number)
+    numeric = pd.api.types.is_numeric_dtype(column)
     if numeric and np.all(column.to_numpy() == np.round(column.to_numpy())):
         codes = column.to_numpy().astype("int64")
         if codes.min() <= 0:
