@@ -1,6 +1,7 @@
-"""ENVI ``.hdr`` + raw data (BSQ / BIL / BIP), memory-mapped so a window read touches only it.
+"""ENVI ``.hdr`` + raw data (BSQ / BIL / BIP), read with positioned reads of the window only.
 
-The header is parsed with ``spectral``; the data file is memory-mapped with numpy. ``map info``
+The header is parsed with ``spectral``; pixels come from ``os.pread`` of the window's byte runs
+(a memory map would fault in neighbouring pages too, growing memory with every window). ``map info``
 becomes the affine transform. A ``rotation=`` in ``map info`` is **honoured** as a rotated affine,
 the same convention as GDAL's ENVI driver (counter-clockwise degrees about the reference pixel),
 so a rotated scene's pixels land where GDAL and QGIS put them.
@@ -9,6 +10,7 @@ so a rotated scene's pixels land where GDAL and QGIS put them.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +95,7 @@ def open_scene(path: Path, **_: object) -> Scene:
                           f"use one of {sorted(DTYPES)}")
     dtype = np.dtype(DTYPES[code]).newbyteorder(">" if big_endian else "<")
     interleave = str(meta["interleave"]).strip().lower()
-    shapes = {"bsq": (bands, lines, samples), "bil": (lines, bands, samples),
-              "bip": (lines, samples, bands)}
-    if interleave not in shapes:
+    if interleave not in ("bsq", "bil", "bip"):
         raise FormatError(header, f"unknown interleave '{interleave}'", "use bsq, bil or bip")
     expected = offset + bands * lines * samples * dtype.itemsize
     actual = data_file.stat().st_size
@@ -107,16 +107,31 @@ def open_scene(path: Path, **_: object) -> Scene:
     if min(bands, lines, samples) <= 0:
         raise FormatError(header, f"the raster is empty ({bands}×{lines}×{samples})",
                           "check samples, lines and bands")
-    cube = np.memmap(data_file, dtype=dtype, mode="r", offset=offset, shape=shapes[interleave])
+    native = dtype.newbyteorder("=")
 
     def read(band_ids: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-        if interleave == "bsq":
-            out = cube[band_ids][:, rows, cols] if band_ids.size != bands else cube[:, rows, cols]
-        elif interleave == "bil":
-            out = cube[rows][:, band_ids, cols].transpose(1, 0, 2)
-        else:
-            out = cube[rows, cols][:, :, band_ids].transpose(2, 0, 1)
-        return np.ascontiguousarray(out, dtype=dtype.newbyteorder("="))
+        """Positioned reads of exactly the window's byte runs: no mapping, no read-ahead."""
+        row_ids = range(rows.start, rows.stop, rows.step or 1)
+        c0, c1 = cols.start, cols.stop
+        out = np.empty((len(band_ids), len(row_ids), c1 - c0), dtype=native)
+        with open(data_file, "rb") as fh:
+            fd = fh.fileno()
+
+            def run(first_element: int, count: int) -> np.ndarray:
+                raw = os.pread(fd, count * dtype.itemsize, offset + first_element * dtype.itemsize)
+                return np.frombuffer(raw, dtype=dtype, count=count)
+
+            for j, r in enumerate(row_ids):
+                if interleave == "bsq":
+                    for i, b in enumerate(band_ids):
+                        out[i, j] = run((int(b) * lines + r) * samples + c0, c1 - c0)
+                elif interleave == "bil":
+                    for i, b in enumerate(band_ids):
+                        out[i, j] = run((r * bands + int(b)) * samples + c0, c1 - c0)
+                else:
+                    pixels = run((r * samples + c0) * bands, (c1 - c0) * bands)
+                    out[:, j] = pixels.reshape(c1 - c0, bands)[:, band_ids].T
+        return out[:, :, :: cols.step or 1]
 
     crs, transform, notes = map_info_grid(meta, header)
     return Scene.from_reader(
