@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import rasterio.errors
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -251,6 +252,8 @@ def data_labels(name: str, output: OutputOpt,
 def main() -> None:
     """Console entry point: one sentence and exit 2 for expected errors."""
     warnings.filterwarnings("ignore", module="pyproj")
+    # pixel-grid scenes (benchmark .mat files) are expected; 'hsikit info' says "no CRS"
+    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     try:
         app(standalone_mode=False)
     except HsikitError as exc:

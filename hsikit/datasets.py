@@ -60,7 +60,7 @@ def _from_tensorly(card: DatasetCard) -> tuple[Scene, np.ndarray]:
     spec = importlib.util.find_spec("tensorly")
     if spec is None or spec.origin is None:
         raise CatalogError(None, f"'{card.name}' is read from the tensorly package, which is not "
-                           "installed", "pip install tensorly")
+                           "installed", "install it with: pip install 'hsikit[datasets]'")
     folder = Path(spec.origin).parent / "datasets" / "data"
     cube_file, gt_file = folder / "Indian_pines_corrected.npy", folder / "Indian_pines_gt.npy"
     if not (cube_file.is_file() and gt_file.is_file()):

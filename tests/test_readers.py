@@ -239,7 +239,8 @@ def test_era5_single_level(shared_data):
     assert scene.transform == Affine(0.25, 0.0, -10.125, 0.0, -0.25, 60.125)
 
 
-def test_netcdf_ascending_latitudes_and_0_360_longitudes(tmp_path):
+@pytest.mark.parametrize("store", ["era5.nc", "era5.zarr"])
+def test_gridded_ascending_latitudes_and_0_360_longitudes(tmp_path, store):
     import xarray as xr
 
     lat = np.array([-10.0, 0.0, 10.0])
@@ -248,11 +249,30 @@ def test_netcdf_ascending_latitudes_and_0_360_longitudes(tmp_path):
     ds = xr.Dataset({"t": (("pressure_level", "latitude", "longitude"), temps)},
                     coords={"pressure_level": ("pressure_level", [850.0, 500.0], {"units": "hPa"}),
                             "latitude": lat, "longitude": lon})
-    path = tmp_path / "era5.nc"
-    ds.to_netcdf(path, engine="h5netcdf")
+    path = tmp_path / store
+    if store.endswith(".nc"):
+        ds.to_netcdf(path, engine="h5netcdf")
+    else:
+        ds.to_zarr(path)
     scene = open_scene(path)
+    assert scene.format == ("NetCDF" if store.endswith(".nc") else "Zarr (xarray)")
     assert list(scene.band_values("name")) == ["t@850hPa", "t@500hPa"]
     assert scene.transform == Affine(90.0, 0.0, -225.0, 0.0, -10.0, 15.0)
     raw = scene.read_raw()
     # row 0 is latitude 10 (north-up); column 0 is longitude −180 (= 180° in the file)
     assert raw[0, 0, 0] == temps[0, 2, 2] and raw[1, 2, 2] == temps[1, 0, 0]
+
+
+def test_info_samples_the_nodata_fraction_of_large_scenes(tmp_path, run_cli):
+    import json
+
+    header = tmp_path / "big.hdr"
+    header.write_text("ENVI\nsamples = 2000\nlines = 1500\nbands = 2\ndata type = 2\n"
+                      "interleave = bsq\ndata ignore value = 0\n")
+    with open(tmp_path / "big.img", "wb") as fh:
+        fh.truncate(2000 * 1500 * 2 * 2)  # all zeros = all nodata
+    summary = json.loads(run_cli("info", header, "--json").stdout)
+    assert summary["nodata_fraction"] == 1.0 and summary["nodata_fraction_exact"] is False
+    small = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(2, 10, 10))
+    summary = json.loads(run_cli("info", small, "--json").stdout)
+    assert summary["nodata_fraction"] == 0.0 and summary["nodata_fraction_exact"] is True
