@@ -156,6 +156,166 @@ def rasterize(
               "pixels")
 
 
+def _train_config(scenes: list[str] | None, labels: list[str] | None, dataset: str | None,
+                  **fields: Any):
+    from pydantic import ValidationError
+
+    from hsikit.errors import InputError
+    from hsikit.training.run import TrainConfig
+
+    given = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return TrainConfig(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(map(str, problem["loc"]))
+        raise InputError(None, f"invalid training options: {where + ': ' if where else ''}"
+                         f"{problem['msg'].removeprefix('Value error, ')}",
+                         "see 'hsikit train --help'") from exc
+
+
+def _print_metrics(report: dict) -> None:
+    out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, seed "
+              f"{report['seed']}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
+              f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels")
+
+
+@app.command()
+def train(
+    scenes: Annotated[list[str] | None, typer.Argument(help="Scene files (one per labels).")
+                      ] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", help="Labels per scene "
+                                                     "(raster or vector; repeat).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="A catalog dataset instead of scenes.")
+                       ] = None,
+    model: Annotated[str, typer.Option(help="Model name (hsikit models).")] = "cnn3d",
+    output: OutputOpt = Path("model.safetensors"),
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: beside the "
+                                                     "bundle).")] = None,
+    class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
+    name_field: Annotated[str | None, typer.Option(help="Class-name field.")] = None,
+    split: Annotated[str, typer.Option(help="random, spatial or tiles.")] = "spatial",
+    train_ratio: Annotated[float | None, typer.Option(help="random: share per class.")] = None,
+    per_class: Annotated[int | None, typer.Option(help="random: pixels per class.")] = None,
+    block_size: Annotated[int | None, typer.Option(help="spatial: block side (px).")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="Patch side (odd).")] = None,
+    pca: Annotated[int | None, typer.Option(help="PCA components (0 = none).")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    balanced: Annotated[bool, typer.Option(help="Class-balanced sampling.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Train a classifier on labelled scenes and write a bundle and a report."""
+    from hsikit.training.run import train as run_training
+
+    config = _train_config(scenes, labels, dataset, model=model, class_field=class_field,
+                           name_field=name_field, split=split, train_ratio=train_ratio,
+                           per_class=per_class, block_size=block_size, patch_size=patch_size,
+                           pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
+                           balanced=balanced, seed=seed, threads=threads)
+    report_dir = report or output.with_name(output.stem + "_report")
+    result = run_training(config, output, report_dir)
+    _print_metrics(result.report)
+    out.print(f"bundle: {output}\nreport: {report_dir}/")
+
+
+@app.command()
+def classify(
+    scene: SceneArg,
+    output: OutputOpt,
+    bundle: Annotated[Path | None, typer.Option("--model-bundle", "-m", help="Trained bundle "
+                                                "(.safetensors).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Train on these labels first.")] = None,
+    class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
+    model: Annotated[str, typer.Option(help="Model to train with --labels.")] = "cnn3d",
+    confidence: Annotated[bool, typer.Option(help="Also write map_confidence.tif.")] = False,
+    probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")
+                             ] = False,
+    png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 1024,
+    window: Annotated[int, typer.Option(help="Window side in pixels.")] = 256,
+    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Map a scene with a bundle, or train on --labels and map in one go."""
+    from rich.progress import Progress
+
+    from hsikit.bundle import load_bundle
+    from hsikit.errors import InputError
+    from hsikit.inference import classify_scene
+    from hsikit.writers.atomic import check_writable_folder
+
+    if (bundle is None) == (labels is None):
+        raise InputError(None, "give either a bundle (-m) or labels (--labels)",
+                         "see 'hsikit classify --help'")
+    check_writable_folder(output)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if labels is not None:
+        from hsikit.training.run import train as run_training
+
+        bundle = output.with_suffix(".safetensors")
+        config = _train_config([scene], [labels], None, model=model, class_field=class_field,
+                               seed=seed, threads=threads)
+        result = run_training(config, bundle, output.with_name(output.stem + "_report"))
+        _print_metrics(result.report)
+    loaded = load_bundle(bundle)
+    opened = _scene(scene)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("classifying", total=None)
+        summary = classify_scene(
+            opened, loaded, output, window=window, batch_size=batch_size, confidence=confidence,
+            probabilities=probabilities,
+            on_window=lambda done, total: progress.update(task, completed=done, total=total))
+    if png is not None:
+        from hsikit.writers.classmap import read_class_table
+        from hsikit.writers.quicklook import class_map_quicklook
+
+        with rasterio.open(output) as src:
+            class_map_quicklook(src.read(1), read_class_table(output), png, title=output.name)
+    out.print(f"wrote {output}: {summary['classified']} pixels classified, {summary['nodata']} "
+              "nodata")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Trained bundle (.safetensors).")],
+    scene: Annotated[str | None, typer.Argument(help="Scene with --labels (independent "
+                                                     "reference data).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Reference labels for SCENE.")] = None,
+    class_field: Annotated[str | None, typer.Option()] = None,
+    dataset: Annotated[str | None, typer.Option(help="Catalog dataset: its test split as "
+                                                     "recorded in the bundle.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for metrics.json and "
+                                                     "confusion.png.")] = None,
+) -> None:
+    """Accuracy of a bundle: on its own test split, or on independent labelled data."""
+    from hsikit.evaluation import evaluate_bundle
+
+    result = evaluate_bundle(bundle, scene=scene, labels=labels, class_field=class_field,
+                             dataset=dataset, report_dir=report)
+    _print_metrics(result)
+    if report is not None:
+        out.print(f"report: {report}/")
+
+
+@app.command("models")
+def models_list(pattern: Annotated[str, typer.Argument()] = "*") -> None:
+    """List registered models."""
+    from hsikit.models import get_entry, list_models
+
+    table = Table("name", "family", "defaults", "description")
+    for name in list_models(pattern):
+        entry = get_entry(name)
+        defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
+        table.add_row(name, entry.family, defaults, entry.description)
+    out.print(table)
+
+
 @data_app.command("list")
 def data_list() -> None:
     """List catalog datasets and whether they are available here."""

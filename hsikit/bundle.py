@@ -1,0 +1,161 @@
+"""Model bundles: one ``.safetensors`` file — weights and preprocessing arrays as tensors, and a
+JSON description in the header — holding everything ``hsikit classify`` needs.
+
+Loading parses the header with ``json`` and validates it with pydantic, reads arrays with
+safetensors (which never executes anything), builds the architecture from the registry, and loads
+the weights strictly: a wrong name or shape is refused with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hsikit import __version__
+from hsikit.classes import ClassTable
+from hsikit.errors import InputError
+from hsikit.preprocess import Preprocessor
+from hsikit.writers.atomic import staged_output
+
+FORMAT = "hsikit-bundle"
+FORMAT_VERSION = 1
+HEADER_KEY = "hsikit"
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    family: Literal["torch", "classical"]
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class BundleMeta(BaseModel):
+    """The JSON header. ``extra='forbid'`` so a tampered or foreign header is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["hsikit-bundle"]
+    format_version: int
+    hsikit_version: str
+    model: ModelSpec
+    in_bands: int = Field(gt=0)
+    num_classes: int = Field(gt=1)
+    patch_size: int = Field(gt=0)
+    band_wavelengths: list[float | None]
+    band_names: list[str]
+    pca: int | None = None
+    classes: list[dict[str, Any]]
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Bundle:
+    meta: BundleMeta
+    model: Any
+    preprocessor: Preprocessor
+
+    @property
+    def classes(self) -> ClassTable:
+        return ClassTable.from_records(self.meta.classes)
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        """``[B, C, P, P]`` preprocessed patches → ``[B, K]`` class probabilities."""
+        if self.meta.model.family == "classical":
+            return self.model.predict_proba(patches)
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(patches)))
+            return torch.softmax(logits, dim=1).numpy()
+
+
+def model_arrays(model: Any, family: str) -> dict[str, np.ndarray]:
+    if family == "classical":
+        return model.state_dict()
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Preprocessor
+                ) -> Path:
+    from safetensors.numpy import save_file
+
+    tensors = {f"model.{k}": np.ascontiguousarray(v)
+               for k, v in model_arrays(model, meta.model.family).items()}
+    tensors.update({f"preprocess.{k}": np.ascontiguousarray(v)
+                    for k, v in preprocessor.state().items()})
+    path = Path(path)
+    with staged_output(path) as stage:
+        save_file(tensors, str(stage / path.name),
+                  metadata={HEADER_KEY: meta.model_dump_json()})
+    return path
+
+
+def new_meta(**fields: Any) -> BundleMeta:
+    return BundleMeta(format=FORMAT, format_version=FORMAT_VERSION, hsikit_version=__version__,
+                      **fields)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    from safetensors import SafetensorError, safe_open
+
+    from hsikit.models import create_model, get_entry
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such bundle file", "check the path")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            header = (handle.metadata() or {}).get(HEADER_KEY)
+            arrays = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(path, f"not a safetensors bundle ({str(exc).splitlines()[0]})",
+                         "use a bundle written by 'hsikit train'") from exc
+    if header is None:
+        raise InputError(path, "the safetensors file has no hsikit description",
+                         "use a bundle written by 'hsikit train'")
+    try:
+        meta = BundleMeta.model_validate(json.loads(header))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise InputError(path, f"the bundle description is invalid "
+                         f"({str(exc).splitlines()[0]})", "the file is damaged or was edited"
+                         ) from exc
+    if meta.format_version > FORMAT_VERSION:
+        raise InputError(path, f"bundle format {meta.format_version} is newer than this hsikit "
+                         f"reads ({FORMAT_VERSION})", "upgrade hsikit")
+    entry = get_entry(meta.model.name)
+    model = create_model(meta.model.name, meta.in_bands, meta.num_classes, **meta.model.config)
+    weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+    _load_weights(path, model, entry.family, weights)
+    prep = {k.removeprefix("preprocess."): v for k, v in arrays.items()
+            if k.startswith("preprocess.")}
+    try:
+        preprocessor = Preprocessor.from_state(prep, meta.band_names)
+    except KeyError as exc:
+        raise InputError(path, f"the bundle lacks preprocessing array {exc}",
+                         "the file is damaged") from exc
+    if preprocessor.out_channels != meta.in_bands or preprocessor.mean.size != len(meta.band_names):
+        raise InputError(path, "the preprocessing arrays do not match the model's input bands",
+                         "the file is damaged or was edited")
+    return Bundle(meta, model, preprocessor)
+
+
+def _load_weights(path: Path, model: Any, family: str, weights: dict[str, np.ndarray]) -> None:
+    try:
+        if family == "classical":
+            model.load_state_dict(weights)
+            return
+        import torch
+
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()},
+                              strict=True)
+        model.eval()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        reason = first[1].strip() if len(first) > 1 else first[0]
+        raise InputError(path, f"the weights do not fit the '{path.name}' architecture "
+                         f"({reason})", "the file is damaged or was edited") from exc

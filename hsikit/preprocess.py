@@ -1,0 +1,103 @@
+"""Band selection, per-band standardisation and optional PCA — fitted on training pixels only.
+
+The fitted state is plain arrays (stored in the bundle) plus the identity of the bands used
+(wavelength and name), so inference can find the same bands in another scene by wavelength or
+name, in any order, and refuse clearly when some are missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hsikit.errors import InputError
+from hsikit.scene import Scene
+
+#: Two band centres closer than this (nm) are the same band.
+WAVELENGTH_TOLERANCE_NM = 1.0
+
+
+@dataclass
+class Preprocessor:
+    band_wavelengths: np.ndarray  # nm, NaN if unknown — the bands the model was trained on
+    band_names: list[str]
+    mean: np.ndarray  # [C]
+    std: np.ndarray  # [C]
+    components: np.ndarray | None = None  # [k, C] PCA on standardised spectra
+    pca_mean: np.ndarray | None = None  # [C]
+
+    @property
+    def out_channels(self) -> int:
+        return self.mean.size if self.components is None else self.components.shape[0]
+
+    @classmethod
+    def fit(cls, spectra: np.ndarray, wavelengths: np.ndarray, names: list[str],
+            pca: int | None = None, seed: int = 0) -> Preprocessor:
+        """``spectra`` is ``[N, C]`` physical values of training pixels only."""
+        mean = spectra.mean(axis=0)
+        std = spectra.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        components = pca_mean = None
+        if pca:
+            from sklearn.decomposition import PCA
+
+            standard = (spectra - mean) / std
+            model = PCA(n_components=min(pca, *standard.shape), random_state=seed).fit(standard)
+            components, pca_mean = model.components_, model.mean_
+        return cls(np.asarray(wavelengths, float), list(names), mean, std, components, pca_mean)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """``[C, ...]`` physical values of the matched bands → ``[k, ...]`` model input."""
+        shape = values.shape[1:]
+        flat = values.reshape(values.shape[0], -1)
+        standard = (flat - self.mean[:, None]) / self.std[:, None]
+        if self.components is not None:
+            standard = self.components @ (standard - self.pca_mean[:, None])
+        return standard.reshape(-1, *shape).astype("float32")
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"mean": self.mean, "std": self.std, "band_wavelengths": self.band_wavelengths}
+        if self.components is not None:
+            out.update(components=self.components, pca_mean=self.pca_mean)
+        return out
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], names: list[str]) -> Preprocessor:
+        return cls(arrays["band_wavelengths"], names, arrays["mean"], arrays["std"],
+                   arrays.get("components"), arrays.get("pca_mean"))
+
+    def match_bands(self, scene: Scene) -> np.ndarray:
+        """Indices of the scene's bands, in training order: by wavelength, else by name."""
+        return match_bands(self.band_wavelengths, self.band_names, scene)
+
+
+def good_bands(scene: Scene) -> np.ndarray:
+    """The scene's bands not flagged bad: what a model is trained on."""
+    good = np.flatnonzero(~scene.bad_bands)
+    return good if good.size else np.arange(scene.count)
+
+
+def match_bands(wavelengths: np.ndarray, band_names: list[str], scene: Scene) -> np.ndarray:
+    """Indices of ``scene``'s bands equal to the given ones (wavelength within 1 nm, else name)."""
+    wl, names = scene.wavelengths, [str(n) for n in scene.band_values("name")]
+    found, missing = [], []
+    for target_wl, target_name in zip(wavelengths, band_names):
+        index = None
+        if np.isfinite(target_wl) and np.isfinite(wl).any():
+            distance = np.abs(np.where(np.isfinite(wl), wl, np.inf) - target_wl)
+            if distance.min() <= WAVELENGTH_TOLERANCE_NM:
+                index = int(distance.argmin())
+        elif target_name in names:
+            index = names.index(target_name)
+        if index is None:
+            missing.append(f"{target_wl:.1f} nm" if np.isfinite(target_wl) else target_name)
+        else:
+            found.append(index)
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8
+                                           else "")
+        raise InputError(scene.path, f"the scene lacks {len(missing)} of the model's "
+                         f"{len(band_names)} bands: {shown}",
+                         "use a scene from the same sensor, with its wavelengths")
+    return np.asarray(found, dtype=int)

@@ -1,0 +1,1 @@
+"""Training: samples from scenes, Lightning loops, the train() orchestrator and its report."""

@@ -1,0 +1,279 @@
+"""``train(config)``: scenes + labels → split → preprocessing → model → bundle + report.
+
+The config is a validated pydantic model; the resolved version (model defaults filled in) is
+saved in the report and the bundle, and is enough for ``hsikit evaluate`` to rebuild the exact
+test set.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hsikit.bundle import Bundle, ModelSpec, new_meta, save_bundle
+from hsikit.classes import ClassEntry, ClassTable
+from hsikit.errors import InputError
+from hsikit.metrics import classification_report
+from hsikit.models import create_model, get_entry
+from hsikit.preprocess import Preprocessor, good_bands, match_bands
+from hsikit.splits import TEST, TRAIN, Split, SplitSpec, make_split
+from hsikit.training.samples import Samples, Source, extract, read_spectra
+
+PREDICT_BATCH = 2048
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run depends on; unset recipe fields take the model's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = "cnn3d"
+    dataset: str | None = None
+    scenes: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    class_field: str | None = None
+    name_field: str | None = None
+    split: Literal["random", "spatial", "tiles"] = "spatial"
+    train_ratio: float = Field(0.1, gt=0, lt=1)
+    per_class: int | None = Field(None, gt=0)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    train_fraction: float = Field(0.5, gt=0, lt=1)
+    block_size: int = Field(16, gt=0)
+    patch_size: int | None = Field(None, gt=0)
+    pca: int | None = Field(None, ge=0, description="0 = no PCA")
+    epochs: int | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    weight_decay: float = 1e-2
+    label_smoothing: float = Field(0.05, ge=0, lt=1)
+    warmup_epochs: int = Field(3, ge=0)
+    balanced: bool = False
+    patience: int = Field(15, gt=0)
+    seed: int = 0
+    threads: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _sources(self) -> TrainConfig:
+        if (self.dataset is None) == (not self.scenes):
+            raise ValueError("give either a catalog dataset or scenes with labels")
+        if self.scenes and len(self.labels) != len(self.scenes):
+            raise ValueError("give one labels file per scene")
+        if self.split == "tiles" and len(self.scenes) < 2:
+            raise ValueError("the 'tiles' split needs at least two scenes")
+        return self
+
+    def resolved(self) -> TrainConfig:
+        """Fill recipe fields from the model's registered defaults."""
+        defaults = get_entry(self.model).defaults
+        fill = {k: defaults.get(k) for k in ("patch_size", "pca", "epochs", "lr", "batch_size")
+                if getattr(self, k) is None}
+        fill = {k: v for k, v in fill.items() if v is not None}
+        out = self.model_copy(update=fill)
+        if out.patch_size is None:
+            out = out.model_copy(update={"patch_size": 1})
+        if out.patch_size % 2 == 0:
+            raise InputError(None, f"patch size {out.patch_size} is even",
+                             "use an odd patch size so patches have a centre pixel")
+        return out
+
+    def split_spec(self) -> SplitSpec:
+        protocol = "random" if self.split == "random" else "spatial"
+        return SplitSpec(protocol=protocol, seed=self.seed, train_ratio=self.train_ratio,
+                         per_class=self.per_class, val_fraction=self.val_fraction,
+                         train_fraction=self.train_fraction, block_size=self.block_size,
+                         patch_size=self.patch_size or 1)
+
+
+@dataclass
+class TrainResult:
+    bundle_path: Path
+    report: dict
+    bundle: Bundle
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+
+def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
+    """Scenes with labels in one shared class table, their splits, and matched bands."""
+    from hsikit.datasets import load
+    from hsikit.labels import load_labels
+    from hsikit.readers import open_scene
+
+    if config.dataset is not None:
+        dataset = load(config.dataset)
+        raw = [(dataset.scene, dataset.labels.values, dataset.labels.classes, config.dataset)]
+    else:
+        raw = []
+        for scene_path, label_path in zip(config.scenes, config.labels):
+            scene = open_scene(scene_path)
+            labels = load_labels(label_path, scene, config.class_field, config.name_field)
+            raw.append((scene, labels.values, labels.classes, scene_path))
+    table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])
+    first = raw[0][0]
+    chosen = good_bands(first)
+    wavelengths = first.wavelengths[chosen]
+    names = [str(n) for n in first.band_values("name")[chosen]]
+    splits = _splits(config, remapped)
+    sources = [Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
+               for (scene, _, _, name), labels, split in zip(raw, remapped, splits)]
+    return sources, table
+
+
+def merge_tables(items: list[tuple[np.ndarray, ClassTable]]
+                 ) -> tuple[ClassTable, list[np.ndarray]]:
+    """One class table for all sources, matched by class name; values renumbered if needed."""
+    if len(items) == 1:
+        return items[0][1], [items[0][0]]
+    first = items[0][1]
+    entries = {e.name: e for e in first.entries}
+    for _, table in items[1:]:
+        for entry in table.entries:
+            if entry.name not in entries:
+                value = max(e.value for e in entries.values()) + 1
+                entries[entry.name] = ClassEntry(value, entry.name, entry.colour)
+    merged = ClassTable(tuple(sorted(entries.values(), key=lambda e: e.value)))
+    out = []
+    for values, table in items:
+        lookup = np.zeros(max(table.max_value, int(values.max())) + 1, np.int64)
+        for entry in table.entries:
+            lookup[entry.value] = entries[entry.name].value
+        out.append(lookup[values].astype(values.dtype if merged.max_value < 256 else "uint16"))
+    return merged, out
+
+
+def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
+    spec = config.split_spec()
+    if config.split != "tiles":
+        return [make_split(values, spec) for values in labels]
+    order = np.random.default_rng(config.seed).permutation(len(labels))
+    n_test = max(1, int(round(len(labels) * (1 - config.train_fraction))))
+    test_tiles = set(order[:n_test].tolist())
+    inner = SplitSpec(protocol="random", seed=config.seed, train_ratio=0.999,
+                      val_fraction=config.val_fraction, patch_size=spec.patch_size)
+    out = []
+    for index, values in enumerate(labels):
+        if index in test_tiles:
+            roles = np.where(values > 0, TEST, 0).astype(np.uint8)
+            out.append(Split(spec, roles, [f"tile {index}: test"]))
+        else:
+            split = make_split(values, inner)
+            split.roles[split.roles == TEST] = TRAIN  # the whole tile trains, minus validation
+            out.append(Split(spec, split.roles, [f"tile {index}: train"]))
+    return out
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def _class_indices(samples: Samples, table: ClassTable) -> tuple[ClassTable, dict[str, np.ndarray]]:
+    """Model classes = classes with training pixels; labels → indices 0…K-1; others dropped."""
+    present = sorted(set(samples.y["train"].tolist()))
+    if len(present) < 2:
+        raise InputError(None, "fewer than two classes have training pixels",
+                         "label more classes, or use a larger training share")
+    model_table = ClassTable(tuple(e for e in table.entries if e.value in present))
+    lookup = np.full(table.max_value + 1, -1, np.int64)
+    lookup[present] = np.arange(len(present))
+    return model_table, {role: lookup[y] for role, y in samples.y.items()}
+
+
+def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
+    out = [bundle_like.predict_proba(x[i:i + PREDICT_BATCH]) for i in range(0, len(x),
+                                                                            PREDICT_BATCH)]
+    return np.concatenate(out) if out else np.empty((0, 0))
+
+
+def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
+          progress: bool = True) -> TrainResult:
+    import torch
+
+    from hsikit.training.report import write_report
+    from hsikit.writers.atomic import check_writable_folder
+
+    config = config.resolved()
+    bundle_path, report_dir = Path(bundle_path), Path(report_dir)
+    check_writable_folder(bundle_path)
+    check_writable_folder(report_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    sources, table = load_sources(config)
+    spectra, checksum = read_spectra(sources)
+    if spectra.shape[0] == 0:
+        raise InputError(None, "no valid training pixels", "check the labels and the split")
+    first = sources[0].scene
+    chosen = good_bands(first)
+    preprocessor = Preprocessor.fit(spectra, first.wavelengths[chosen],
+                                    [str(n) for n in first.band_values("name")[chosen]],
+                                    pca=config.pca or None, seed=config.seed)
+    samples = extract(sources, preprocessor, config.patch_size)
+    model_table, y = _class_indices(samples, table)
+    keep = {role: y[role] >= 0 for role in y}
+    x = {role: samples.x[role][keep[role]] for role in y}
+    y = {role: y[role][keep[role]] for role in y}
+    entry = get_entry(config.model)
+    model_config = {"patch_size": config.patch_size} if entry.family == "torch" else {}
+    model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    fit_started = time.perf_counter()
+    if entry.family == "classical":
+        model.fit(x["train"], y["train"], seed=config.seed)
+        fit_info: dict = {}
+    else:
+        from hsikit.training.task import Recipe, fit_torch
+
+        recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                        batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
+                        label_smoothing=config.label_smoothing, balanced=config.balanced,
+                        patience=config.patience, progress=progress)
+        fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
+                             config.seed, str(report_dir))
+    fit_seconds = time.perf_counter() - fit_started
+    meta = new_meta(
+        model=ModelSpec(name=config.model, family=entry.family, config=model_config),
+        in_bands=preprocessor.out_channels, num_classes=len(model_table),
+        patch_size=config.patch_size,
+        band_wavelengths=[None if not np.isfinite(w) else float(w)
+                          for w in preprocessor.band_wavelengths],
+        band_names=preprocessor.band_names, pca=config.pca or None,
+        classes=model_table.to_records(),
+    )
+    bundle = Bundle(meta, model, preprocessor)
+    scores = predict_batches(bundle, x["test"])
+    values = np.asarray(model_table.values)
+    report = classification_report(values[y["test"]], values[scores.argmax(1)]
+                                   if len(scores) else np.empty(0, int),
+                                   model_table.values, [e.name for e in model_table.entries])
+    dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
+    parameters = (model.parameter_count() if entry.family == "classical"
+                  else sum(p.numel() for p in model.parameters()))
+    report.update(
+        model=config.model, protocol=config.split, seed=config.seed, data_checksum=checksum,
+        train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
+        parameters=int(parameters), samples={r: int(len(v)) for r, v in y.items()},
+        classes_without_training_pixels=dropped, fit=fit_info,
+        split=[s.split.describe(s.labels) for s in sources],
+    )
+    meta.training = {"config": config.model_dump(), "data_checksum": checksum,
+                     "split_protocol": config.split, "sources": [s.name for s in sources]}
+    meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class")}
+    save_bundle(bundle_path, meta, model, preprocessor)
+    write_report(report_dir, config, report, sources, model_table)
+    return TrainResult(bundle_path, report, bundle)
+
+
+def rebuild_test_set(bundle: Bundle) -> tuple[np.ndarray, np.ndarray, str]:
+    """The bundle's own test pixels (patches, class indices) and the data checksum, recomputed."""
+    config = TrainConfig.model_validate(bundle.meta.training["config"])
+    sources, _ = load_sources(config)
+    _, checksum = read_spectra(sources)
+    samples = extract(sources, bundle.preprocessor, config.patch_size)
+    lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
+    y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)
+    return samples.x["test"][y >= 0], y[y >= 0], checksum
+

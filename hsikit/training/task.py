@@ -1,0 +1,137 @@
+"""Lightning training of patch classifiers: AdamW, linear warm-up then cosine decay, label
+smoothing, optional class-balanced sampling, early stopping and best-on-validation weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+
+@dataclass
+class Recipe:
+    epochs: int = 60
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.05
+    balanced: bool = False
+    patience: int = 15
+    augment: bool = True
+    progress: bool = True
+
+
+def dihedral_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random flips and transposes of each patch (all 8 symmetries of the square), per sample."""
+    flags = torch.rand(3, x.shape[0], generator=generator) < 0.5
+    for flag, transform in zip(flags, (lambda t: t.flip(-1), lambda t: t.flip(-2),
+                                       lambda t: t.transpose(-1, -2))):
+        x = torch.where(flag[:, None, None, None], transform(x), x)
+    return x
+
+
+class PatchClassifierTask(L.LightningModule):
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.steps_per_epoch = steps_per_epoch
+        self.loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        if self.recipe.augment:
+            x = dihedral_augment(x)
+        loss = self.loss(self.model(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log("val_loss", self.loss(logits, y), on_epoch=True, prog_bar=True)
+        self.log("val_oa", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's own return type)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.recipe.lr,
+                                      weight_decay=self.recipe.weight_decay)
+        warmup = self.recipe.warmup_epochs * self.steps_per_epoch
+        total = max(self.recipe.epochs * self.steps_per_epoch, warmup + 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class KeepBestWeights(Callback):
+    """Keeps the weights of the best validation accuracy in memory (no pickled checkpoint)."""
+
+    def __init__(self) -> None:
+        self.best = -1.0
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch = -1
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        score = float(trainer.callback_metrics.get("val_oa", -1.0))
+        if score > self.best:
+            self.best, self.epoch = score, trainer.current_epoch
+            self.state = copy.deepcopy(module.model.state_dict())
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool,
+            seed: int) -> DataLoader:
+    data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    generator = torch.Generator().manual_seed(seed)
+    if shuffle and balanced:
+        weights = 1.0 / np.bincount(y)[y]
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(y),
+                                        generator=generator)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+              y_val: np.ndarray, recipe: Recipe, seed: int, log_dir: str) -> dict:
+    """Train; returns the best epoch and score. ``model`` ends with the best validation weights."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
+    has_val = len(y_val) > 0
+    val = _loader(x_val, y_val, 512, False, False, seed) if has_val else None
+    best = KeepBestWeights()
+    callbacks: list[Callback] = [best]
+    if has_val:
+        callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
+    if recipe.progress:
+        callbacks.append(RichProgressBar(leave=False))
+    trainer = L.Trainer(
+        max_epochs=recipe.epochs, accelerator="cpu", devices=1, deterministic=True,
+        logger=CSVLogger(log_dir, name="", version=""), callbacks=callbacks,
+        enable_checkpointing=False, enable_progress_bar=recipe.progress,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+    )
+    task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
+    trainer.fit(task, train, val)
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    model.eval()
+    return {"best_epoch": best.epoch, "best_val_oa": best.best,
+            "epochs_run": trainer.current_epoch}
