@@ -117,3 +117,22 @@ def enmap_product(folder: Path, *, bands: int = 8, rows: int = 30, cols: int = 2
         for file in product.iterdir():
             zf.write(file, f"{name}/{file.name}")
     return archive, truth
+
+
+def class_scene(folder: Path, *, bands: int = 24, rows: int = 48, cols: int = 60,
+                classes: int = 4, seed: int = 0, nodata_block: bool = True
+                ) -> tuple[Path, Path, np.ndarray]:
+    """A scene whose classes have distinct mean spectra, as vertical stripes of fields, with a
+    nodata block; returns (scene.tif, labels.tif, labels array)."""
+    rng = np.random.default_rng(seed)
+    truth = (np.arange(cols)[None, :] * classes // cols + 1).repeat(rows, 0).astype("uint8")
+    means = rng.uniform(500, 3000, size=(classes, bands))
+    data = means[truth - 1].transpose(2, 0, 1) + rng.normal(0, 60, size=(bands, rows, cols))
+    data = data.astype("float32")
+    if nodata_block:
+        data[:, :6, :8] = -9999
+        truth[:6, :8] = 0
+    scene = write_geotiff(folder / "scene.tif", data, nodata=-9999,
+                          band_wavelengths=wavelengths(bands))
+    labels = write_geotiff(folder / "labels.tif", truth[None], nodata=None)
+    return scene, labels, truth

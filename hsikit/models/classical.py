@@ -27,13 +27,47 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 
 class ClassicalClassifier:
-    """Common surface with the torch models: ``fit``, ``predict_proba``, array state."""
+    """Common surface with the torch models: ``fit``, ``predict_proba``, array state.
+
+    ``fit`` chooses hyper-parameters on the validation pixels when they are given (never on
+    test), then refits the chosen setting on training + validation pixels — the whole training
+    region, as is usual for models without early stopping.
+    """
 
     family = "classical"
+
+    def _candidates(self, x: np.ndarray) -> list[dict]:
+        raise NotImplementedError
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int, **params: float) -> None:
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, x_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> ClassicalClassifier:
+        x = _centre(x)
+        candidates = self._candidates(x) if x_val is not None and len(x_val) else [{}]
+        best_score, best = -1.0, {}
+        for params in candidates:
+            self._fit_one(x, y, seed, **params)
+            if len(candidates) == 1:
+                best = params
+                break
+            score = float((self.predict_proba(x_val).argmax(1) == y_val).mean())
+            if score > best_score:
+                best_score, best = score, params
+        if len(candidates) > 1:  # refit the chosen setting on the whole training region
+            self._fit_one(np.concatenate([x, _centre(x_val)]), np.concatenate([y, y_val]),
+                          seed, **best)
+        self.chosen = {"params": {k: float(v) if not isinstance(v, str) else v
+                                  for k, v in best.items()},
+                       "val_accuracy": best_score if len(candidates) > 1 else None,
+                       "refit_on": "train+val" if len(candidates) > 1 else "train"}
+        return self
 
     def __init__(self, in_bands: int, num_classes: int) -> None:
         self.in_bands, self.num_classes = in_bands, num_classes
         self.arrays: dict[str, np.ndarray] = {}
+        self.chosen: dict = {}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return dict(self.arrays)
@@ -59,10 +93,16 @@ class SVMClassifier(ClassicalClassifier):
         super().__init__(in_bands, num_classes)
         self.c = c
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> SVMClassifier:
+    def _candidates(self, x: np.ndarray) -> list[dict]:
+        scale = 1.0 / (x.shape[1] * x.var())
+        return [{"c": c, "gamma": scale * g} for c in (10.0, 100.0, 1000.0)
+                for g in (0.5, 1.0, 2.0, 4.0, 8.0)]
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int, c: float | None = None,
+                 gamma: float | str = "scale") -> None:
         from sklearn.svm import SVC
 
-        model = SVC(C=self.c, kernel="rbf", gamma="scale", random_state=seed).fit(_centre(x), y)
+        model = SVC(C=c or self.c, kernel="rbf", gamma=gamma, random_state=seed).fit(x, y)
         if len(model.classes_) != self.num_classes:
             raise ValueError("every class needs training pixels")
         self.arrays = {
@@ -72,7 +112,6 @@ class SVMClassifier(ClassicalClassifier):
             "n_support": model.n_support_.astype("int64"),
             "gamma": np.asarray([model._gamma], dtype="float64"),
         }
-        return self
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         """One-vs-one votes plus bounded confidences (ties broken as scikit-learn does)."""
@@ -113,12 +152,16 @@ class ForestClassifier(ClassicalClassifier):
         super().__init__(in_bands, num_classes)
         self.n_estimators, self.max_features = n_estimators, max_features
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> ForestClassifier:
+    def _candidates(self, x: np.ndarray) -> list[dict]:
+        return [{"max_features": m} for m in ("sqrt", 0.1, 0.3)]
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int,
+                 max_features: str | float | None = None) -> None:
         from sklearn.ensemble import RandomForestClassifier
 
         model = RandomForestClassifier(n_estimators=self.n_estimators,
-                                       max_features=self.max_features, random_state=seed,
-                                       n_jobs=-1).fit(_centre(x), y)
+                                       max_features=max_features or self.max_features,
+                                       random_state=seed, n_jobs=-1).fit(x, y)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("left", "right", "feature",
                                                                "threshold", "value")}
         roots, offset, depth = [], 0, 0
@@ -135,7 +178,6 @@ class ForestClassifier(ClassicalClassifier):
             depth = max(depth, tree.max_depth)
         self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
         self.arrays.update(roots=np.asarray(roots, "int64"), depth=np.asarray([depth], "int64"))
-        return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays

@@ -19,8 +19,12 @@ def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride=(1, 1, 1),
 
 
 def _flat_size(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """Output size for one sample, probed in eval mode so batch-norm statistics stay untouched."""
+    module.eval()
     with torch.no_grad():
-        return int(module(torch.zeros(1, *shape)).numel())
+        size = int(module(torch.zeros(1, *shape)).numel())
+    module.train()
+    return size
 
 
 class CNN3D(nn.Module):

@@ -222,8 +222,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
-        model.fit(x["train"], y["train"], seed=config.seed)
-        fit_info: dict = {}
+        model.fit(x["train"], y["train"], seed=config.seed, x_val=x["val"], y_val=y["val"])
+        fit_info: dict = dict(model.chosen)
     else:
         from hsikit.training.task import Recipe, fit_torch
 

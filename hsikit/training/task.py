@@ -105,8 +105,11 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanc
         weights = 1.0 / np.bincount(y)[y]
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(y),
                                         generator=generator)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler,
+                          drop_last=len(y) > batch_size)
+    # a trailing batch of one sample would break batch normalisation while training
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      drop_last=shuffle and len(y) > batch_size)
 
 
 def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
