@@ -198,6 +198,9 @@ def train(
     train_ratio: Annotated[float | None, typer.Option(help="random: share per class.")] = None,
     per_class: Annotated[int | None, typer.Option(help="random: pixels per class.")] = None,
     block_size: Annotated[int | None, typer.Option(help="spatial: block side (px).")] = None,
+    buffer_patch: Annotated[int | None, typer.Option(help="spatial: buffer as for this patch "
+                                                          "size (compare models on one split).")
+                            ] = None,
     patch_size: Annotated[int | None, typer.Option(help="Patch side (odd).")] = None,
     pca: Annotated[int | None, typer.Option(help="PCA components (0 = none).")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
@@ -212,7 +215,8 @@ def train(
 
     config = _train_config(scenes, labels, dataset, model=model, class_field=class_field,
                            name_field=name_field, split=split, train_ratio=train_ratio,
-                           per_class=per_class, block_size=block_size, patch_size=patch_size,
+                           per_class=per_class, block_size=block_size,
+                           buffer_patch=buffer_patch, patch_size=patch_size,
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
                            balanced=balanced, seed=seed, threads=threads)
     report_dir = report or output.with_name(output.stem + "_report")
@@ -301,6 +305,19 @@ def evaluate(
     _print_metrics(result)
     if report is not None:
         out.print(f"report: {report}/")
+
+
+@app.command()
+def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")]
+        ) -> None:
+    """Run a declarative job, e.g. the Indian Pines benchmark."""
+    from hsikit.pipelines import load_pipeline, run_benchmark
+
+    spec = load_pipeline(pipeline)
+    results = run_benchmark(spec, log=out.print)
+    out.print(f"results: {spec.results}\nreport: {spec.report}")
+    if any("error" in r for r in results["runs"]):
+        raise typer.Exit(1)
 
 
 @app.command("models")

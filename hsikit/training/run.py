@@ -43,6 +43,9 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     train_fraction: float = Field(0.5, gt=0, lt=1)
     block_size: int = Field(16, gt=0)
+    buffer_patch: int | None = Field(None, gt=0, description="spatial: buffer = this // 2 "
+                                     "(default: the model's patch size); set it to compare "
+                                     "models with different patches on one split")
     patch_size: int | None = Field(None, gt=0)
     pca: int | None = Field(None, ge=0, description="0 = no PCA")
     epochs: int | None = Field(None, gt=0)
@@ -85,7 +88,7 @@ class TrainConfig(BaseModel):
         return SplitSpec(protocol=protocol, seed=self.seed, train_ratio=self.train_ratio,
                          per_class=self.per_class, val_fraction=self.val_fraction,
                          train_fraction=self.train_fraction, block_size=self.block_size,
-                         patch_size=self.patch_size or 1)
+                         patch_size=max(self.buffer_patch or 1, self.patch_size or 1))
 
 
 @dataclass

@@ -1,0 +1,301 @@
+"""Declarative jobs: ``hsikit run pipelines/<job>.yaml``.
+
+A classification benchmark trains every model × protocol × seed on a catalog dataset, measures
+accuracy, training time, inference speed, parameters and peak memory, and writes a JSON result
+file plus a Markdown table. Each run happens in a fresh (spawned) process, so its peak resident
+memory is its own, and a crash in one run is recorded instead of ending the job.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hsikit.errors import InputError
+from hsikit.metrics import summarize_runs
+
+
+class Protocol(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    split: str
+    train_ratio: float | None = None
+    buffer_patch: int | None = None
+    block_size: int | None = None
+
+
+class MemoryCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = "random_forest"
+    sizes_gb: list[float] = Field(default_factory=lambda: [1.0, 4.0])
+    bands: int = 200
+
+
+class Benchmark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    dataset: str
+    models: list[str]
+    protocols: list[Protocol]
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    threads: int = 2
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    output: str = "bench_output"
+    results: str
+    report: str
+    memory_check: MemoryCheck | None = None
+
+
+def load_pipeline(path: str | Path) -> Benchmark:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such pipeline file", "check the path")
+    try:
+        return Benchmark.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise InputError(path, f"invalid pipeline ({str(exc).splitlines()[0]})",
+                         "see pipelines/indian_pines_benchmark.yaml for the format") from exc
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports kB
+
+
+def _train_and_map(config: dict, folder: str, threads: int) -> dict:
+    """One benchmark run (in its own process): train, then map the whole scene."""
+    import torch
+
+    from hsikit.bundle import load_bundle
+    from hsikit.datasets import load
+    from hsikit.inference import classify_scene
+    from hsikit.training.run import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    folder_path = Path(folder)
+    folder_path.mkdir(parents=True, exist_ok=True)
+    result = train(TrainConfig(**config), folder_path / "model.safetensors",
+                   folder_path / "report", progress=False)
+    scene = load(config["dataset"]).scene
+    bundle = load_bundle(folder_path / "model.safetensors")
+    started = time.perf_counter()
+    summary = classify_scene(scene, bundle, folder_path / "map.tif")
+    seconds = time.perf_counter() - started
+    report = result.report
+    return {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
+                                   "samples", "fit", "per_class")} | {
+        "pixels_per_second": summary["classified"] / seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _in_child(target: Any, *args: Any) -> dict:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        try:
+            return pool.apply(target, args)
+        except Exception as exc:  # recorded in the results, the job goes on
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_benchmark(spec: Benchmark, log: Any = print) -> dict:
+    runs = []
+    for protocol in spec.protocols:
+        for model in spec.models:
+            for seed in spec.seeds:
+                config = {"dataset": spec.dataset, "model": model, "split": protocol.split,
+                          "seed": seed, "threads": spec.threads,
+                          **{k: v for k, v in protocol.model_dump().items()
+                             if k not in ("name", "split") and v is not None},
+                          **spec.overrides.get(model, {})}
+                folder = Path(spec.output) / protocol.name / model / f"seed{seed}"
+                started = time.perf_counter()
+                outcome = _in_child(_train_and_map, config, str(folder), spec.threads)
+                outcome.update(model=model, protocol=protocol.name, seed=seed,
+                               wall_seconds=round(time.perf_counter() - started, 1))
+                runs.append(outcome)
+                shown = ("error: " + outcome["error"] if "error" in outcome
+                         else f"OA {outcome['oa']:.2%}")
+                log(f"{protocol.name:>10} {model:>14} seed {seed}: {shown} "
+                    f"({outcome['wall_seconds']} s)")
+    memory = run_memory_check(spec, log) if spec.memory_check else None
+    results = {"benchmark": spec.name, "dataset": spec.dataset, "date": date.today().isoformat(),
+               "machine": machine(), "runs": runs, "summary": summarize(runs),
+               "memory_check": memory, "spec": spec.model_dump()}
+    Path(spec.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(spec.results).write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, Path(spec.report))
+    return results
+
+
+def machine() -> dict:
+    import os
+
+    import torch
+
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "memory_gb": round(memory_gb, 1), "python": platform.python_version(),
+            "torch": torch.__version__, "gpu": "none (CPU only)"}
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    rows = []
+    keys = sorted({(r["protocol"], r["model"]) for r in runs},
+                  key=lambda k: ([r["protocol"] for r in runs].index(k[0]),
+                                 [r["model"] for r in runs].index(k[1])))
+    for protocol, model in keys:
+        good = [r for r in runs if r["protocol"] == protocol and r["model"] == model
+                and "error" not in r]
+        if not good:
+            rows.append({"protocol": protocol, "model": model, "error": "every run failed"})
+            continue
+        stats = summarize_runs(good)
+        rows.append({"protocol": protocol, "model": model, **stats,
+                     "train_seconds": float(np.mean([r["train_seconds"] for r in good])),
+                     "pixels_per_second": float(np.mean([r["pixels_per_second"] for r in good])),
+                     "parameters": int(good[0]["parameters"]),
+                     "peak_rss_mb": float(max(r["peak_rss_mb"] for r in good)),
+                     "n_test": int(np.mean([r["n_test"] for r in good]))})
+    return rows
+
+
+# -- memory: peak RSS must not grow with scene size ------------------------------------------------
+
+
+def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) -> Path:
+    """A float32 GeoTIFF of about ``gigabytes`` with 4 spectrally distinct classes, written in
+    windows so generating it needs little memory."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    side = int(np.sqrt(gigabytes * 2**30 / (bands * 4)))
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(500, 3000, size=(4, bands)).astype("float32")
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": bands,
+               "dtype": "float32", "crs": "EPSG:32633", "nodata": -9999.0, "tiled": True,
+               "blockxsize": 256, "blockysize": 256, "BIGTIFF": "YES",
+               "transform": Affine(10, 0, 500000, 0, -10, 4_000_000)}
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, side, 256):
+            h = min(256, side - row)
+            classes = (np.arange(side)[None, :] * 4 // side).repeat(h, 0)
+            block = means[classes].transpose(2, 0, 1)
+            block = block + rng.normal(0, 50, size=block.shape).astype("float32")
+            dst.write(block, window=Window(0, row, side, h))
+    return path
+
+
+def _map_scene(scene_path: str, bundle_path: str, output: str) -> dict:
+    from hsikit.bundle import load_bundle
+    from hsikit.inference import classify_scene
+    from hsikit.readers import open_scene
+
+    started = time.perf_counter()
+    summary = classify_scene(open_scene(scene_path), load_bundle(bundle_path), output)
+    return {"seconds": time.perf_counter() - started, "pixels": summary["pixels"],
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _train_small(scene_path: str, bundle_path: str, model: str) -> dict:
+    """Train the memory-check model on a labelled strip along the top of the first scene."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from hsikit.training.run import TrainConfig, train
+
+    labels_path = Path(bundle_path).with_name("labels.tif")
+    with rasterio.open(scene_path) as src:
+        side = src.width
+        profile = src.profile | {"count": 1, "dtype": "uint8", "nodata": None}
+    strip = (np.arange(side)[None, :] * 4 // side + 1).repeat(64, 0).astype("uint8")
+    with rasterio.open(labels_path, "w", **profile) as dst:
+        dst.write(strip[None], window=Window(0, 0, side, 64))
+    train(TrainConfig(scenes=[scene_path], labels=[str(labels_path)], model=model,
+                      split="random", train_ratio=0.05), bundle_path,
+          Path(bundle_path).with_name("report"), progress=False)
+    return {}
+
+
+def run_memory_check(spec: Benchmark, log: Any = print) -> dict:
+    check = spec.memory_check
+    folder = Path(spec.output) / "memory"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    bundle = folder / "model.safetensors"
+    for index, size in enumerate(sorted(check.sizes_gb)):
+        scene = _synthetic_scene(folder / f"scene_{size:g}gb.tif", size, check.bands)
+        if index == 0:
+            _in_child(_train_small, str(scene), str(bundle), check.model)
+        outcome = _in_child(_map_scene, str(scene), str(bundle), str(folder / f"map_{size:g}.tif"))
+        outcome.update(size_gb=size, file_bytes=scene.stat().st_size)
+        results.append(outcome)
+        log(f"memory check {size:g} GB: peak RSS {outcome.get('peak_rss_mb', float('nan')):.0f}"
+            f" MB, {outcome.get('pixels', 0) / max(outcome.get('seconds', 1), 1e-9):.0f} px/s")
+        scene.unlink()
+    return {"model": check.model, "bands": check.bands, "runs": results}
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+MARK_BEGIN = "<!-- benchmark:{name}:begin -->"
+MARK_END = "<!-- benchmark:{name}:end -->"
+
+
+def _pm(stats: dict) -> str:
+    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+
+
+def markdown_table(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"### {results['benchmark']} ({results['dataset']}), {results['date']}", "",
+             f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, "
+             f"{m['gpu']}; Python {m['python']}, torch {m['torch']}. "
+             f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
+             "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
+             "", "| protocol | model | OA % | AA % | kappa × 100 | test px | train s | "
+             "inference px/s | parameters | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        if "error" in row:
+            lines.append(f"| {row['protocol']} | {row['model']} | failed | | | | | | | |")
+            continue
+        lines.append(f"| {row['protocol']} | {row['model']} | {_pm(row['oa'])} | "
+                     f"{_pm(row['aa'])} | {_pm(row['kappa'])} | {row['n_test']} | "
+                     f"{row['train_seconds']:.0f} | {row['pixels_per_second']:.0f} | "
+                     f"{row['parameters']:,} | {row['peak_rss_mb']:.0f} |")
+    memory = results.get("memory_check")
+    if memory:
+        lines += ["", f"Streamed `hsikit classify` on synthetic float32 scenes "
+                  f"({memory['bands']} bands, model `{memory['model']}`):", "",
+                  "| scene size | pixels | peak RSS MB | seconds | px/s |", "|---|---|---|---|---|"]
+        for run in memory["runs"]:
+            if "error" in run:
+                lines.append(f"| {run['size_gb']:g} GB | failed: {run['error']} | | | |")
+                continue
+            lines.append(f"| {run['file_bytes'] / 2**30:.2f} GiB | {run['pixels']:,} | "
+                         f"{run['peak_rss_mb']:.0f} | {run['seconds']:.0f} | "
+                         f"{run['pixels'] / run['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    """Replace this benchmark's section of ``path`` (between its markers), keep the rest."""
+    begin = MARK_BEGIN.format(name=results["benchmark"])
+    end = MARK_END.format(name=results["benchmark"])
+    section = f"{begin}\n{markdown_table(results)}{end}\n"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
