@@ -96,9 +96,17 @@ def _train_and_map(config: dict, folder: str, threads: int) -> dict:
         "pixels_per_second": summary["classified"] / seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
+def _quiet() -> None:
+    import warnings
+
+    import rasterio.errors
+
+    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+
+
 def _in_child(target: Any, *args: Any) -> dict:
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
+    with context.Pool(1, initializer=_quiet) as pool:
         try:
             return pool.apply(target, args)
         except Exception as exc:  # recorded in the results, the job goes on
