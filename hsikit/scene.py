@@ -264,22 +264,19 @@ class Scene:
              step: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Physical values ``float32 [bands, h, w]`` and the valid-pixel mask ``bool [h, w]``.
 
-        A pixel is invalid where every good band equals nodata (GDAL's dataset-mask rule), where
-        any good band is not finite, or where the format's own mask says so. Invalid pixels are
+        Among the requested good (not bad-flagged) bands, a pixel is invalid where every one
+        equals nodata (GDAL's dataset-mask rule) or any one is not finite; the format's own mask
+        (GDAL mask band) applies too. Invalid pixels are
         set to NaN so that no later step can mistake them for data.
         """
         window = window or self.full_window()
         band_ids = np.arange(self.count) if bands is None else np.asarray(list(bands), int)
-        good = band_ids[~self.bad_bands[band_ids]] if (~self.bad_bands[band_ids]).any() else band_ids
-        # read the requested bands plus any good band the mask needs, once
-        needed = np.union1d(band_ids, good) if bands is not None else band_ids
-        raw = self.read_raw(window, needed, step)
-        position = {b: i for i, b in enumerate(needed)}
-        valid = self._valid(raw[[position[b] for b in good]], window, step)
-        sel = raw[[position[b] for b in band_ids]].astype("float32")
+        raw = self.read_raw(window, None if bands is None else band_ids, step)
+        good = ~self.bad_bands[band_ids]
+        valid = self._valid(raw[good] if good.any() else raw, window, step)
         scale = self.band_values("scale")[band_ids].astype("float32")[:, None, None]
         offset = self.band_values("offset")[band_ids].astype("float32")[:, None, None]
-        values = sel * scale + offset
+        values = raw.astype("float32") * scale + offset
         values[:, ~valid] = np.nan
         return values, valid
 

@@ -112,9 +112,20 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanc
                       drop_last=shuffle and len(y) > batch_size)
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners (accelerator summary, tips) off the user's terminal."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
 def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
               y_val: np.ndarray, recipe: Recipe, seed: int, log_dir: str) -> dict:
     """Train; returns the best epoch and score. ``model`` ends with the best validation weights."""
+    _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
     has_val = len(y_val) > 0
