@@ -178,3 +178,27 @@ def test_any_reader_gives_the_same_map(tmp_path, run_cli):
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
         assert a.crs == b.crs and a.transform == b.transform
+
+
+def test_many_tiles_with_a_split_across_tiles(tmp_path, run_cli):
+    tiles = []
+    for index in range(3):
+        folder = tmp_path / f"tile{index}"
+        folder.mkdir()
+        scene, labels, _ = synthetic.class_scene(folder, seed=0)  # same sensor: same spectra
+        tiles.append((scene, labels))
+    bundle = tmp_path / "tiles.safetensors"
+    args = [t[0] for t in tiles]
+    for _, labels in tiles:
+        args += ["--labels", labels]
+    result = run_cli("train", *args, "--model", "random_forest", "--split", "tiles", "-o", bundle)
+    assert result.code == 0, result.stderr
+    report = json.loads((tmp_path / "tiles_report" / "metrics.json").read_text())
+    roles = [split["notes"][0] for split in report["split"]]
+    assert sorted(r.split(": ")[1] for r in roles) == ["test", "train", "train"]
+    test_tile = [i for i, r in enumerate(roles) if r.endswith("test")][0]
+    test_labels = open_scene(tiles[test_tile][1]).read_raw()[0]
+    assert report["n_test"] == int((test_labels > 0).sum())
+    assert report["oa"] > 0.95
+    for index in range(3):
+        assert (tmp_path / "tiles_report" / f"split_{index}.tif").is_file()

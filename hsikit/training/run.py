@@ -154,7 +154,7 @@ def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
     if config.split != "tiles":
         return [make_split(values, spec) for values in labels]
     order = np.random.default_rng(config.seed).permutation(len(labels))
-    n_test = max(1, int(round(len(labels) * (1 - config.train_fraction))))
+    n_test = min(len(labels) - 1, max(1, int(len(labels) * (1 - config.train_fraction))))
     test_tiles = set(order[:n_test].tolist())
     inner = SplitSpec(protocol="random", seed=config.seed, train_ratio=0.999,
                       val_fraction=config.val_fraction, patch_size=spec.patch_size)
