@@ -202,3 +202,17 @@ def test_many_tiles_with_a_split_across_tiles(tmp_path, run_cli):
     assert report["oa"] > 0.95
     for index in range(3):
         assert (tmp_path / "tiles_report" / f"split_{index}.tif").is_file()
+
+
+def test_same_command_same_bundle(tmp_path, run_cli):
+    """Principle 7: the same training command gives byte-identical bundles on one machine."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16)
+    outputs = []
+    for name in ("a", "b"):
+        bundle = tmp_path / f"{name}.safetensors"
+        result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", "--epochs", "2",
+                         "--patch-size", "5", "--pca", "8", "--split", "random",
+                         "--train-ratio", "0.3", "-o", bundle)
+        assert result.code == 0, result.stderr
+        outputs.append(bundle.read_bytes())
+    assert outputs[0] == outputs[1]

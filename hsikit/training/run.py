@@ -221,6 +221,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     y = {role: y[role][keep[role]] for role in y}
     entry = get_entry(config.model)
     model_config = {"patch_size": config.patch_size} if entry.family == "torch" else {}
+    import lightning as L
+
+    L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
