@@ -8,6 +8,8 @@ scikit-learn's.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from hsikit.models.registry import register_model
@@ -26,7 +28,7 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-class ClassicalClassifier:
+class ClassicalClassifier(ABC):
     """Common surface with the torch models: ``fit``, ``predict_proba``, array state.
 
     ``fit`` chooses hyper-parameters on the validation pixels when they are given (never on
@@ -36,11 +38,17 @@ class ClassicalClassifier:
 
     family = "classical"
 
+    @abstractmethod
     def _candidates(self, x: np.ndarray) -> list[dict]:
-        raise NotImplementedError
+        """Hyper-parameter settings to try on the validation pixels."""
 
+    @abstractmethod
     def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int, **params: float) -> None:
-        raise NotImplementedError
+        """Fit one setting and export it to ``self.arrays``."""
+
+    @abstractmethod
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """``[B, K]`` class scores from the arrays alone."""
 
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, x_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> ClassicalClassifier:
