@@ -262,6 +262,15 @@ def _pm(stats: dict) -> str:
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines; a short row (a failure message) is padded with empty cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = row + [""] * (len(header) - len(row))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_table(results: dict) -> str:
     m = results["machine"]
     lines = [f"### {results['benchmark']} ({results['dataset']}), {results['date']}", "",
@@ -269,28 +278,22 @@ def markdown_table(results: dict) -> str:
              f"{m['gpu']}; Python {m['python']}, torch {m['torch']}. "
              f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
              "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
-             "", "| protocol | model | OA % | AA % | kappa × 100 | test px | train s | "
-             "inference px/s | parameters | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in results["summary"]:
-        if "error" in row:
-            lines.append(f"| {row['protocol']} | {row['model']} | failed | | | | | | | |")
-            continue
-        lines.append(f"| {row['protocol']} | {row['model']} | {_pm(row['oa'])} | "
-                     f"{_pm(row['aa'])} | {_pm(row['kappa'])} | {row['n_test']} | "
-                     f"{row['train_seconds']:.0f} | {row['pixels_per_second']:.0f} | "
-                     f"{row['parameters']:,} | {row['peak_rss_mb']:.0f} |")
+             ""]
+    rows = [[r["protocol"], r["model"], "failed"] if "error" in r else
+            [r["protocol"], r["model"], _pm(r["oa"]), _pm(r["aa"]), _pm(r["kappa"]),
+             str(r["n_test"]), f"{r['train_seconds']:.0f}", f"{r['pixels_per_second']:.0f}",
+             f"{r['parameters']:,}", f"{r['peak_rss_mb']:.0f}"] for r in results["summary"]]
+    lines += _table(["protocol", "model", "OA %", "AA %", "kappa × 100", "test px", "train s",
+                     "inference px/s", "parameters", "peak RSS MB"], rows)
     memory = results.get("memory_check")
     if memory:
         lines += ["", f"Streamed `hsikit classify` on synthetic float32 scenes "
-                  f"({memory['bands']} bands, model `{memory['model']}`):", "",
-                  "| scene size | pixels | peak RSS MB | seconds | px/s |", "|---|---|---|---|---|"]
-        for run in memory["runs"]:
-            if "error" in run:
-                lines.append(f"| {run['size_gb']:g} GB | failed: {run['error']} | | | |")
-                continue
-            lines.append(f"| {run['file_bytes'] / 2**30:.2f} GiB | {run['pixels']:,} | "
-                         f"{run['peak_rss_mb']:.0f} | {run['seconds']:.0f} | "
-                         f"{run['pixels'] / run['seconds']:.0f} |")
+                  f"({memory['bands']} bands, model `{memory['model']}`):", ""]
+        rows = [[f"{r['size_gb']:g} GB", f"failed: {r['error']}"] if "error" in r else
+                [f"{r['file_bytes'] / 2**30:.2f} GiB", f"{r['pixels']:,}",
+                 f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.0f}",
+                 f"{r['pixels'] / r['seconds']:.0f}"] for r in memory["runs"]]
+        lines += _table(["scene size", "pixels", "peak RSS MB", "seconds", "px/s"], rows)
     return "\n".join(lines) + "\n"
 
 
