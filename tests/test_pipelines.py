@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import yaml
 
+from hsikit.pipelines import Benchmark, _in_child, _peak_rss_mb, markdown_table, run_memory_check
 from tests.conftest import assert_one_sentence_error
 
 
@@ -36,3 +38,33 @@ def test_invalid_pipeline(tmp_path, run_cli):
     pipeline = tmp_path / "bad.yaml"
     pipeline.write_text("name: x\nmodels: nope\n")
     assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml", "invalid pipeline")
+
+
+def _child_peak() -> dict:
+    return {"peak_mb": _peak_rss_mb()}
+
+
+def test_child_peak_memory_is_its_own():
+    """A spawned run reports its own peak, not its parent's resident size at fork time."""
+    ballast = np.ones(60_000_000)  # ~460 MB resident here
+    peak = _in_child(_child_peak)["peak_mb"]
+    assert 0 < peak < ballast.nbytes / 2**20
+
+
+def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
+    spec = Benchmark(name="m", dataset="indian_pines", models=["svm_rbf"], protocols=[],
+                     seeds=[0], output=str(tmp_path), results=str(tmp_path / "m.json"),
+                     report=str(tmp_path / "m.md"),
+                     memory_check={"model": "svm_rbf", "sizes_gb": [0.004, 0.002], "bands": 16})
+    memory = run_memory_check(spec, log=lambda _: None)
+    runs = memory["runs"]
+    assert [r["size_gb"] for r in runs] == [0.002, 0.004]
+    assert all("error" not in r and r["peak_rss_mb"] > 0 for r in runs), runs
+    assert runs[0]["pixels"] < runs[1]["pixels"]
+    assert (tmp_path / "memory" / "map_0.004.tif").is_file()
+    assert not list((tmp_path / "memory").glob("scene_*.tif"))  # the big inputs are removed
+    table = markdown_table({"benchmark": "m", "dataset": "indian_pines", "date": "today",
+                            "machine": {"cores": 2, "cpu": "x", "memory_gb": 1, "gpu": "none",
+                                        "python": "3", "torch": "2"},
+                            "spec": {"seeds": [0]}, "summary": [], "memory_check": memory})
+    assert "Streamed `hsikit classify`" in table and "peak RSS MB" in table
