@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from hsikit.errors import HsikitError
+from hsikit.errors import HsikitError, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hyperspectral and geospatial rasters to GIS-ready maps.")
@@ -160,7 +160,6 @@ def _train_config(scenes: list[str] | None, labels: list[str] | None, dataset: s
                   **fields: Any):
     from pydantic import ValidationError
 
-    from hsikit.errors import InputError
     from hsikit.training.run import TrainConfig
 
     given = {k: v for k, v in fields.items() if v is not None}
@@ -247,7 +246,6 @@ def classify(
     from rich.progress import Progress
 
     from hsikit.bundle import load_bundle
-    from hsikit.errors import InputError
     from hsikit.inference import classify_scene
     from hsikit.writers.atomic import check_writable_folder
 
@@ -308,13 +306,22 @@ def evaluate(
 
 
 @app.command()
-def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")]
-        ) -> None:
+def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")],
+        models: Annotated[str | None, typer.Option(
+            help="Comma-separated models to rerun; the others' runs are kept from the existing "
+                 "results file when their configuration is unchanged.")] = None) -> None:
     """Run a declarative job, e.g. the Indian Pines benchmark."""
     from hsikit.pipelines import load_pipeline, run_benchmark
 
     spec = load_pipeline(pipeline)
-    results = run_benchmark(spec, log=out.print)
+    only = None
+    if models is not None:
+        only = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = sorted(set(only) - set(spec.models))
+        if unknown:
+            raise InputError(pipeline, f"--models names {', '.join(unknown)}, which the pipeline "
+                             "does not run", f"choose from {', '.join(spec.models)}")
+    results = run_benchmark(spec, log=out.print, only=only)
     out.print(f"results: {spec.results}\nreport: {spec.report}")
     if any("error" in r for r in results["runs"]):
         raise typer.Exit(1)

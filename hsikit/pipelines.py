@@ -125,27 +125,63 @@ def _in_child(target: Any, *args: Any) -> dict:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_benchmark(spec: Benchmark, log: Any = print) -> dict:
+def _run_config(spec: Benchmark, protocol: Protocol, model: str, seed: int) -> dict:
+    """The exact training configuration of one run: what decides whether an old run still holds."""
+    return {"dataset": spec.dataset, "model": model, "split": protocol.split, "seed": seed,
+            "threads": spec.threads,
+            **{k: v for k, v in protocol.model_dump().items()
+               if k not in ("name", "split") and v is not None},
+            **spec.overrides.get(model, {})}
+
+
+def _previous_runs(spec: Benchmark) -> dict[tuple[str, str, int], tuple[dict, dict]]:
+    """Runs in the existing results file, keyed by (protocol, model, seed), with their config."""
+    path = Path(spec.results)
+    try:
+        old = json.loads(path.read_text())
+        old_spec = Benchmark.model_validate(old["spec"])
+    except (OSError, ValueError, KeyError, ValidationError):
+        return {}
+    protocols = {p.name: p for p in old_spec.protocols}
+    out = {}
+    for run in old.get("runs", []):
+        if "error" in run or run.get("protocol") not in protocols:
+            continue
+        config = _run_config(old_spec, protocols[run["protocol"]], run["model"], run["seed"])
+        out[(run["protocol"], run["model"], run["seed"])] = (
+            {"date": old.get("date")} | run, config)
+    return out
+
+
+def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None) -> dict:
+    """Run every model × protocol × seed; with ``only``, rerun just those models and keep the
+    other models' runs from the existing results file when their configuration is unchanged."""
+    previous = _previous_runs(spec) if only else {}
     runs = []
     for protocol in spec.protocols:
         for model in spec.models:
             for seed in spec.seeds:
-                config = {"dataset": spec.dataset, "model": model, "split": protocol.split,
-                          "seed": seed, "threads": spec.threads,
-                          **{k: v for k, v in protocol.model_dump().items()
-                             if k not in ("name", "split") and v is not None},
-                          **spec.overrides.get(model, {})}
+                config = _run_config(spec, protocol, model, seed)
+                kept = previous.get((protocol.name, model, seed))
+                if model not in (only or spec.models) and kept and kept[1] == config:
+                    runs.append(kept[0])
+                    continue
                 folder = Path(spec.output) / protocol.name / model / f"seed{seed}"
                 started = time.perf_counter()
                 outcome = _in_child(_train_and_map, config, str(folder), spec.threads)
                 outcome.update(model=model, protocol=protocol.name, seed=seed,
+                               date=date.today().isoformat(),
                                wall_seconds=round(time.perf_counter() - started, 1))
                 runs.append(outcome)
                 shown = ("error: " + outcome["error"] if "error" in outcome
                          else f"OA {outcome['oa']:.2%}")
                 log(f"{protocol.name:>10} {model:>14} seed {seed}: {shown} "
                     f"({outcome['wall_seconds']} s)")
-    memory = run_memory_check(spec, log) if spec.memory_check else None
+    memory = None
+    if spec.memory_check and (only is None or spec.memory_check.model in only):
+        memory = run_memory_check(spec, log)
+    elif spec.memory_check and Path(spec.results).is_file():
+        memory = json.loads(Path(spec.results).read_text()).get("memory_check")
     results = {"benchmark": spec.name, "dataset": spec.dataset, "date": date.today().isoformat(),
                "machine": machine(), "runs": runs, "summary": summarize(runs),
                "memory_check": memory, "spec": spec.model_dump()}

@@ -34,6 +34,34 @@ def test_tiny_benchmark_writes_results_and_markdown(tmp_path, run_cli):
     assert report.read_text().count("<!-- benchmark:tiny:begin -->") == 1
 
 
+def test_rerun_of_some_models_keeps_the_others(tmp_path, run_cli):
+    """`--models` reruns only those; other runs are kept while their configuration holds."""
+    spec = {"name": "two", "dataset": "indian_pines", "models": ["svm_rbf", "random_forest"],
+            "protocols": [{"name": "random10", "split": "random", "train_ratio": 0.05}],
+            "seeds": [0], "threads": 1, "output": str(tmp_path / "out"),
+            "results": str(tmp_path / "two.json"), "report": str(tmp_path / "two.md")}
+    old = {"benchmark": "two", "dataset": "indian_pines", "date": "2026-01-01", "spec": spec,
+           "runs": [{"protocol": "random10", "model": m, "seed": 0, "oa": 0.5, "aa": 0.5,
+                     "kappa": 0.5, "n_test": 10, "train_seconds": 1.0, "parameters": 1,
+                     "pixels_per_second": 1.0, "peak_rss_mb": 1.0, "per_class": {}}
+                    for m in ("svm_rbf", "random_forest")]}
+    (tmp_path / "two.json").write_text(json.dumps(old))
+    pipeline = tmp_path / "two.yaml"
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert_one_sentence_error(run_cli("run", pipeline, "--models", "cnn3d"), "two.yaml",
+                              "does not run")
+    result = run_cli("run", pipeline, "--models", "random_forest")
+    assert result.code == 0, result.stdout + result.stderr
+    runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
+    assert runs["svm_rbf"]["oa"] == 0.5 and runs["svm_rbf"]["date"] == "2026-01-01"  # kept
+    assert runs["random_forest"]["oa"] > 0.5  # rerun
+    spec["threads"] = 2  # a changed configuration invalidates kept runs
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert run_cli("run", pipeline, "--models", "random_forest").code == 0
+    runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
+    assert runs["svm_rbf"]["oa"] > 0.5
+
+
 def test_invalid_pipeline(tmp_path, run_cli):
     pipeline = tmp_path / "bad.yaml"
     pipeline.write_text("name: x\nmodels: nope\n")

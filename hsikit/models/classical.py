@@ -8,7 +8,9 @@ scikit-learn's.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -31,20 +33,26 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 class ClassicalClassifier(ABC):
     """Common surface with the torch models: ``fit``, ``predict_proba``, array state.
 
-    ``fit`` chooses hyper-parameters on the validation pixels when they are given (never on
-    test), then refits the chosen setting on training + validation pixels — the whole training
-    region, as is usual for models without early stopping.
+    ``fit`` pools the training and validation pixels (the whole training region — never test),
+    picks hyper-parameters by stratified k-fold cross-validation over it, and refits the best
+    setting on all of it. Cross-validation uses every training pixel for selection, which a single
+    small validation subset cannot (on Indian Pines at 10 % it is worth about half a point).
     """
 
     family = "classical"
+    folds = 5
 
     @abstractmethod
-    def _candidates(self, x: np.ndarray) -> list[dict]:
-        """Hyper-parameter settings to try on the validation pixels."""
+    def _grid(self, x: np.ndarray) -> dict[str, list]:
+        """scikit-learn parameter grid searched by cross-validation."""
 
     @abstractmethod
-    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int, **params: float) -> None:
-        """Fit one setting and export it to ``self.arrays``."""
+    def _estimator(self, seed: int) -> Any:
+        """The unfitted scikit-learn estimator with this model's fixed settings."""
+
+    @abstractmethod
+    def _export(self, model: Any) -> None:
+        """Copy a fitted estimator into ``self.arrays``."""
 
     @abstractmethod
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -52,24 +60,27 @@ class ClassicalClassifier(ABC):
 
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, x_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> ClassicalClassifier:
-        x = _centre(x)
-        candidates = self._candidates(x) if x_val is not None and len(x_val) else [{}]
-        best_score, best = -1.0, {}
-        for params in candidates:
-            self._fit_one(x, y, seed, **params)
-            if len(candidates) == 1:
-                best = params
-                break
-            score = float((self.predict_proba(x_val).argmax(1) == y_val).mean())
-            if score > best_score:
-                best_score, best = score, params
-        if len(candidates) > 1:  # refit the chosen setting on the whole training region
-            self._fit_one(np.concatenate([x, _centre(x_val)]), np.concatenate([y, y_val]),
-                          seed, **best)
-        self.chosen = {"params": {k: float(v) if not isinstance(v, str) else v
-                                  for k, v in best.items()},
-                       "val_accuracy": best_score if len(candidates) > 1 else None,
-                       "refit_on": "train+val" if len(candidates) > 1 else "train"}
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+        x, y = _centre(x), np.asarray(y)
+        if x_val is not None and len(x_val):
+            x, y = np.concatenate([x, _centre(x_val)]), np.concatenate([y, y_val])
+        if len(np.unique(y)) != self.num_classes:
+            raise ValueError("every class needs training pixels")
+        folds = min(self.folds, int(np.bincount(y).max()))
+        self.chosen = {"params": {}, "cv_accuracy": None, "folds": 0, "refit_on": "train+val"}
+        if folds < 2:
+            self._export(self._estimator(seed).fit(x, y))
+            return self
+        search = GridSearchCV(self._estimator(seed), self._grid(x), refit=True,
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        with warnings.catch_warnings():  # rare classes with fewer pixels than folds are fine
+            warnings.filterwarnings("ignore", message="The least populated class")
+            search.fit(x, y)
+        self._export(search.best_estimator_)
+        self.chosen.update(params={k: v if isinstance(v, str) else float(v)
+                                   for k, v in search.best_params_.items()},
+                           cv_accuracy=float(search.best_score_), folds=folds)
         return self
 
     def __init__(self, in_bands: int, num_classes: int) -> None:
@@ -101,18 +112,17 @@ class SVMClassifier(ClassicalClassifier):
         super().__init__(in_bands, num_classes)
         self.c = c
 
-    def _candidates(self, x: np.ndarray) -> list[dict]:
-        scale = 1.0 / (x.shape[1] * x.var())
-        return [{"c": c, "gamma": scale * g} for c in (10.0, 100.0, 1000.0)
-                for g in (0.5, 1.0, 2.0, 4.0, 8.0)]
+    def _grid(self, x: np.ndarray) -> dict[str, list]:
+        scale = 1.0 / (x.shape[1] * x.var())  # scikit-learn's gamma="scale"
+        return {"C": [self.c / 10, self.c, self.c * 10, self.c * 100],
+                "gamma": [scale * g for g in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)]}
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int, c: float | None = None,
-                 gamma: float | str = "scale") -> None:
+    def _estimator(self, seed: int) -> Any:
         from sklearn.svm import SVC
 
-        model = SVC(C=c or self.c, kernel="rbf", gamma=gamma, random_state=seed).fit(x, y)
-        if len(model.classes_) != self.num_classes:
-            raise ValueError("every class needs training pixels")
+        return SVC(C=self.c, kernel="rbf", gamma="scale", random_state=seed)
+
+    def _export(self, model: Any) -> None:
         self.arrays = {
             "support_vectors": model.support_vectors_.astype("float64"),
             "dual_coef": model.dual_coef_.astype("float64"),
@@ -160,16 +170,17 @@ class ForestClassifier(ClassicalClassifier):
         super().__init__(in_bands, num_classes)
         self.n_estimators, self.max_features = n_estimators, max_features
 
-    def _candidates(self, x: np.ndarray) -> list[dict]:
-        return [{"max_features": m} for m in ("sqrt", 0.1, 0.3)]
+    def _grid(self, x: np.ndarray) -> dict[str, list]:
+        return {"max_features": ["sqrt", 0.1, 0.3]}
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray, seed: int,
-                 max_features: str | float | None = None) -> None:
+    def _estimator(self, seed: int) -> Any:
         from sklearn.ensemble import RandomForestClassifier
 
-        model = RandomForestClassifier(n_estimators=self.n_estimators,
-                                       max_features=max_features or self.max_features,
-                                       random_state=seed, n_jobs=-1).fit(x, y)
+        return RandomForestClassifier(n_estimators=self.n_estimators,
+                                      max_features=self.max_features, random_state=seed,
+                                      n_jobs=-1)
+
+    def _export(self, model: Any) -> None:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("left", "right", "feature",
                                                                "threshold", "value")}
         roots, offset, depth = [], 0, 0
