@@ -100,12 +100,11 @@ def new_meta(**fields: Any) -> BundleMeta:
                       **fields)
 
 
-def load_bundle(path: str | Path) -> Bundle:
+def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The parsed JSON description and the arrays of an hsikit safetensors file (bundle or
+    pretrained encoder); safetensors and json never execute anything from the file."""
     from safetensors import SafetensorError, safe_open
 
-    from hsikit.models import create_model, get_entry
-
-    path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such bundle file", "check the path")
     try:
@@ -119,8 +118,24 @@ def load_bundle(path: str | Path) -> Bundle:
         raise InputError(path, "the safetensors file has no hsikit description",
                          "use a bundle written by 'hsikit train'")
     try:
-        meta = BundleMeta.model_validate(json.loads(header))
-    except (json.JSONDecodeError, ValidationError) as exc:
+        parsed = json.loads(header)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"the bundle description is invalid ({exc})",
+                         "the file is damaged or was edited") from exc
+    if not isinstance(parsed, dict):
+        raise InputError(path, "the bundle description is not a JSON object",
+                         "the file is damaged or was edited")
+    return parsed, arrays
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    from hsikit.models import create_model, get_entry
+
+    path = Path(path)
+    header, arrays = read_safetensors(path)
+    try:
+        meta = BundleMeta.model_validate(header)
+    except ValidationError as exc:
         raise InputError(path, f"the bundle description is invalid "
                          f"({str(exc).splitlines()[0]})", "the file is damaged or was edited"
                          ) from exc

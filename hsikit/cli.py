@@ -208,6 +208,14 @@ def train(
     balanced: Annotated[bool, typer.Option(help="Class-balanced sampling.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
+                                                   "encoder (hsikit pretrain).")] = None,
+    lora: Annotated[bool, typer.Option(help="LoRA fine-tuning: train only low-rank adapters "
+                                            "and the head (needs --init).")] = False,
+    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    lora_cycles: Annotated[int | None, typer.Option(help="Cyclical LoRA-strength schedule "
+                                                         "with this many cosine restarts.")
+                           ] = None,
 ) -> None:
     """Train a classifier on labelled scenes and write a bundle and a report."""
     from hsikit.training.run import train as run_training
@@ -217,7 +225,9 @@ def train(
                            per_class=per_class, block_size=block_size,
                            buffer_patch=buffer_patch, patch_size=patch_size,
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
-                           balanced=balanced, seed=seed, threads=threads)
+                           balanced=balanced, seed=seed, threads=threads,
+                           init=str(init) if init else None, lora=lora, lora_rank=lora_rank,
+                           lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
     _print_metrics(result.report)

@@ -51,6 +51,15 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def architecture_config(name: str, **candidates: Any) -> dict[str, Any]:
+    """The subset of ``candidates`` (patch size, band wavelengths, GSD …) that model ``name``'s
+    builder takes: what a bundle stores to rebuild the same architecture."""
+    import inspect
+
+    accepted = inspect.signature(get_entry(name).builder).parameters
+    return {k: v for k, v in candidates.items() if k in accepted and v is not None}
+
+
 def create_model(name: str, in_bands: int, num_classes: int, **cfg: Any) -> Any:
     """Build model ``name``; ``cfg`` keys the builder does not take (training recipe) are ignored."""
     import inspect

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,8 +19,10 @@ from hsikit.bundle import Bundle, ModelSpec, new_meta, save_bundle
 from hsikit.classes import ClassEntry, ClassTable
 from hsikit.errors import InputError
 from hsikit.metrics import classification_report
-from hsikit.models import create_model, get_entry
+from hsikit.models import architecture_config, create_model, get_entry
+from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
+from hsikit.scene import Scene
 from hsikit.splits import TEST, TRAIN, Split, SplitSpec, make_split
 from hsikit.training.samples import Samples, Source, extract, read_spectra
 
@@ -58,9 +60,20 @@ class TrainConfig(BaseModel):
     patience: int = Field(15, gt=0)
     seed: int = 0
     threads: int | None = Field(None, gt=0)
+    init: str | None = Field(None, description="bundle or pretrained encoder to start from")
+    lora: bool = Field(False, description="train only LoRA adapters and the head")
+    lora_rank: int = Field(8, gt=0)
+    lora_alpha: float | None = Field(None, gt=0, description="default: 2 × rank")
+    lora_cycles: int = Field(0, ge=0, description="> 0: cyclical LoRA-strength schedule")
+    lora_min_strength: float = Field(0.25, ge=0, le=1)
 
     @model_validator(mode="after")
     def _sources(self) -> TrainConfig:
+        if self.lora and self.init is None:
+            raise ValueError("LoRA fine-tunes existing weights: give init (a bundle or a "
+                             "pretrained encoder)")
+        if self.lora_cycles and not self.lora:
+            raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
         if (self.dataset is None) == (not self.scenes):
             raise ValueError("give either a catalog dataset or scenes with labels")
         if self.scenes and len(self.labels) != len(self.scenes):
@@ -220,11 +233,12 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     x = {role: samples.x[role][keep[role]] for role in y}
     y = {role: y[role][keep[role]] for role in y}
     entry = get_entry(config.model)
-    model_config = {"patch_size": config.patch_size} if entry.family == "torch" else {}
+    model_config = _architecture(config, preprocessor, first) if entry.family == "torch" else {}
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
+    start_info = _start_from(model, config)
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
@@ -236,9 +250,13 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                         batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
-                        patience=config.patience, progress=progress)
+                        patience=config.patience, progress=progress,
+                        lora_cycles=config.lora_cycles,
+                        lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
-                             config.seed, str(report_dir))
+                             config.seed, str(report_dir)) | start_info
+        if config.lora:
+            merge_lora(model)  # the bundle holds the plain architecture, adapters folded in
     fit_seconds = time.perf_counter() - fit_started
     meta = new_meta(
         model=ModelSpec(name=config.model, family=entry.family, config=model_config),
@@ -261,7 +279,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     report.update(
         model=config.model, protocol=config.split, seed=config.seed, data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
-        parameters=int(parameters), samples={r: int(len(v)) for r, v in y.items()},
+        parameters=int(parameters),
+        trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
+        samples={r: int(len(v)) for r, v in y.items()},
         classes_without_training_pixels=dropped, fit=fit_info,
         split=[s.split.describe(s.labels) for s in sources],
     )
@@ -271,6 +291,39 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
     return TrainResult(bundle_path, report, bundle)
+
+
+def _architecture(config: TrainConfig, preprocessor: Preprocessor, scene: Scene) -> dict:
+    """Builder arguments stored in the bundle: patch size, and for wavelength-aware models the
+    band centres (nm) and ground sampling distance (m) they embed."""
+    wavelengths = None
+    if preprocessor.components is None and np.isfinite(preprocessor.band_wavelengths).all():
+        wavelengths = [float(w) for w in preprocessor.band_wavelengths]
+    gsd = float(abs(scene.transform.a)) if scene.georeferenced else 1.0
+    config_out = architecture_config(config.model, patch_size=config.patch_size,
+                                     wavelengths=wavelengths, gsd=gsd)
+    if "wavelengths" in architecture_config(config.model, wavelengths=[0.0]) \
+            and "wavelengths" not in config_out:
+        raise InputError(scene.path, f"{config.model} embeds band wavelengths, and this scene's "
+                         "bands have none (or PCA is on)",
+                         "use a scene with wavelength metadata and --pca 0")
+    return config_out
+
+
+def _start_from(model: Any, config: TrainConfig) -> dict:
+    """Initial weights from ``config.init`` and LoRA adapters, before training."""
+    from hsikit.models.layers import count_parameters
+    from hsikit.training.finetune import load_initial_weights, prepare_lora
+
+    info: dict = {}
+    if config.init:
+        info |= load_initial_weights(model, config.model, config.init)
+    if config.lora:
+        info |= prepare_lora(model, config.lora_rank, config.lora_alpha)
+        info["lora_cycles"] = config.lora_cycles
+    else:
+        info["trainable_parameters"] = count_parameters(model)["trainable"]
+    return info
 
 
 def rebuild_test_set(bundle: Bundle) -> tuple[np.ndarray, np.ndarray, str]:

@@ -1,5 +1,12 @@
 """Lightning training of patch classifiers: AdamW, linear warm-up then cosine decay, label
-smoothing, optional class-balanced sampling, early stopping and best-on-validation weights."""
+smoothing, optional class-balanced sampling, early stopping and best-on-validation weights.
+
+With ``lora_cycles`` (LoRA fine-tuning, LoLA-SpecViT's cyclical schedule) the cosine restarts
+``lora_cycles`` times, and the LoRA strength multiplier follows the same cycle inversely: each
+cycle starts with a high learning rate and damped adapters and ends with a low learning rate at
+full strength. Validation always runs at strength 1 — the strength the merged model has at
+inference — so the kept weights are the ones that will be used.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from hsikit.models.layers import set_lora_strength
+
 
 @dataclass
 class Recipe:
@@ -28,6 +37,22 @@ class Recipe:
     patience: int = 15
     augment: bool = True
     progress: bool = True
+    lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
+    lora_min_strength: float = 0.25
+
+
+def schedule(step: int, recipe: Recipe, steps_per_epoch: int) -> tuple[float, float]:
+    """(learning-rate factor, LoRA strength) at optimiser step ``step``."""
+    warmup = recipe.warmup_epochs * steps_per_epoch
+    total = max(recipe.epochs * steps_per_epoch, warmup + 1)
+    low = recipe.lora_min_strength
+    if step < warmup:
+        return (step + 1) / warmup, (low if recipe.lora_cycles else 1.0)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if recipe.lora_cycles:
+        progress = min(progress * recipe.lora_cycles, recipe.lora_cycles - 1e-9) % 1.0
+    factor = 0.5 * (1 + math.cos(math.pi * progress))
+    return factor, (low + (1 - low) * (1 - factor) if recipe.lora_cycles else 1.0)
 
 
 def dihedral_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,19 +90,28 @@ class PatchClassifierTask(L.LightningModule):
         self.log("val_oa", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's own return type)
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.recipe.lr,
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=self.recipe.lr,
                                       weight_decay=self.recipe.weight_decay)
-        warmup = self.recipe.warmup_epochs * self.steps_per_epoch
-        total = max(self.recipe.epochs * self.steps_per_epoch, warmup + 1)
+        lr_factor = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: schedule(step, self.recipe, self.steps_per_epoch)[0])
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": lr_factor, "interval": "step"}}
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+class LoRAStrengthCycle(Callback):
+    """Sets the LoRA strength for every training step; validation runs at strength 1."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *_: object
+                             ) -> None:
+        strength = schedule(trainer.global_step, module.recipe, module.steps_per_epoch)[1]
+        set_lora_strength(module.model, strength)
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        set_lora_strength(module.model, 1.0)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        set_lora_strength(module.model, 1.0)
 
 
 class KeepBestWeights(Callback):
@@ -132,6 +166,8 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     val = _loader(x_val, y_val, 512, False, False, seed) if has_val else None
     best = KeepBestWeights()
     callbacks: list[Callback] = [best]
+    if recipe.lora_cycles:
+        callbacks.append(LoRAStrengthCycle())
     if has_val:
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
     if recipe.progress:

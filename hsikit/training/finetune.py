@@ -1,0 +1,92 @@
+"""Start a model from earlier weights (a trained bundle or a pretrained encoder) and, for LoRA
+fine-tuning, freeze everything but the low-rank adapters and the classification head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from hsikit.bundle import read_safetensors
+from hsikit.errors import InputError
+from hsikit.models.layers import count_parameters, freeze_all_but_lora, inject_lora
+
+PRETRAINED_FORMAT = "hsikit-pretrained"
+
+
+class PretrainedMeta(BaseModel):
+    """JSON header of a pretrained-encoder file written by ``hsikit pretrain``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str
+    format_version: int
+    hsikit_version: str
+    model: str
+    objective: str
+    config: dict
+    band_wavelengths: list[float | None]
+    patch_size: int
+    training: dict
+
+
+def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
+    """(model name, weights without the ``model.`` prefix, kind) from a bundle or pretrained
+    file; the JSON is validated before any array is used."""
+    from hsikit.bundle import BundleMeta
+
+    header, arrays = read_safetensors(path)
+    try:
+        if header.get("format") == PRETRAINED_FORMAT:
+            name, kind = PretrainedMeta.model_validate(header).model, "pretrained encoder"
+        else:
+            name, kind = BundleMeta.model_validate(header).model.name, "bundle"
+    except ValidationError as exc:
+        raise InputError(path, f"the description is invalid ({str(exc).splitlines()[0]})",
+                         "the file is damaged or was edited") from exc
+    weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()
+               if k.startswith("model.")}
+    return name, weights, kind
+
+
+def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) -> dict:
+    """Copy every matching tensor from ``path`` into ``model``. The head may differ (another
+    class count); any other mismatch is refused so a wrong file never half-loads silently."""
+    path = Path(path)
+    name, weights, kind = initial_weights(path)
+    if name != model_name:
+        raise InputError(path, f"this {kind} is for '{name}', not '{model_name}'",
+                         f"train with --model {name}, or use a file made for {model_name}")
+    state = model.state_dict()
+    head = getattr(model, "head_prefix", "head")
+    loaded, skipped, wrong = [], [], []
+    for key, value in weights.items():
+        if key in state and state[key].shape == value.shape:
+            state[key] = value
+            loaded.append(key)
+        elif key.startswith(head):
+            skipped.append(key)
+        else:
+            wrong.append(key)
+    if wrong or not loaded:
+        shown = ", ".join(wrong[:3]) if wrong else "no tensor matched"
+        raise InputError(path, f"the {kind} does not fit this model ({shown})",
+                         "use the same model size and the same bands")
+    model.load_state_dict(state)
+    return {"init": str(path), "init_kind": kind, "tensors_loaded": len(loaded),
+            "head_reinitialised": bool(skipped) or not any(k.startswith(head) for k in loaded)}
+
+
+def prepare_lora(model: nn.Module, rank: int, alpha: float | None) -> dict:
+    """Inject LoRA into the model's declared targets and freeze the rest except the head."""
+    targets = getattr(model, "lora_targets", None)
+    if not targets:
+        raise InputError(None, f"{type(model).__name__} has no LoRA targets",
+                         "use a transformer or Mamba model for --lora")
+    replaced = inject_lora(model, targets, rank=rank, alpha=alpha)
+    freeze_all_but_lora(model, also=(getattr(model, "head_prefix", "head"),))
+    counts = count_parameters(model)
+    return {"lora_layers": len(replaced), "lora_rank": rank,
+            "trainable_parameters": counts["trainable"],
+            "trainable_share": round(counts["trainable"] / counts["total"], 4)}
