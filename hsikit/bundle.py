@@ -63,6 +63,24 @@ class Bundle:
     def classes(self) -> ClassTable:
         return ClassTable.from_records(self.meta.classes)
 
+    @property
+    def band_agnostic(self) -> bool:
+        """Models that embed band wavelengths run on any subset of their bands."""
+        return bool(getattr(self.model, "uses_wavelengths", False))
+
+    def for_scene(self, scene: Any) -> tuple[Bundle, np.ndarray]:
+        """This bundle adapted to ``scene``'s bands, and the scene band indices to read.
+
+        Other models need every training band (refused with the missing ones listed);
+        band-agnostic ones run on the training bands the scene has, with their wavelengths.
+        """
+        if not self.band_agnostic:
+            return self, self.preprocessor.match_bands(scene)
+        preprocessor, indices = self.preprocessor.subset(scene)
+        if len(indices) == len(self.preprocessor.band_names):
+            return self, indices
+        return Bundle(self.meta, self.model, preprocessor), indices
+
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """``[B, C, P, P]`` preprocessed patches → ``[B, K]`` class probabilities."""
         if self.meta.model.family == "classical":
@@ -70,7 +88,13 @@ class Bundle:
         import torch
 
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(np.ascontiguousarray(patches)))
+            x = torch.from_numpy(np.ascontiguousarray(patches))
+            if self.band_agnostic:
+                wavelengths = torch.as_tensor(self.preprocessor.band_wavelengths,
+                                              dtype=torch.float32)
+                logits = self.model(x, wavelengths)
+            else:
+                logits = self.model(x)
             return torch.softmax(logits, dim=1).numpy()
 
 

@@ -235,6 +235,47 @@ def train(
 
 
 @app.command()
+def pretrain(
+    scenes: Annotated[list[str] | None, typer.Argument(help="Scene files or catalog names.")
+                      ] = None,
+    model: Annotated[str, typer.Option(help="less_vit_* (Hyper-MAE) or spectralgpt_* "
+                                            "(3-D MAE).")] = "less_vit_tiny",
+    output: OutputOpt = Path("pretrained.safetensors"),
+    dataset: Annotated[str | None, typer.Option(help="A catalog dataset instead of scenes.")
+                       ] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", help="Labels per scene, to "
+                                                     "pretrain inside a split's training "
+                                                     "region only.")] = None,
+    split: Annotated[str, typer.Option(help="none, random or spatial: with a split only its "
+                                            "training pixels are used.")] = "none",
+    samples: Annotated[int | None, typer.Option(help="Patches to pretrain on.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Self-supervised pretraining of a seed encoder on unlabelled pixels."""
+    from pydantic import ValidationError
+
+    from hsikit.training.pretrain import PretrainConfig
+    from hsikit.training.pretrain import pretrain as run_pretraining
+
+    given = {k: v for k, v in {"samples": samples, "epochs": epochs, "threads": threads}.items()
+             if v is not None}
+    try:
+        config = PretrainConfig(model=model, dataset=dataset, scenes=scenes or [],
+                                labels=labels or [], split=split, seed=seed, **given)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise InputError(None, f"invalid pretraining options: "
+                         f"{problem['msg'].removeprefix('Value error, ')}",
+                         "see 'hsikit pretrain --help'") from exc
+    result = run_pretraining(config, output)
+    out.print(f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
+              f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "
+              f"{result['seconds']:.0f} s)\npretrained encoder: {output}")
+
+
+@app.command()
 def classify(
     scene: SceneArg,
     output: OutputOpt,

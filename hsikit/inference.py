@@ -22,7 +22,7 @@ def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: 
                    batch_size: int = 1024, confidence: bool = False, probabilities: bool = False,
                    on_window: Callable[[int, int], None] | None = None) -> dict:
     """Write the class map (and optional confidence / probabilities) for ``scene``."""
-    bands = bundle.preprocessor.match_bands(scene)
+    bundle, bands = bundle.for_scene(scene)
     patch = bundle.meta.patch_size
     table = bundle.classes
     values = np.asarray(table.values)

@@ -71,6 +71,24 @@ class Preprocessor:
         """Indices of the scene's bands, in training order: by wavelength, else by name."""
         return match_bands(self.band_wavelengths, self.band_names, scene)
 
+    def subset(self, scene: Scene) -> tuple[Preprocessor, np.ndarray]:
+        """For band-count agnostic models: the training bands this scene has (by wavelength),
+        as a preprocessor restricted to them, and their scene indices."""
+        if self.components is not None:  # PCA mixes every band: all of them are needed
+            return self, self.match_bands(scene)
+        scene_wl = np.where(np.isfinite(scene.wavelengths), scene.wavelengths, np.inf)
+        kept, indices = [], []
+        for position, target in enumerate(self.band_wavelengths):
+            distance = np.abs(scene_wl - target)
+            if distance.size and distance.min() <= WAVELENGTH_TOLERANCE_NM:
+                kept.append(position)
+                indices.append(int(distance.argmin()))
+        if len(kept) < 2:
+            self.match_bands(scene)  # raises the sentence that lists the missing bands
+        keep = np.asarray(kept)
+        return Preprocessor(self.band_wavelengths[keep], [self.band_names[i] for i in keep],
+                            self.mean[keep], self.std[keep]), np.asarray(indices)
+
 
 def good_bands(scene: Scene) -> np.ndarray:
     """The scene's bands not flagged bad: what a model is trained on."""

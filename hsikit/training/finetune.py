@@ -62,6 +62,8 @@ def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) ->
     head = getattr(model, "head_prefix", "head")
     loaded, skipped, wrong = [], [], []
     for key, value in weights.items():
+        if key in state and state[key].dim() == 0 and value.numel() == 1:
+            value = value.reshape(())  # scalars (batch-norm counters) are stored as [1]
         if key in state and state[key].shape == value.shape:
             state[key] = value
             loaded.append(key)

@@ -233,7 +233,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     x = {role: samples.x[role][keep[role]] for role in y}
     y = {role: y[role][keep[role]] for role in y}
     entry = get_entry(config.model)
-    model_config = _architecture(config, preprocessor, first) if entry.family == "torch" else {}
+    model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
+                    if entry.family == "torch" else {})
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
@@ -293,18 +294,19 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     return TrainResult(bundle_path, report, bundle)
 
 
-def _architecture(config: TrainConfig, preprocessor: Preprocessor, scene: Scene) -> dict:
+def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, scene: Scene
+                     ) -> dict:
     """Builder arguments stored in the bundle: patch size, and for wavelength-aware models the
     band centres (nm) and ground sampling distance (m) they embed."""
     wavelengths = None
     if preprocessor.components is None and np.isfinite(preprocessor.band_wavelengths).all():
         wavelengths = [float(w) for w in preprocessor.band_wavelengths]
     gsd = float(abs(scene.transform.a)) if scene.georeferenced else 1.0
-    config_out = architecture_config(config.model, patch_size=config.patch_size,
-                                     wavelengths=wavelengths, gsd=gsd)
-    if "wavelengths" in architecture_config(config.model, wavelengths=[0.0]) \
+    config_out = architecture_config(model, patch_size=patch_size, wavelengths=wavelengths,
+                                     gsd=gsd)
+    if "wavelengths" in architecture_config(model, wavelengths=[0.0]) \
             and "wavelengths" not in config_out:
-        raise InputError(scene.path, f"{config.model} embeds band wavelengths, and this scene's "
+        raise InputError(scene.path, f"{model} embeds band wavelengths, and this scene's "
                          "bands have none (or PCA is on)",
                          "use a scene with wavelength metadata and --pca 0")
     return config_out

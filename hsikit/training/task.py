@@ -170,14 +170,7 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
         callbacks.append(LoRAStrengthCycle())
     if has_val:
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
-    if recipe.progress:
-        callbacks.append(RichProgressBar(leave=False))
-    trainer = L.Trainer(
-        max_epochs=recipe.epochs, accelerator="cpu", devices=1, deterministic=True,
-        logger=CSVLogger(log_dir, name="", version=""), callbacks=callbacks,
-        enable_checkpointing=False, enable_progress_bar=recipe.progress,
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-    )
+    trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
     if best.state is not None:
@@ -185,3 +178,48 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     model.eval()
     return {"best_epoch": best.epoch, "best_val_oa": best.best,
             "epochs_run": trainer.current_epoch}
+
+
+class MaskedPretrainTask(L.LightningModule):
+    """Self-supervised training of a pretrainer (``loss(x)``), validation on held-out patches."""
+
+    def __init__(self, pretrainer: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.model = pretrainer
+        self.recipe = recipe
+        self.steps_per_epoch = steps_per_epoch
+
+    def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
+        x = dihedral_augment(batch[0]) if self.recipe.augment else batch[0]
+        loss = self.model.loss(x)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: list[torch.Tensor], index: int) -> None:
+        generator = torch.Generator().manual_seed(index)
+        self.log("val_loss", self.model.loss(batch[0], generator), on_epoch=True, prog_bar=True)
+
+    configure_optimizers = PatchClassifierTask.configure_optimizers
+
+
+def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool) -> L.Trainer:
+    if recipe.progress:
+        callbacks = [*callbacks, RichProgressBar(leave=False)]
+    return L.Trainer(
+        max_epochs=recipe.epochs, accelerator="cpu", devices=1, deterministic=True,
+        logger=logger, callbacks=callbacks, enable_checkpointing=False,
+        enable_progress_bar=recipe.progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=1,
+    )
+
+
+def fit_pretraining(pretrainer: nn.Module, x_train: np.ndarray, x_val: np.ndarray,
+                    recipe: Recipe, seed: int) -> None:
+    _quiet_lightning()
+    L.seed_everything(seed, workers=True, verbose=False)
+    dummy = np.zeros(len(x_train), np.int64)
+    train = _loader(x_train, dummy, recipe.batch_size, True, False, seed)
+    val = _loader(x_val, np.zeros(len(x_val), np.int64), 256, False, False, seed)
+    task = MaskedPretrainTask(pretrainer.train(), recipe, steps_per_epoch=len(train))
+    _trainer(recipe, [], False).fit(task, train, val)
+    pretrainer.eval()

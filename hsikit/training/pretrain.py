@@ -1,0 +1,188 @@
+"""``hsikit pretrain``: masked-autoencoder pretraining of a seed encoder on unlabelled pixels.
+
+Without a split, patches are centred on randomly drawn valid pixels of the scenes (a share held
+out to measure reconstruction). With a split (catalog dataset or labels + ``--split``), only the
+*training* pixels of that split are used and its validation pixels are held out, so an encoder
+later fine-tuned and tested on the same split has never seen a test area. The file written
+holds the encoder weights (safetensors) and a JSON description; ``hsikit train --init`` loads it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hsikit import __version__
+from hsikit.bundle import HEADER_KEY
+from hsikit.errors import InputError
+from hsikit.models import create_model, get_entry
+from hsikit.models.pretraining import build_pretrainer
+from hsikit.preprocess import Preprocessor, good_bands, match_bands
+from hsikit.splits import TRAIN, VAL, Split, SplitSpec
+from hsikit.training.finetune import PRETRAINED_FORMAT, PretrainedMeta
+from hsikit.training.samples import Source, extract, read_spectra
+from hsikit.writers.atomic import check_writable_folder, staged_output
+
+
+class PretrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = "less_vit_tiny"
+    dataset: str | None = None
+    scenes: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    split: Literal["none", "random", "spatial"] = "none"
+    train_ratio: float = Field(0.1, gt=0, lt=1)
+    block_size: int = Field(16, gt=0)
+    buffer_patch: int | None = Field(None, gt=0)
+    samples: int = Field(4000, gt=0, description="patches drawn for pretraining")
+    holdout: float = Field(0.1, gt=0, lt=1, description="share held out (no split)")
+    epochs: int = Field(30, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    weight_decay: float = 0.05
+    warmup_epochs: int = Field(2, ge=0)
+    seed: int = 0
+    threads: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _sources(self) -> PretrainConfig:
+        if (self.dataset is None) == (not self.scenes):
+            raise ValueError("give either a catalog dataset or scenes")
+        if self.labels and len(self.labels) != len(self.scenes):
+            raise ValueError("give one labels file per scene")
+        if self.split != "none" and self.dataset is None and not self.labels:
+            raise ValueError("a split needs labels (or a catalog dataset)")
+        return self
+
+
+def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
+    """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
+    from hsikit.training.run import TrainConfig, load_sources
+
+    train_config = TrainConfig(model=config.model, dataset=config.dataset, scenes=config.scenes,
+                               labels=config.labels, split=config.split,
+                               train_ratio=config.train_ratio, block_size=config.block_size,
+                               buffer_patch=config.buffer_patch, patch_size=patch_size,
+                               seed=config.seed)
+    return load_sources(train_config)[0]
+
+
+def _random_sources(config: PretrainConfig) -> list[Source]:
+    """Randomly drawn pixels of each scene as pseudo-labels: train, plus a held-out share."""
+    from hsikit.datasets import load, resolve_scene
+
+    scenes = ([load(config.dataset).scene] if config.dataset
+              else [resolve_scene(s) for s in config.scenes])
+    rng = np.random.default_rng(config.seed)
+    first = scenes[0]
+    chosen = good_bands(first)
+    wavelengths, names = first.wavelengths[chosen], [str(n) for n in
+                                                     first.band_values("name")[chosen]]
+    per_scene = int(np.ceil(config.samples * (1 + config.holdout) / len(scenes)))
+    sources = []
+    for scene in scenes:
+        pixels = scene.height * scene.width
+        flat = rng.choice(pixels, size=min(per_scene, pixels), replace=False)
+        labels = np.zeros((scene.height, scene.width), np.uint8)
+        roles = np.zeros_like(labels)
+        labels.flat[flat] = 1
+        held = int(round(len(flat) * config.holdout / (1 + config.holdout)))
+        roles.flat[flat[:held]] = VAL
+        roles.flat[flat[held:]] = TRAIN
+        split = Split(SplitSpec(protocol="random", seed=config.seed), roles,
+                      ["random unlabelled pixels"])
+        sources.append(Source(scene, labels, split, match_bands(wavelengths, names, scene),
+                              scene.path or "scene"))
+    return sources
+
+
+def _subsample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(x) <= limit:
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
+
+
+def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, batch: int = 256
+                 ) -> float:
+    """Mean reconstruction loss on held-out patches with fixed masks (comparable across runs)."""
+    pretrainer.eval()
+    generator = torch.Generator().manual_seed(seed)
+    losses, weights = [], []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            chunk = torch.from_numpy(x[start:start + batch])
+            losses.append(float(pretrainer.loss(chunk, generator)))
+            weights.append(len(chunk))
+    return float(np.average(losses, weights=weights))
+
+
+def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> dict:
+    from hsikit.training.run import architecture_for
+    from hsikit.training.task import Recipe, fit_pretraining
+
+    output = Path(output)
+    check_writable_folder(output)
+    entry = get_entry(config.model)
+    objective = entry.defaults.get("pretrain")
+    if objective is None:
+        raise InputError(None, f"{config.model} has no self-supervised objective",
+                         "pretrain a less_vit_* or spectralgpt_* model")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    patch_size = entry.defaults["patch_size"]
+    sources = (_split_sources(config, patch_size) if config.split != "none"
+               else _random_sources(config))
+    spectra, checksum = read_spectra(sources)
+    if len(spectra) == 0:
+        raise InputError(None, "no valid pixels to pretrain on", "check the scenes and split")
+    first = sources[0].scene
+    chosen = good_bands(first)
+    preprocessor = Preprocessor.fit(spectra, first.wavelengths[chosen],
+                                    [str(n) for n in first.band_values("name")[chosen]])
+    samples = extract(sources, preprocessor, patch_size)
+    x_train = _subsample(samples.x["train"], config.samples, config.seed)
+    x_held = _subsample(samples.x["val"], max(64, int(config.samples * config.holdout)),
+                        config.seed + 1)
+    if len(x_held) == 0:
+        raise InputError(None, "the split leaves no held-out pixels",
+                         "use a larger validation share")
+    import lightning as L
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    architecture = architecture_for(config.model, patch_size, preprocessor, first)
+    classifier = create_model(config.model, preprocessor.out_channels, 2, **architecture)
+    pretrainer = build_pretrainer(objective, classifier)
+    before = heldout_loss(pretrainer, x_held, config.seed)
+    recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                    batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
+                    progress=progress)
+    fit_pretraining(pretrainer, x_train, x_held, recipe, config.seed)
+    after = heldout_loss(pretrainer, x_held, config.seed)
+    training = {"objective": objective, "train_patches": int(len(x_train)),
+                "heldout_patches": int(len(x_held)), "heldout_loss_before": before,
+                "heldout_loss_after": after, "data_checksum": checksum,
+                "seconds": round(time.perf_counter() - started, 1),
+                "config": config.model_dump()}
+    meta = PretrainedMeta(format=PRETRAINED_FORMAT, format_version=1,
+                          hsikit_version=__version__, model=config.model, objective=objective,
+                          config=architecture, band_wavelengths=[
+                              float(w) if np.isfinite(w) else None
+                              for w in preprocessor.band_wavelengths],
+                          patch_size=patch_size, training=training)
+    _save_encoder(output, classifier, meta)
+    return training
+
+
+def _save_encoder(path: Path, classifier: torch.nn.Module, meta: PretrainedMeta) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {f"model.{k}": np.ascontiguousarray(v.detach().cpu().numpy())
+               for k, v in classifier.state_dict().items() if k.startswith("encoder.")}
+    with staged_output(path) as stage:
+        save_file(tensors, str(stage / path.name), metadata={HEADER_KEY: meta.model_dump_json()})

@@ -1,0 +1,137 @@
+"""The seed models through the CLI: band-agnostic LESS ViT, pretraining, LoRA fine-tuning and the
+cyclical LoRA-strength schedule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from hsikit import open_scene
+from hsikit.bundle import read_safetensors
+from hsikit.datasets import load
+from hsikit.models import create_model
+from hsikit.models.layers import inject_lora, lora_layers
+from hsikit.training.task import Recipe, fit_torch, schedule
+from tests import synthetic
+from tests.conftest import assert_one_sentence_error
+
+QUICK = ["--split", "random", "--train-ratio", "0.3", "--epochs", "2", "--threads", "2"]
+
+
+def _metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_less_vit_trained_on_200_indian_pines_bands_maps_a_150_band_subset(tmp_path, run_cli):
+    bundle = tmp_path / "less.safetensors"
+    result = run_cli("train", "--dataset", "indian_pines", "--model", "less_vit_tiny",
+                     "--split", "random", "--train-ratio", "0.05", "--epochs", "1", "-o", bundle)
+    assert result.code == 0, result.stderr + result.stdout
+    scene = load("indian_pines").scene
+    keep = np.sort(np.random.default_rng(0).choice(200, 150, replace=False))
+    subset = synthetic.write_geotiff(tmp_path / "ip150.tif", scene.read_raw()[keep], nodata=None,
+                                     band_wavelengths=scene.wavelengths[keep])
+    result = run_cli("classify", subset, "-m", bundle, "-o", tmp_path / "map.tif")
+    assert result.code == 0, result.stderr + result.stdout
+    with rasterio.open(tmp_path / "map.tif") as out:
+        classes = out.read(1)
+    assert classes.shape == (145, 145) and (classes > 0).all()
+    # (models with fixed inputs refuse such a subset: test_classify.py lists the missing bands)
+
+
+@pytest.mark.parametrize("model", ["less_vit_tiny", "spectralgpt_tiny"])
+def test_pretraining_lowers_heldout_loss_and_the_encoder_fine_tunes(tmp_path, run_cli, model):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=30)
+    pretrained = tmp_path / "pre.safetensors"
+    result = run_cli("pretrain", scene, "--model", model, "--samples", "600", "--epochs", "6",
+                     "-o", pretrained, "--threads", "2")
+    assert result.code == 0, result.stderr + result.stdout
+    header, arrays = read_safetensors(pretrained)
+    training = header["training"]
+    assert header["format"] == "hsikit-pretrained" and header["model"] == model
+    assert training["heldout_loss_after"] < training["heldout_loss_before"]
+    assert arrays and all(k.startswith("model.encoder.") for k in arrays)
+    bundle = tmp_path / "model.safetensors"
+    result = run_cli("train", scene, "--labels", labels, "--model", model, "--init", pretrained,
+                     *QUICK, "-o", bundle)
+    assert result.code == 0, result.stderr + result.stdout
+    fit = _metrics(tmp_path / "model_report")["fit"]
+    assert fit["init_kind"] == "pretrained encoder" and fit["tensors_loaded"] == len(arrays)
+    # the fine-tuned encoder starts from the pretrained one: compare a tensor before training
+    other = "spectralgpt_tiny" if model == "less_vit_tiny" else "less_vit_tiny"
+    assert_one_sentence_error(
+        run_cli("train", scene, "--labels", labels, "--model", other, "--init", pretrained,
+                *QUICK, "-o", tmp_path / "x.safetensors"), "pre.safetensors", f"'{model}'")
+
+
+def test_pretraining_with_a_split_uses_only_its_training_pixels(tmp_path, run_cli):
+    scene, labels, truth = synthetic.class_scene(tmp_path, bands=30)
+    pretrained = tmp_path / "pre.safetensors"
+    result = run_cli("pretrain", scene, "--labels", labels, "--split", "spatial", "--model",
+                     "less_vit_tiny", "--epochs", "1", "-o", pretrained)
+    assert result.code == 0, result.stderr + result.stdout
+    training = read_safetensors(pretrained)[0]["training"]
+    assert training["config"]["split"] == "spatial"
+    # the same options in `hsikit train` write the split: pretraining saw exactly its training
+    # pixels, and held out exactly its validation pixels — never a test pixel
+    assert run_cli("train", scene, "--labels", labels, "--model", "less_vit_tiny", "--split",
+                   "spatial", "--epochs", "1", "-o", tmp_path / "m.safetensors").code == 0
+    with rasterio.open(tmp_path / "m_report" / "split.tif") as src:
+        roles = src.read(1)
+    assert training["train_patches"] == int((roles == 1).sum()) < (truth > 0).sum()
+    assert training["heldout_patches"] == int((roles == 2).sum())
+
+
+def test_lora_fine_tuning_trains_a_small_share_and_maps(tmp_path, run_cli):
+    scene, labels, truth = synthetic.class_scene(tmp_path, bands=30)
+    base = tmp_path / "base.safetensors"
+    assert run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny", *QUICK,
+                   "-o", base).code == 0
+    tuned = tmp_path / "tuned.safetensors"
+    result = run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny",
+                     "--init", base, "--lora", "--lora-rank", "4", "--lora-cycles", "2",
+                     *QUICK, "-o", tuned)
+    assert result.code == 0, result.stderr + result.stdout
+    report = _metrics(tmp_path / "tuned_report")
+    assert report["trainable_parameters"] <= 0.2 * report["parameters"]  # ≥ 80 % fewer
+    assert report["fit"]["lora_layers"] == 10 and report["fit"]["lora_cycles"] == 2
+    assert run_cli("classify", scene, "-m", tuned, "-o", tmp_path / "map.tif").code == 0
+    with rasterio.open(tmp_path / "map.tif") as out:
+        assert (out.read(1)[truth > 0] > 0).all()
+    assert_one_sentence_error(
+        run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny", "--lora",
+                *QUICK, "-o", tmp_path / "x.safetensors"), "LoRA fine-tunes existing weights")
+
+
+def test_cyclical_schedule_restarts_and_ends_each_cycle_at_full_strength():
+    recipe = Recipe(epochs=12, warmup_epochs=0, lora_cycles=3, lora_min_strength=0.2)
+    steps = [schedule(step, recipe, 10) for step in range(120)]
+    lr = np.array([s[0] for s in steps])
+    strength = np.array([s[1] for s in steps])
+    restarts = np.flatnonzero(np.diff(lr) > 0) + 1
+    assert restarts.tolist() == [40, 80]
+    assert strength[0] == pytest.approx(0.2) and strength[39] > 0.99 and strength[-1] > 0.99
+    assert np.all(np.diff(strength[:40]) > 0)  # strength rises as the LR falls, every cycle
+    plain = [schedule(step, Recipe(epochs=12, warmup_epochs=0), 10) for step in range(120)]
+    assert all(s[1] == 1.0 for s in plain) and np.all(np.diff([s[0] for s in plain]) <= 0)
+
+
+def test_cyclical_schedule_modulates_lora_during_training(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("lola_specvit_tiny", 15, 3, patch_size=13)
+    inject_lora(model, model.lora_targets, rank=2)
+    seen: list[float] = []
+    layer = lora_layers(model)[0]
+    layer.register_forward_hook(lambda module, *_: seen.append(module.strength)
+                                if module.training else None)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 15, 13, 13)).astype("float32")
+    y = np.arange(64) % 3
+    recipe = Recipe(epochs=4, batch_size=16, warmup_epochs=0, lora_cycles=2, progress=False)
+    fit_torch(model, x, y, x[:16], y[:16], recipe, 0, str(tmp_path))
+    assert min(seen) < 0.5 and max(seen) > 0.9 and len(set(seen)) > 4
+    assert layer.strength == 1.0  # inference (and the merged bundle) use full strength
