@@ -359,8 +359,10 @@ def evaluate(
 @app.command()
 def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")],
         models: Annotated[str | None, typer.Option(
-            help="Comma-separated models to rerun; the others' runs are kept from the existing "
-                 "results file when their configuration is unchanged.")] = None) -> None:
+            help="Comma-separated rows to rerun; the others' runs are kept from the existing "
+                 "results file when their configuration is unchanged.")] = None,
+        seeds: Annotated[str | None, typer.Option(
+            help="Comma-separated seeds to run (others kept as with --models).")] = None) -> None:
     """Run a declarative job, e.g. the Indian Pines benchmark."""
     from hsikit.pipelines import load_pipeline, run_benchmark
 
@@ -368,11 +370,18 @@ def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/
     only = None
     if models is not None:
         only = [m.strip() for m in models.split(",") if m.strip()]
-        unknown = sorted(set(only) - set(spec.models))
+        unknown = sorted(set(only) - set(spec.names))
         if unknown:
             raise InputError(pipeline, f"--models names {', '.join(unknown)}, which the pipeline "
-                             "does not run", f"choose from {', '.join(spec.models)}")
-    results = run_benchmark(spec, log=out.print, only=only)
+                             "does not run", f"choose from {', '.join(spec.names)}")
+    chosen_seeds = None
+    if seeds is not None:
+        try:
+            chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError as exc:
+            raise InputError(None, f"--seeds '{seeds}' is not a list of integers",
+                             "write e.g. --seeds 0,1") from exc
+    results = run_benchmark(spec, log=out.print, only=only, seeds=chosen_seeds)
     out.print(f"results: {spec.results}\nreport: {spec.report}")
     if any("error" in r for r in results["runs"]):
         raise typer.Exit(1)

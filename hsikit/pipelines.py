@@ -32,6 +32,8 @@ class Protocol(BaseModel):
     train_ratio: float | None = None
     buffer_patch: int | None = None
     block_size: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="training options for "
+                                    "every row of this protocol (a row's own options win)")
 
 
 class MemoryCheck(BaseModel):
@@ -41,19 +43,49 @@ class MemoryCheck(BaseModel):
     bands: int = 200
 
 
+class Variant(BaseModel):
+    """One row of the table: a model with its training options, optionally pretrained on the
+    run's own training region first, or started from another variant's bundle of the same
+    protocol and seed (e.g. LoRA fine-tuning of a fully trained base)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    pretrain: dict[str, Any] | None = None  # PretrainConfig fields (epochs, samples …)
+    init_from: str | None = None
+
+
 class Benchmark(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     dataset: str
-    models: list[str]
+    models: list[str | Variant]
     protocols: list[Protocol]
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     threads: int = 2
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     output: str = "bench_output"
+    map_scene: bool = Field(True, description="map the whole scene after training (measures "
+                            "inference speed); false reports accuracy only")
     results: str
     report: str
     memory_check: MemoryCheck | None = None
+
+    def variants(self) -> list[Variant]:
+        """Every row as a Variant; a plain model name takes its ``overrides``."""
+        out = [Variant(name=m, model=m, options=self.overrides.get(m, {}))
+               if isinstance(m, str) else m for m in self.models]
+        for index, variant in enumerate(out):
+            earlier = [v.name for v in out[:index]]
+            if variant.init_from is not None and variant.init_from not in earlier:
+                raise ValueError(f"{variant.name} starts from '{variant.init_from}', which must "
+                                 "be listed before it")
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.variants()]
 
 
 def load_pipeline(path: str | Path) -> Benchmark:
@@ -61,8 +93,10 @@ def load_pipeline(path: str | Path) -> Benchmark:
     if not path.is_file():
         raise InputError(path, "no such pipeline file", "check the path")
     try:
-        return Benchmark.model_validate(yaml.safe_load(path.read_text()))
-    except (yaml.YAMLError, ValidationError) as exc:
+        spec = Benchmark.model_validate(yaml.safe_load(path.read_text()))
+        spec.variants()
+        return spec
+    except (yaml.YAMLError, ValidationError, ValueError) as exc:
         raise InputError(path, f"invalid pipeline ({str(exc).splitlines()[0]})",
                          "see pipelines/indian_pines_benchmark.yaml for the format") from exc
 
@@ -83,8 +117,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
-def _train_and_map(config: dict, folder: str, threads: int) -> dict:
-    """One benchmark run (in its own process): train, then map the whole scene."""
+def _train_and_map(job: dict, folder: str, threads: int) -> dict:
+    """One benchmark run (in its own process): [pretrain,] train, then map the whole scene."""
     import torch
 
     from hsikit.bundle import load_bundle
@@ -95,17 +129,31 @@ def _train_and_map(config: dict, folder: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     folder_path = Path(folder)
     folder_path.mkdir(parents=True, exist_ok=True)
+    config = dict(job["train"])
+    extra: dict[str, Any] = {}
+    if job.get("pretrain") is not None:
+        from hsikit.training.pretrain import PretrainConfig, pretrain
+
+        keys = ("model", "dataset", "split", "train_ratio", "block_size", "buffer_patch", "seed",
+                "threads")
+        pretrained = folder_path / "pretrained.safetensors"
+        outcome = pretrain(PretrainConfig(**{k: config[k] for k in keys if k in config},
+                                          **job["pretrain"]), pretrained, progress=False)
+        config["init"] = str(pretrained)
+        extra["pretrain"] = {k: outcome[k] for k in ("seconds", "train_patches",
+                                                     "heldout_loss_before", "heldout_loss_after")}
     result = train(TrainConfig(**config), folder_path / "model.safetensors",
                    folder_path / "report", progress=False)
-    scene = load(config["dataset"]).scene
-    bundle = load_bundle(folder_path / "model.safetensors")
-    started = time.perf_counter()
-    summary = classify_scene(scene, bundle, folder_path / "map.tif")
-    seconds = time.perf_counter() - started
+    if job.get("map_scene", True):
+        scene = load(config["dataset"]).scene
+        bundle = load_bundle(folder_path / "model.safetensors")
+        started = time.perf_counter()
+        summary = classify_scene(scene, bundle, folder_path / "map.tif")
+        extra["pixels_per_second"] = summary["classified"] / (time.perf_counter() - started)
     report = result.report
     return {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
-                                   "samples", "fit", "per_class")} | {
-        "pixels_per_second": summary["classified"] / seconds, "peak_rss_mb": _peak_rss_mb()}
+                                   "trainable_parameters", "samples", "fit", "per_class")} | {
+        "pixels_per_second": None, "peak_rss_mb": _peak_rss_mb(), **extra}
 
 
 def _quiet() -> None:
@@ -125,60 +173,79 @@ def _in_child(target: Any, *args: Any) -> dict:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _run_config(spec: Benchmark, protocol: Protocol, model: str, seed: int) -> dict:
-    """The exact training configuration of one run: what decides whether an old run still holds."""
-    return {"dataset": spec.dataset, "model": model, "split": protocol.split, "seed": seed,
-            "threads": spec.threads,
-            **{k: v for k, v in protocol.model_dump().items()
-               if k not in ("name", "split") and v is not None},
-            **spec.overrides.get(model, {})}
+def _family(model: str) -> str:
+    from hsikit.models import get_entry
+
+    return get_entry(model).family
+
+
+def _run_job(spec: Benchmark, protocol: Protocol, variant: Variant, seed: int) -> dict:
+    """Everything one run depends on: what decides whether an old run still holds."""
+    train = {"dataset": spec.dataset, "model": variant.model, "split": protocol.split,
+             "seed": seed, "threads": spec.threads,
+             **{k: v for k, v in protocol.model_dump().items()
+                if k not in ("name", "split", "options") and v is not None},
+             **(protocol.options if _family(variant.model) == "torch" else {}),
+             **variant.options}
+    if variant.init_from is not None:
+        train["init"] = str(Path(spec.output) / protocol.name / variant.init_from / f"seed{seed}"
+                            / "model.safetensors")
+    return {"train": train, "pretrain": variant.pretrain, "map_scene": spec.map_scene}
 
 
 def _previous_runs(spec: Benchmark) -> dict[tuple[str, str, int], tuple[dict, dict]]:
-    """Runs in the existing results file, keyed by (protocol, model, seed), with their config."""
+    """Runs in the existing results file, keyed by (protocol, row name, seed), with their job."""
     path = Path(spec.results)
     try:
         old = json.loads(path.read_text())
         old_spec = Benchmark.model_validate(old["spec"])
+        variants = {v.name: v for v in old_spec.variants()}
     except (OSError, ValueError, KeyError, ValidationError):
         return {}
     protocols = {p.name: p for p in old_spec.protocols}
     out = {}
     for run in old.get("runs", []):
-        if "error" in run or run.get("protocol") not in protocols:
+        if "error" in run or run.get("protocol") not in protocols or \
+                run.get("model") not in variants:
             continue
-        config = _run_config(old_spec, protocols[run["protocol"]], run["model"], run["seed"])
-        out[(run["protocol"], run["model"], run["seed"])] = (
-            {"date": old.get("date")} | run, config)
+        job = _run_job(old_spec, protocols[run["protocol"]], variants[run["model"]], run["seed"])
+        out[(run["protocol"], run["model"], run["seed"])] = ({"date": old.get("date")} | run, job)
     return out
 
 
-def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None) -> dict:
-    """Run every model × protocol × seed; with ``only``, rerun just those models and keep the
-    other models' runs from the existing results file when their configuration is unchanged."""
-    previous = _previous_runs(spec) if only else {}
+def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None,
+                  seeds: list[int] | None = None) -> dict:
+    """Run every row × protocol × seed; with ``only`` (rows) or ``seeds``, run just those and
+    keep the other runs from the existing results file when their configuration is unchanged."""
+    previous = _previous_runs(spec) if only or seeds else {}
     runs = []
     for protocol in spec.protocols:
-        for model in spec.models:
+        for variant in spec.variants():
             for seed in spec.seeds:
-                config = _run_config(spec, protocol, model, seed)
-                kept = previous.get((protocol.name, model, seed))
-                if model not in (only or spec.models) and kept and kept[1] == config:
-                    runs.append(kept[0])
-                    continue
-                folder = Path(spec.output) / protocol.name / model / f"seed{seed}"
+                job = _run_job(spec, protocol, variant, seed)
+                kept = previous.get((protocol.name, variant.name, seed))
+                wanted_seed = seed in (seeds or spec.seeds)
+                if not (variant.name in (only or spec.names) and wanted_seed):
+                    if kept and kept[1] == job:
+                        runs.append(kept[0])
+                        continue
+                    if not wanted_seed:
+                        continue  # a seed not asked for: left out, never run unasked
+                    # a row not asked for but stale (its configuration changed): rerun it
+                folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
                 started = time.perf_counter()
-                outcome = _in_child(_train_and_map, config, str(folder), spec.threads)
-                outcome.update(model=model, protocol=protocol.name, seed=seed,
+                outcome = _in_child(_train_and_map, job, str(folder), spec.threads)
+                outcome.update(model=variant.name, protocol=protocol.name, seed=seed,
                                date=date.today().isoformat(),
                                wall_seconds=round(time.perf_counter() - started, 1))
                 runs.append(outcome)
                 shown = ("error: " + outcome["error"] if "error" in outcome
                          else f"OA {outcome['oa']:.2%}")
-                log(f"{protocol.name:>10} {model:>14} seed {seed}: {shown} "
+                log(f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
                     f"({outcome['wall_seconds']} s)")
     memory = None
-    if spec.memory_check and (only is None or spec.memory_check.model in only):
+    if spec.memory_check and ((only is None and seeds is None)
+                              or spec.memory_check.model in (only or [])):
         memory = run_memory_check(spec, log)
     elif spec.memory_check and Path(spec.results).is_file():
         memory = json.loads(Path(spec.results).read_text()).get("memory_check")
@@ -216,8 +283,13 @@ def summarize(runs: list[dict]) -> list[dict]:
         stats = summarize_runs(good)
         rows.append({"protocol": protocol, "model": model, **stats,
                      "train_seconds": float(np.mean([r["train_seconds"] for r in good])),
-                     "pixels_per_second": float(np.mean([r["pixels_per_second"] for r in good])),
+                     "pixels_per_second": (float(np.mean([r["pixels_per_second"] for r in good]))
+                                           if all(r["pixels_per_second"] for r in good) else None),
                      "parameters": int(good[0]["parameters"]),
+                     "trainable_parameters": int(good[0].get("trainable_parameters",
+                                                             good[0]["parameters"])),
+                     "pretrain_seconds": (float(np.mean([r["pretrain"]["seconds"] for r in good]))
+                                          if all("pretrain" in r for r in good) else None),
                      "peak_rss_mb": float(max(r["peak_rss_mb"] for r in good)),
                      "n_test": int(np.mean([r["n_test"] for r in good]))})
     return rows
@@ -328,12 +400,19 @@ def markdown_table(results: dict) -> str:
              f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
              "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
              ""]
+    def seconds(row: dict) -> str:
+        pre = row.get("pretrain_seconds")
+        return f"{row['train_seconds']:.0f}" + (f" + {pre:.0f} pretrain" if pre else "")
+
     rows = [[r["protocol"], r["model"], "failed"] if "error" in r else
-            [r["protocol"], r["model"], _pm(r["oa"]), _pm(r["aa"]), _pm(r["kappa"]),
-             str(r["n_test"]), f"{r['train_seconds']:.0f}", f"{r['pixels_per_second']:.0f}",
-             f"{r['parameters']:,}", f"{r['peak_rss_mb']:.0f}"] for r in results["summary"]]
-    lines += _table(["protocol", "model", "OA %", "AA %", "kappa × 100", "test px", "train s",
-                     "inference px/s", "parameters", "peak RSS MB"], rows)
+            [r["protocol"], r["model"], str(r["oa"]["n"]), _pm(r["oa"]), _pm(r["aa"]),
+             _pm(r["kappa"]), str(r["n_test"]), seconds(r),
+             f"{r['pixels_per_second']:.0f}" if r["pixels_per_second"] else "–",
+             f"{r['parameters']:,}", f"{r.get('trainable_parameters', r['parameters']):,}",
+             f"{r['peak_rss_mb']:.0f}"] for r in results["summary"]]
+    lines += _table(["protocol", "model", "seeds", "OA %", "AA %", "kappa × 100", "test px",
+                     "train s", "inference px/s", "parameters", "trainable", "peak RSS MB"],
+                    rows)
     memory = results.get("memory_check")
     if memory:
         lines += ["", f"Streamed `hsikit classify` on synthetic float32 scenes "

@@ -96,3 +96,31 @@ def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
                                         "python": "3", "torch": "2"},
                             "spec": {"seeds": [0]}, "summary": [], "memory_check": memory})
     assert "Streamed `hsikit classify`" in table and "peak RSS MB" in table
+
+
+def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
+    """A pretrained row and a LoRA row that starts from it, as the seed-model benchmark does."""
+    spec = {"name": "variants", "dataset": "indian_pines", "seeds": [0], "threads": 2,
+            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
+            "models": [
+                {"name": "sg_pre", "model": "spectralgpt_tiny", "options": {"epochs": 1},
+                 "pretrain": {"epochs": 1, "samples": 128}},
+                {"name": "sg_lora", "model": "spectralgpt_tiny", "init_from": "sg_pre",
+                 "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1}}],
+            "output": str(tmp_path / "out"), "results": str(tmp_path / "v.json"),
+            "report": str(tmp_path / "v.md"), "map_scene": False}
+    pipeline = tmp_path / "v.yaml"
+    pipeline.write_text(yaml.safe_dump(spec))
+    result = run_cli("run", pipeline)
+    assert result.code == 0, result.stdout + result.stderr
+    runs = {r["model"]: r for r in json.loads((tmp_path / "v.json").read_text())["runs"]}
+    assert runs["sg_pre"]["fit"]["init_kind"] == "pretrained encoder"
+    assert runs["sg_pre"]["pretrain"]["train_patches"] > 0
+    assert runs["sg_lora"]["fit"]["init_kind"] == "bundle"
+    assert runs["sg_lora"]["trainable_parameters"] < 0.2 * runs["sg_lora"]["parameters"]
+    text = (tmp_path / "v.md").read_text()
+    assert "| random5 | sg_pre | 1 |" in text and "pretrain" in text
+    assert runs["sg_pre"]["pixels_per_second"] is None  # not mapped: no speed claimed
+    spec["models"].reverse()  # a row cannot start from one that runs after it
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert_one_sentence_error(run_cli("run", pipeline), "v.yaml", "must be listed before it")

@@ -239,7 +239,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
 
     L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
-    start_info = _start_from(model, config)
+    if entry.family == "classical" and config.init:
+        raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
+                         "from earlier weights", "drop --init, or choose a neural model")
+    start_info = _start_from(model, config) if entry.family == "torch" else {}
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
