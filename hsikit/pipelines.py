@@ -214,23 +214,25 @@ def _previous_runs(spec: Benchmark) -> dict[tuple[str, str, int], tuple[dict, di
 
 
 def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None,
-                  seeds: list[int] | None = None) -> dict:
-    """Run every row × protocol × seed; with ``only`` (rows) or ``seeds``, run just those and
-    keep the other runs from the existing results file when their configuration is unchanged."""
-    previous = _previous_runs(spec) if only or seeds else {}
+                  seeds: list[int] | None = None, protocols: list[str] | None = None) -> dict:
+    """Run every row × protocol × seed; with ``only`` (rows), ``seeds`` or ``protocols``, run
+    just those and keep the other runs from the existing results file when their configuration
+    is unchanged."""
+    previous = _previous_runs(spec) if only or seeds or protocols else {}
     runs = []
     for protocol in spec.protocols:
         for variant in spec.variants():
             for seed in spec.seeds:
                 job = _run_job(spec, protocol, variant, seed)
                 kept = previous.get((protocol.name, variant.name, seed))
-                wanted_seed = seed in (seeds or spec.seeds)
+                wanted_seed = (seed in (seeds or spec.seeds)
+                               and protocol.name in (protocols or [protocol.name]))
                 if not (variant.name in (only or spec.names) and wanted_seed):
                     if kept and kept[1] == job:
                         runs.append(kept[0])
                         continue
                     if not wanted_seed:
-                        continue  # a seed not asked for: left out, never run unasked
+                        continue  # a seed or protocol not asked for: never run unasked
                     # a row not asked for but stale (its configuration changed): rerun it
                 folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
                 started = time.perf_counter()
@@ -244,7 +246,7 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
                 log(f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
                     f"({outcome['wall_seconds']} s)")
     memory = None
-    if spec.memory_check and ((only is None and seeds is None)
+    if spec.memory_check and ((only is None and seeds is None and protocols is None)
                               or spec.memory_check.model in (only or [])):
         memory = run_memory_check(spec, log)
     elif spec.memory_check and Path(spec.results).is_file():

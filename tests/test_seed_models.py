@@ -122,14 +122,14 @@ def test_cyclical_schedule_restarts_and_ends_each_cycle_at_full_strength():
 
 def test_cyclical_schedule_modulates_lora_during_training(tmp_path):
     torch.manual_seed(0)
-    model = create_model("lola_specvit_tiny", 15, 3, patch_size=13)
+    model = create_model("lola_specvit_tiny", 15, 3, patch_size=11)
     inject_lora(model, model.lora_targets, rank=2)
     seen: list[float] = []
     layer = lora_layers(model)[0]
     layer.register_forward_hook(lambda module, *_: seen.append(module.strength)
                                 if module.training else None)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 15, 13, 13)).astype("float32")
+    x = rng.normal(size=(64, 15, 11, 11)).astype("float32")
     y = np.arange(64) % 3
     recipe = Recipe(epochs=4, batch_size=16, warmup_epochs=0, lora_cycles=2, progress=False)
     fit_torch(model, x, y, x[:16], y[:16], recipe, 0, str(tmp_path))

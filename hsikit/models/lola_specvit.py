@@ -68,7 +68,7 @@ class LoLASpecViT(nn.Module):
     lora_targets = LORA_TARGETS
     head_prefix = "head"
 
-    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 13,
+    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 11,
                  stem: tuple[int, int] = (8, 16), dim: int = 64, depth: int = 2, heads: int = 4,
                  window: int = 7, mlp_ratio: float = 2.0, dropout: float = 0.1) -> None:
         super().__init__()
@@ -90,24 +90,24 @@ class LoLASpecViT(nn.Module):
         return self.head(self.norm(x.mean(dim=(1, 2))))
 
 
-_RECIPE = {"patch_size": 13, "pca": 15, "epochs": 100, "lr": 1e-3, "batch_size": 64}
+_RECIPE = {"patch_size": 11, "pca": 15, "epochs": 100, "lr": 1e-3, "batch_size": 64}
 
 
 @register_model("lola_specvit_tiny", **_RECIPE)
-def lola_specvit_tiny(in_bands: int, num_classes: int, patch_size: int = 13) -> LoLASpecViT:
+def lola_specvit_tiny(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT tiny: 3-D conv stem (8, 16), d=64, 2 window-attention blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, stem=(8, 16), dim=64, depth=2, heads=4)
 
 
 @register_model("lola_specvit_small", **_RECIPE)
-def lola_specvit_small(in_bands: int, num_classes: int, patch_size: int = 13) -> LoLASpecViT:
+def lola_specvit_small(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT small: 3-D conv stem (16, 32), d=96, 4 window-attention blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, stem=(16, 32), dim=96, depth=4,
                        heads=4)
 
 
 @register_model("lola_specvit_base", **_RECIPE)
-def lola_specvit_base(in_bands: int, num_classes: int, patch_size: int = 13) -> LoLASpecViT:
+def lola_specvit_base(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT base (GPU-sized): 3-D conv stem (32, 64), d=192, 8 blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, stem=(32, 64), dim=192, depth=8,
                        heads=8, mlp_ratio=4.0)
