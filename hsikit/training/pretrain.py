@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from hsikit import __version__
 from hsikit.bundle import HEADER_KEY
@@ -25,20 +25,14 @@ from hsikit.models.pretraining import build_pretrainer
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.splits import TRAIN, VAL, Split, SplitSpec
 from hsikit.training.finetune import PRETRAINED_FORMAT, PretrainedMeta
+from hsikit.training.run import DataOptions, TrainConfig, architecture_for, load_sources
 from hsikit.training.samples import Source, extract, read_spectra
 from hsikit.writers.atomic import check_writable_folder, staged_output
 
 
-class PretrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PretrainConfig(DataOptions):
     model: str = "less_vit_tiny"
-    dataset: str | None = None
-    scenes: list[str] = Field(default_factory=list)
-    labels: list[str] = Field(default_factory=list)
     split: Literal["none", "random", "spatial"] = "none"
-    train_ratio: float = Field(0.1, gt=0, lt=1)
-    block_size: int = Field(16, gt=0)
-    buffer_patch: int | None = Field(None, gt=0)
     samples: int = Field(4000, gt=0, description="patches drawn for pretraining")
     holdout: float = Field(0.1, gt=0, lt=1, description="share held out (no split)")
     epochs: int = Field(30, gt=0)
@@ -46,15 +40,9 @@ class PretrainConfig(BaseModel):
     batch_size: int = Field(64, gt=0)
     weight_decay: float = 0.05
     warmup_epochs: int = Field(2, ge=0)
-    seed: int = 0
-    threads: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _sources(self) -> PretrainConfig:
-        if (self.dataset is None) == (not self.scenes):
-            raise ValueError("give either a catalog dataset or scenes")
-        if self.labels and len(self.labels) != len(self.scenes):
-            raise ValueError("give one labels file per scene")
+    def _split_needs_labels(self) -> PretrainConfig:
         if self.split != "none" and self.dataset is None and not self.labels:
             raise ValueError("a split needs labels (or a catalog dataset)")
         return self
@@ -62,8 +50,6 @@ class PretrainConfig(BaseModel):
 
 def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
     """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
-    from hsikit.training.run import TrainConfig, load_sources
-
     train_config = TrainConfig(model=config.model, dataset=config.dataset, scenes=config.scenes,
                                labels=config.labels, split=config.split,
                                train_ratio=config.train_ratio, block_size=config.block_size,
@@ -122,7 +108,6 @@ def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, batch: i
 
 
 def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> dict:
-    from hsikit.training.run import architecture_for
     from hsikit.training.task import Recipe, fit_pretraining
 
     output = Path(output)

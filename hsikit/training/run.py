@@ -29,25 +29,41 @@ from hsikit.training.samples import Samples, Source, extract, read_spectra
 PREDICT_BATCH = 2048
 
 
-class TrainConfig(BaseModel):
-    """Everything a training run depends on; unset recipe fields take the model's defaults."""
+class DataOptions(BaseModel):
+    """Where pixels come from and how they are split: shared by training and pretraining, so
+    both build the same split from the same options."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str = "cnn3d"
     dataset: str | None = None
     scenes: list[str] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
-    class_field: str | None = None
-    name_field: str | None = None
-    split: Literal["random", "spatial", "tiles"] = "spatial"
     train_ratio: float = Field(0.1, gt=0, lt=1)
-    per_class: int | None = Field(None, gt=0)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    train_fraction: float = Field(0.5, gt=0, lt=1)
     block_size: int = Field(16, gt=0)
     buffer_patch: int | None = Field(None, gt=0, description="spatial: buffer = this // 2 "
                                      "(default: the model's patch size); set it to compare "
                                      "models with different patches on one split")
+    seed: int = 0
+    threads: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataOptions:
+        if (self.dataset is None) == (not self.scenes):
+            raise ValueError("give either a catalog dataset or scenes")
+        if self.labels and len(self.labels) != len(self.scenes):
+            raise ValueError("give one labels file per scene")
+        return self
+
+
+class TrainConfig(DataOptions):
+    """Everything a training run depends on; unset recipe fields take the model's defaults."""
+
+    model: str = "cnn3d"
+    class_field: str | None = None
+    name_field: str | None = None
+    split: Literal["random", "spatial", "tiles"] = "spatial"
+    per_class: int | None = Field(None, gt=0)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    train_fraction: float = Field(0.5, gt=0, lt=1)
     patch_size: int | None = Field(None, gt=0)
     pca: int | None = Field(None, ge=0, description="0 = no PCA")
     epochs: int | None = Field(None, gt=0)
@@ -58,8 +74,6 @@ class TrainConfig(BaseModel):
     warmup_epochs: int = Field(3, ge=0)
     balanced: bool = False
     patience: int = Field(15, gt=0)
-    seed: int = 0
-    threads: int | None = Field(None, gt=0)
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -74,8 +88,6 @@ class TrainConfig(BaseModel):
                              "pretrained encoder)")
         if self.lora_cycles and not self.lora:
             raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
-        if (self.dataset is None) == (not self.scenes):
-            raise ValueError("give either a catalog dataset or scenes with labels")
         if self.scenes and len(self.labels) != len(self.scenes):
             raise ValueError("give one labels file per scene")
         if self.split == "tiles" and len(self.scenes) < 2:
