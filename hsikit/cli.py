@@ -156,21 +156,27 @@ def rasterize(
               "pixels")
 
 
-def _train_config(scenes: list[str] | None, labels: list[str] | None, dataset: str | None,
-                  **fields: Any):
+def _options(config_class: type, command: str, scenes: list[str] | None,
+             labels: list[str] | None, dataset: str | None, **fields: Any) -> Any:
+    """A validated config from CLI options; the first problem becomes one sentence."""
     from pydantic import ValidationError
-
-    from hsikit.training.run import TrainConfig
 
     given = {k: v for k, v in fields.items() if v is not None}
     try:
-        return TrainConfig(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
+        return config_class(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(map(str, problem["loc"]))
-        raise InputError(None, f"invalid training options: {where + ': ' if where else ''}"
+        raise InputError(None, f"invalid {command}ing options: {where + ': ' if where else ''}"
                          f"{problem['msg'].removeprefix('Value error, ')}",
-                         "see 'hsikit train --help'") from exc
+                         f"see 'hsikit {command} --help'") from exc
+
+
+def _train_config(scenes: list[str] | None, labels: list[str] | None, dataset: str | None,
+                  **fields: Any) -> Any:
+    from hsikit.training.run import TrainConfig
+
+    return _options(TrainConfig, "train", scenes, labels, dataset, **fields)
 
 
 def _print_metrics(report: dict) -> None:
@@ -254,21 +260,11 @@ def pretrain(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Self-supervised pretraining of a seed encoder on unlabelled pixels."""
-    from pydantic import ValidationError
-
     from hsikit.training.pretrain import PretrainConfig
     from hsikit.training.pretrain import pretrain as run_pretraining
 
-    given = {k: v for k, v in {"samples": samples, "epochs": epochs, "threads": threads}.items()
-             if v is not None}
-    try:
-        config = PretrainConfig(model=model, dataset=dataset, scenes=scenes or [],
-                                labels=labels or [], split=split, seed=seed, **given)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        raise InputError(None, f"invalid pretraining options: "
-                         f"{problem['msg'].removeprefix('Value error, ')}",
-                         "see 'hsikit pretrain --help'") from exc
+    config = _options(PretrainConfig, "pretrain", scenes, labels, dataset, model=model,
+                      split=split, seed=seed, samples=samples, epochs=epochs, threads=threads)
     result = run_pretraining(config, output)
     out.print(f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
               f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "

@@ -121,3 +121,25 @@ def test_unknown_output_format(tmp_path, run_cli):
     result = run_cli("convert", _scene(tmp_path), "-o", tmp_path / "out.jpg")
     assert_one_sentence_error(result, "out.jpg", "cannot tell the output format")
     assert not (tmp_path / "out.jpg").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--dataset", "indian_pines", "--model", "cnn3d"], "cnn3d has no self-supervised objective"),
+    (["SCENE", "--split", "spatial"], "a split needs labels"),
+    (["--dataset", "indian_pines", "--model", "less_vit_tiny", "--samples", "0"], "samples"),
+])
+def test_pretraining_options_are_checked(tmp_path, run_cli, args, fragment):
+    args = [str(_scene(tmp_path)) if a == "SCENE" else a for a in args]
+    result = run_cli("pretrain", *args, "-o", tmp_path / "pre.safetensors")
+    assert_one_sentence_error(result, fragment)
+    assert not (tmp_path / "pre.safetensors").exists()
+
+
+def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
+    scene = _scene(tmp_path)  # no wavelength metadata
+    labels = synthetic.write_geotiff(tmp_path / "labels.tif",
+                                     (np.arange(50)[None, None, :] * 2 // 50 + 1)
+                                     .repeat(40, 1).astype("uint8"), nodata=None)
+    result = run_cli("train", scene, "--labels", labels, "--model", "less_vit_tiny",
+                     "-o", tmp_path / "m.safetensors")
+    assert_one_sentence_error(result, "scene.tif", "embeds band wavelengths")
