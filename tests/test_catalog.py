@@ -56,12 +56,14 @@ def test_a_broken_card_fails(tmp_path, mutation, message):
 
 
 @pytest.mark.slow
-def test_cards_ship_inside_a_built_wheel(tmp_path):
+def test_cards_and_every_module_ship_inside_a_built_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(tmp_path), str(REPO)], check=True)
     wheel = next(tmp_path.glob("hsikit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"hsikit/data_catalog/{n}.yaml" for n in EXPECTED_CARDS} <= set(names)
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "hsikit").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))
 
 
 # -- fetch against a local server ----------------------------------------------------------------
