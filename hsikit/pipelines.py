@@ -215,42 +215,51 @@ def _previous_runs(spec: Benchmark) -> dict[tuple[str, str, int], tuple[dict, di
 
 def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None,
                   seeds: list[int] | None = None, protocols: list[str] | None = None) -> dict:
-    """Run every row × protocol × seed; with ``only`` (rows), ``seeds`` or ``protocols``, run
-    just those and keep the other runs from the existing results file when their configuration
-    is unchanged."""
-    previous = _previous_runs(spec) if only or seeds or protocols else {}
-    runs = []
+    """Run every row × protocol × seed, or with ``only`` (rows), ``seeds`` or ``protocols``
+    just those. Runs not asked for are kept from the existing results file while their
+    configuration is unchanged; nothing is ever run unasked. The results file and report are
+    rewritten after every run, so an interrupted job keeps what it finished."""
+    partial = only is not None or seeds is not None or protocols is not None
+    previous = _previous_runs(spec) if partial else {}
+    memory = None
+    if spec.memory_check and Path(spec.results).is_file() and partial:
+        memory = json.loads(Path(spec.results).read_text()).get("memory_check")
+    planned: list[tuple[int, Protocol, Variant, int, dict]] = []
+    runs: list[dict | None] = []  # None: planned, not run yet (kept in table order)
     for protocol in spec.protocols:
         for variant in spec.variants():
             for seed in spec.seeds:
                 job = _run_job(spec, protocol, variant, seed)
+                asked = (variant.name in (only or spec.names) and seed in (seeds or spec.seeds)
+                         and protocol.name in (protocols or [protocol.name]))
                 kept = previous.get((protocol.name, variant.name, seed))
-                wanted_seed = (seed in (seeds or spec.seeds)
-                               and protocol.name in (protocols or [protocol.name]))
-                if not (variant.name in (only or spec.names) and wanted_seed):
-                    if kept and kept[1] == job:
-                        runs.append(kept[0])
-                        continue
-                    if not wanted_seed:
-                        continue  # a seed or protocol not asked for: never run unasked
-                    # a row not asked for but stale (its configuration changed): rerun it
-                folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
-                started = time.perf_counter()
-                outcome = _in_child(_train_and_map, job, str(folder), spec.threads)
-                outcome.update(model=variant.name, protocol=protocol.name, seed=seed,
-                               date=date.today().isoformat(),
-                               wall_seconds=round(time.perf_counter() - started, 1))
-                runs.append(outcome)
-                shown = ("error: " + outcome["error"] if "error" in outcome
-                         else f"OA {outcome['oa']:.2%}")
-                log(f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
-                    f"({outcome['wall_seconds']} s)")
-    memory = None
-    if spec.memory_check and ((only is None and seeds is None and protocols is None)
-                              or spec.memory_check.model in (only or [])):
+                if asked:
+                    planned.append((len(runs), protocol, variant, seed, job))
+                    runs.append(None)
+                elif kept and kept[1] == job:
+                    runs.append(kept[0])
+                elif kept:
+                    log(f"dropped {protocol.name} {variant.name} seed {seed}: its configuration "
+                        "changed; rerun it with --models")
+    for index, protocol, variant, seed, job in planned:
+        folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
+        started = time.perf_counter()
+        outcome = _in_child(_train_and_map, job, str(folder), spec.threads)
+        outcome.update(model=variant.name, protocol=protocol.name, seed=seed,
+                       date=date.today().isoformat(),
+                       wall_seconds=round(time.perf_counter() - started, 1))
+        runs[index] = outcome
+        shown = "error: " + outcome["error"] if "error" in outcome else f"OA {outcome['oa']:.2%}"
+        log(f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
+            f"({outcome['wall_seconds']} s)")
+        _write_results(spec, runs, memory)
+    if spec.memory_check and (not partial or spec.memory_check.model in (only or [])):
         memory = run_memory_check(spec, log)
-    elif spec.memory_check and Path(spec.results).is_file():
-        memory = json.loads(Path(spec.results).read_text()).get("memory_check")
+    return _write_results(spec, runs, memory)
+
+
+def _write_results(spec: Benchmark, runs: list[dict | None], memory: dict | None) -> dict:
+    runs = [r for r in runs if r is not None]
     results = {"benchmark": spec.name, "dataset": spec.dataset, "date": date.today().isoformat(),
                "machine": machine(), "runs": runs, "summary": summarize(runs),
                "memory_check": memory, "spec": spec.model_dump()}

@@ -55,11 +55,12 @@ def test_rerun_of_some_models_keeps_the_others(tmp_path, run_cli):
     runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
     assert runs["svm_rbf"]["oa"] == 0.5 and runs["svm_rbf"]["date"] == "2026-01-01"  # kept
     assert runs["random_forest"]["oa"] > 0.5  # rerun
-    spec["threads"] = 2  # a changed configuration invalidates kept runs
-    pipeline.write_text(yaml.safe_dump(spec))
-    assert run_cli("run", pipeline, "--models", "random_forest").code == 0
+    spec["threads"] = 2  # a changed configuration invalidates kept runs: dropped, never rerun
+    pipeline.write_text(yaml.safe_dump(spec))       # unasked
+    result = run_cli("run", pipeline, "--models", "random_forest")
+    assert result.code == 0 and "dropped random10 svm_rbf seed 0" in result.stdout
     runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
-    assert runs["svm_rbf"]["oa"] > 0.5
+    assert set(runs) == {"random_forest"}
 
 
 def test_invalid_pipeline(tmp_path, run_cli):
