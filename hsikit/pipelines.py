@@ -32,8 +32,6 @@ class Protocol(BaseModel):
     train_ratio: float | None = None
     buffer_patch: int | None = None
     block_size: int | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="training options for "
-                                    "every row of this protocol (a row's own options win)")
 
 
 class MemoryCheck(BaseModel):
@@ -173,19 +171,12 @@ def _in_child(target: Any, *args: Any) -> dict:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _family(model: str) -> str:
-    from hsikit.models import get_entry
-
-    return get_entry(model).family
-
-
 def _run_job(spec: Benchmark, protocol: Protocol, variant: Variant, seed: int) -> dict:
     """Everything one run depends on: what decides whether an old run still holds."""
     train = {"dataset": spec.dataset, "model": variant.model, "split": protocol.split,
              "seed": seed, "threads": spec.threads,
              **{k: v for k, v in protocol.model_dump().items()
-                if k not in ("name", "split", "options") and v is not None},
-             **(protocol.options if _family(variant.model) == "torch" else {}),
+                if k not in ("name", "split") and v is not None},
              **variant.options}
     if variant.init_from is not None:
         train["init"] = str(Path(spec.output) / protocol.name / variant.init_from / f"seed{seed}"
