@@ -382,6 +382,9 @@ MARK_END = "<!-- benchmark:{name}:end -->"
 
 
 def _pm(stats: dict) -> str:
+    """mean ± std over seeds; a single run has no spread to show."""
+    if stats.get("n", 2) < 2:
+        return f"{100 * stats['mean']:.2f}"
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 
