@@ -36,6 +36,15 @@ def sincos(values: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def positional_channel(centres: torch.Tensor, grid: torch.Tensor, patch: int, gsd: float,
+                       dim: int) -> torch.Tensor:
+    """``(spatial + channel) / 2`` embedding ``[G, N, dim]``: 2-D sin-cos of each patch's ground
+    position in metres and 1-D sin-cos of each group's central wavelength in nm."""
+    metres = grid * patch * gsd
+    spatial = torch.cat([sincos(metres[:, 0], dim // 2), sincos(metres[:, 1], dim // 2)], dim=-1)
+    return (spatial[None] + sincos(centres, dim)[:, None]) / 2
+
+
 def band_groups(count: int, group: int) -> list[np.ndarray]:
     """Consecutive, nearly equal groups of band indices, about ``group`` bands each."""
     return np.array_split(np.arange(count), max(1, math.ceil(count / group)))
@@ -142,12 +151,7 @@ class LessEncoder(nn.Module):
         return tokens.flatten(2).transpose(1, 2).reshape(b, g, -1, self.dim), centres
 
     def position(self, centres: torch.Tensor, grid: torch.Tensor, gsd: float) -> torch.Tensor:
-        """``(spatial + channel) / 2`` embedding, ``[G, N, D]``."""
-        metres = grid * self.patch * gsd
-        spatial = torch.cat([sincos(metres[:, 0], self.dim // 2),
-                             sincos(metres[:, 1], self.dim // 2)], dim=-1)  # [N, D]
-        channel = sincos(centres, self.dim)  # [G, D]
-        return (spatial[None] + channel[:, None]) / 2
+        return positional_channel(centres, grid, self.patch, gsd, self.dim)
 
     def mask(self, grid: torch.Tensor) -> torch.Tensor | None:
         if self.radius is None:
@@ -196,28 +200,23 @@ _RECIPE = {"patch_size": 9, "epochs": 100, "lr": 1e-3, "batch_size": 64,
            "pretrain": "hyper_mae"}
 
 
-def _less(in_bands: int, num_classes: int, wavelengths: list[float] | None, gsd: float,
-          patch_size: int, **size: int) -> LessViT:
-    return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, **size)
-
-
 @register_model("less_vit_tiny", **_RECIPE)
 def less_vit_tiny(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                   gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT tiny: 10-band groups × 3×3-pixel tokens, d=64, 2 LESS blocks, rank 2."""
-    return _less(in_bands, num_classes, wavelengths, gsd, patch_size, dim=64, depth=2, heads=4)
+    return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=64, depth=2, heads=4)
 
 
 @register_model("less_vit_small", **_RECIPE)
 def less_vit_small(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                    gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT small: d=96, 4 LESS blocks, rank 2."""
-    return _less(in_bands, num_classes, wavelengths, gsd, patch_size, dim=96, depth=4, heads=4)
+    return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=96, depth=4, heads=4)
 
 
 @register_model("less_vit_base", **_RECIPE)
 def less_vit_base(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                   gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT base (GPU-sized): 5-band groups, d=192, 8 LESS blocks, 8 heads."""
-    return _less(in_bands, num_classes, wavelengths, gsd, patch_size, dim=192, depth=8, heads=8,
+    return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=192, depth=8, heads=8,
                  group=5)

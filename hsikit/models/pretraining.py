@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hsikit.models.layers import TransformerBlock
-from hsikit.models.less_vit import LessBlock, LessViT, group_bands, sincos
+from hsikit.models.less_vit import LessBlock, LessViT, group_bands, positional_channel
 from hsikit.models.spectralgpt import SpectralGPT
 
 
@@ -81,17 +81,11 @@ class HyperMAE(nn.Module):
         full = (self.mask_channel * (~shown_g)[:, None, None]
                 + self.mask_position * (~shown_n)[None, :, None]).expand(b, g, n, -1).clone()
         full[:, keep_g[:, None], keep_n[None, :]] = encoded
-        full = full + self._decoder_position(centres, grid)
+        full = full + positional_channel(centres, grid, enc.patch, self.gsd, self.decoder_dim)
         prediction = self.predict(self.decoder_norm(self.decoder(full, enc.mask(grid))))
         values, _ = group_bands(patches, self.wavelengths, enc.group)
         error = ((prediction - _normalise(_patchify(values, enc.patch))) ** 2).mean(-1)
         return error[:, :, ~shown_n].mean() + error[:, ~shown_g].mean()
-
-    def _decoder_position(self, centres: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        metres = grid * self.encoder.patch * self.gsd
-        half = self.decoder_dim // 2
-        spatial = torch.cat([sincos(metres[:, 0], half), sincos(metres[:, 1], half)], dim=-1)
-        return (spatial[None] + sincos(centres, self.decoder_dim)[:, None]) / 2
 
 
 class SpectralMAE(nn.Module):
