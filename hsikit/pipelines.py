@@ -44,12 +44,15 @@ class MemoryCheck(BaseModel):
 class Variant(BaseModel):
     """One row of the table: a model with its training options, optionally pretrained on the
     run's own training region first, or started from another variant's bundle of the same
-    protocol and seed (e.g. LoRA fine-tuning of a fully trained base)."""
+    protocol and seed (e.g. LoRA fine-tuning of a fully trained base). ``per_protocol`` adds
+    or replaces options for one protocol only (a recipe tuned where the other protocol's runs
+    must stay as they are)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     model: str
     options: dict[str, Any] = Field(default_factory=dict)
+    per_protocol: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pretrain: dict[str, Any] | None = None  # PretrainConfig fields (epochs, samples …)
     init_from: str | None = None
 
@@ -79,6 +82,10 @@ class Benchmark(BaseModel):
             if variant.init_from is not None and variant.init_from not in earlier:
                 raise ValueError(f"{variant.name} starts from '{variant.init_from}', which must "
                                  "be listed before it")
+            unknown = set(variant.per_protocol) - {p.name for p in self.protocols}
+            if unknown:
+                raise ValueError(f"{variant.name} has options for unknown protocol(s) "
+                                 f"{', '.join(sorted(unknown))}")
         return out
 
     @property
@@ -131,11 +138,11 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
     extra: dict[str, Any] = {}
     if job.get("pretrain") is not None:
         from hsikit.training.pretrain import PretrainConfig, pretrain
+        from hsikit.training.run import DataOptions
 
-        keys = ("model", "dataset", "split", "train_ratio", "block_size", "buffer_patch", "seed",
-                "threads")
+        keys = {"model", "split", *DataOptions.model_fields}  # the training run's own split
         pretrained = folder_path / "pretrained.safetensors"
-        outcome = pretrain(PretrainConfig(**{k: config[k] for k in keys if k in config},
+        outcome = pretrain(PretrainConfig(**{k: v for k, v in config.items() if k in keys},
                                           **job["pretrain"]), pretrained, progress=False)
         config["init"] = str(pretrained)
         extra["pretrain"] = {k: outcome[k] for k in ("seconds", "train_patches",
@@ -177,7 +184,7 @@ def _run_job(spec: Benchmark, protocol: Protocol, variant: Variant, seed: int) -
              "seed": seed, "threads": spec.threads,
              **{k: v for k, v in protocol.model_dump().items()
                 if k not in ("name", "split") and v is not None},
-             **variant.options}
+             **variant.options, **variant.per_protocol.get(protocol.name, {})}
     if variant.init_from is not None:
         train["init"] = str(Path(spec.output) / protocol.name / variant.init_from / f"seed{seed}"
                             / "model.safetensors")

@@ -120,3 +120,21 @@ def test_variants_grow_tiny_to_base(family):
     counts = [sizes[i] for i in order]
     assert counts == sorted(counts) and len(set(counts)) == len(counts)
     assert counts[0] < 200_000  # tiny trains on a CPU in minutes
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
+    from hsikit.training.task import Recipe, fit_torch
+
+    x, y = _batch("cnn3d")
+    y_val = np.random.default_rng(1).permutation(y)  # validation that does not follow training
+    model, _ = _build("cnn3d")
+    recipe = Recipe(epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, keep=keep,
+                    progress=False)
+    info = fit_torch(model, x, y, x, y_val, recipe, 0, str(tmp_path))
+    predicted = _scores(model, "torch", x).argmax(1)
+    if keep == "best":
+        assert (predicted == y_val).mean() == pytest.approx(info["best_val_oa"])
+    else:
+        assert info["epochs_run"] == 20  # no early stopping: the whole schedule ran
+        assert (predicted == y).all()  # and the model is the trained end state

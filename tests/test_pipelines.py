@@ -105,7 +105,8 @@ def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
             "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
             "models": [
                 {"name": "sg_pre", "model": "spectralgpt_tiny", "options": {"epochs": 1},
-                 "pretrain": {"epochs": 1, "samples": 128}},
+                 "per_protocol": {"random5": {"val_fraction": 0.5}},
+                 "pretrain": {"epochs": 1, "samples": 100_000}},
                 {"name": "sg_lora", "model": "spectralgpt_tiny", "init_from": "sg_pre",
                  "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1}}],
             "output": str(tmp_path / "out"), "results": str(tmp_path / "v.json"),
@@ -116,7 +117,9 @@ def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
     assert result.code == 0, result.stdout + result.stderr
     runs = {r["model"]: r for r in json.loads((tmp_path / "v.json").read_text())["runs"]}
     assert runs["sg_pre"]["fit"]["init_kind"] == "pretrained encoder"
-    assert runs["sg_pre"]["pretrain"]["train_patches"] > 0
+    samples = runs["sg_pre"]["samples"]
+    assert abs(samples["val"] - samples["train"]) <= 16  # the protocol's own validation share
+    assert runs["sg_pre"]["pretrain"]["train_patches"] == samples["train"]  # the same split
     assert runs["sg_lora"]["fit"]["init_kind"] == "bundle"
     assert runs["sg_lora"]["trainable_parameters"] < 0.2 * runs["sg_lora"]["parameters"]
     text = (tmp_path / "v.md").read_text()
@@ -125,3 +128,6 @@ def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
     spec["models"].reverse()  # a row cannot start from one that runs after it
     pipeline.write_text(yaml.safe_dump(spec))
     assert_one_sentence_error(run_cli("run", pipeline), "v.yaml", "must be listed before it")
+    spec["models"] = [{"name": "x", "model": "cnn3d", "per_protocol": {"random10": {}}}]
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert_one_sentence_error(run_cli("run", pipeline), "v.yaml", "unknown protocol(s) random10")

@@ -108,6 +108,30 @@ def test_lora_fine_tuning_trains_a_small_share_and_maps(tmp_path, run_cli):
                 *QUICK, "-o", tmp_path / "x.safetensors"), "LoRA fine-tunes existing weights")
 
 
+def test_fine_tuning_a_bundle_on_another_scene_keeps_its_preprocessing(tmp_path, run_cli):
+    """The base's weights expect its own scaling and PCA basis; refitting them on the new
+    scene's pixels would feed the weights a different input."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=30, rows=32, cols=40)
+    base = tmp_path / "base.safetensors"
+    assert run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny", *QUICK,
+                   "-o", base).code == 0
+    (tmp_path / "other").mkdir()
+    other, other_labels, _ = synthetic.class_scene(tmp_path / "other", bands=30, rows=32,
+                                                   cols=40, seed=1)
+    tuned = tmp_path / "tuned.safetensors"
+    result = run_cli("train", other, "--labels", other_labels, "--model", "lola_specvit_tiny",
+                     "--init", base, *QUICK, "-o", tuned)
+    assert result.code == 0, result.stderr + result.stdout
+    before, after = read_safetensors(base)[1], read_safetensors(tuned)[1]
+    for key in ("preprocess.mean", "preprocess.std", "preprocess.components"):
+        np.testing.assert_array_equal(after[key], before[key])
+    assert_one_sentence_error(
+        run_cli("train", other, "--labels", other_labels, "--model", "lola_specvit_tiny",
+                "--init", base, "--pca", "10", *QUICK, "-o", tmp_path / "x.safetensors"),
+        "base.safetensors", "trained with PCA 15 and this run asks for 10", "--pca 15")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_cyclical_schedule_restarts_and_ends_each_cycle_at_full_strength():
     recipe = Recipe(epochs=12, warmup_epochs=0, lora_cycles=3, lora_min_strength=0.2)
     steps = [schedule(step, recipe, 10) for step in range(120)]

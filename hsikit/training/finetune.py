@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
@@ -12,6 +13,7 @@ from torch import nn
 from hsikit.bundle import read_safetensors
 from hsikit.errors import InputError
 from hsikit.models.layers import count_parameters, freeze_all_but_lora, inject_lora
+from hsikit.preprocess import Preprocessor
 
 PRETRAINED_FORMAT = "hsikit-pretrained"
 
@@ -48,6 +50,37 @@ def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
     weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()
                if k.startswith("model.")}
     return name, weights, kind
+
+
+def bundle_preprocessor(path: str | Path, pca: int | None, patch_size: int,
+                        wavelengths: np.ndarray, names: list[str]) -> Preprocessor | None:
+    """A bundle's own preprocessing, kept when fine-tuning from it: its weights were trained on
+    exactly that input (bands, scaling, PCA basis), and a basis refitted on other pixels would
+    feed them something else. ``None`` for a pretrained encoder (refitted scaling is what it
+    expects). A different PCA size, patch size or band set is refused."""
+    from hsikit.bundle import load_bundle
+
+    path = Path(path)
+    if read_safetensors(path)[0].get("format") == PRETRAINED_FORMAT:
+        return None
+    bundle = load_bundle(path)
+    meta = bundle.meta
+    if (meta.pca or 0) != (pca or 0):
+        raise InputError(path, f"the bundle was trained with PCA {meta.pca or 0} and this run "
+                         f"asks for {pca or 0}", f"fine-tune with --pca {meta.pca or 0}")
+    if meta.patch_size != patch_size:
+        raise InputError(path, f"the bundle was trained on {meta.patch_size}-pixel patches and "
+                         f"this run asks for {patch_size}",
+                         f"fine-tune with --patch-size {meta.patch_size}")
+    trained = bundle.preprocessor
+    same = (len(trained.band_names) == len(names) and
+            np.allclose(trained.band_wavelengths, wavelengths, atol=1.0, equal_nan=True)
+            and (np.isfinite(wavelengths).all() or trained.band_names == list(names)))
+    if not same:
+        raise InputError(path, f"the bundle was trained on {len(trained.band_names)} bands that "
+                         f"these scenes' {len(names)} bands do not match",
+                         "fine-tune on scenes with the bundle's bands")
+    return trained
 
 
 def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) -> dict:

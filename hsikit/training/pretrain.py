@@ -50,11 +50,9 @@ class PretrainConfig(DataOptions):
 
 def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
     """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
-    train_config = TrainConfig(model=config.model, dataset=config.dataset, scenes=config.scenes,
-                               labels=config.labels, split=config.split,
-                               train_ratio=config.train_ratio, block_size=config.block_size,
-                               buffer_patch=config.buffer_patch, patch_size=patch_size,
-                               seed=config.seed)
+    data = {k: getattr(config, k) for k in DataOptions.model_fields}
+    train_config = TrainConfig(model=config.model, split=config.split, patch_size=patch_size,
+                               **data)
     return load_sources(train_config)[0]
 
 

@@ -38,6 +38,8 @@ class DataOptions(BaseModel):
     scenes: list[str] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
     train_ratio: float = Field(0.1, gt=0, lt=1)
+    per_class: int | None = Field(None, gt=0)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
     block_size: int = Field(16, gt=0)
     buffer_patch: int | None = Field(None, gt=0, description="spatial: buffer = this // 2 "
                                      "(default: the model's patch size); set it to compare "
@@ -61,8 +63,6 @@ class TrainConfig(DataOptions):
     class_field: str | None = None
     name_field: str | None = None
     split: Literal["random", "spatial", "tiles"] = "spatial"
-    per_class: int | None = Field(None, gt=0)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
     train_fraction: float = Field(0.5, gt=0, lt=1)
     patch_size: int | None = Field(None, gt=0)
     pca: int | None = Field(None, ge=0, description="0 = no PCA")
@@ -74,6 +74,8 @@ class TrainConfig(DataOptions):
     warmup_epochs: int = Field(3, ge=0)
     balanced: bool = False
     patience: int = Field(15, gt=0)
+    keep: Literal["best", "last"] = Field("best", description="weights kept: best on "
+                                          "validation (early stopping), or the last epoch")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -224,6 +226,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     from hsikit.writers.atomic import check_writable_folder
 
     config = config.resolved()
+    entry = get_entry(config.model)
+    if entry.family == "classical" and config.init:
+        raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
+                         "from earlier weights", "drop --init, or choose a neural model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
@@ -235,25 +241,18 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     if spectra.shape[0] == 0:
         raise InputError(None, "no valid training pixels", "check the labels and the split")
     first = sources[0].scene
-    chosen = good_bands(first)
-    preprocessor = Preprocessor.fit(spectra, first.wavelengths[chosen],
-                                    [str(n) for n in first.band_values("name")[chosen]],
-                                    pca=config.pca or None, seed=config.seed)
+    preprocessor = _preprocessor(config, spectra, first)
     samples = extract(sources, preprocessor, config.patch_size)
     model_table, y = _class_indices(samples, table)
     keep = {role: y[role] >= 0 for role in y}
     x = {role: samples.x[role][keep[role]] for role in y}
     y = {role: y[role][keep[role]] for role in y}
-    entry = get_entry(config.model)
     model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
                     if entry.family == "torch" else {})
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
-    if entry.family == "classical" and config.init:
-        raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
-                         "from earlier weights", "drop --init, or choose a neural model")
     start_info = _start_from(model, config) if entry.family == "torch" else {}
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
@@ -266,7 +265,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                         batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
-                        patience=config.patience, progress=progress,
+                        patience=config.patience, keep=config.keep,
+                        progress=progress,
                         lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
@@ -307,6 +307,19 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
     return TrainResult(bundle_path, report, bundle)
+
+
+def _preprocessor(config: TrainConfig, spectra: np.ndarray, scene: Scene) -> Preprocessor:
+    """Fitted on the training spectra, or when fine-tuning a bundle, the bundle's own."""
+    from hsikit.training.finetune import bundle_preprocessor
+
+    chosen = good_bands(scene)
+    wavelengths = scene.wavelengths[chosen]
+    names = [str(n) for n in scene.band_values("name")[chosen]]
+    kept = (bundle_preprocessor(config.init, config.pca, config.patch_size, wavelengths, names)
+            if config.init else None)
+    return kept or Preprocessor.fit(spectra, wavelengths, names, pca=config.pca or None,
+                                    seed=config.seed)
 
 
 def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, scene: Scene

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -35,6 +36,8 @@ class Recipe:
     label_smoothing: float = 0.05
     balanced: bool = False
     patience: int = 15
+    # "best": best-validation weights with early stopping; "last": the full schedule's end
+    keep: Literal["best", "last"] = "best"
     augment: bool = True
     progress: bool = True
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
@@ -158,7 +161,10 @@ def _quiet_lightning() -> None:
 
 def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
               y_val: np.ndarray, recipe: Recipe, seed: int, log_dir: str) -> dict:
-    """Train; returns the best epoch and score. ``model`` ends with the best validation weights."""
+    """Train; returns the best epoch and score. ``model`` ends with the best validation weights,
+    or with ``recipe.keep == "last"`` the weights at the end of the schedule (validation is then
+    only watched: with a few hundred validation pixels, picking the best epoch mostly picks
+    noise)."""
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
@@ -168,16 +174,16 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     callbacks: list[Callback] = [best]
     if recipe.lora_cycles:
         callbacks.append(LoRAStrengthCycle())
-    if has_val:
+    if has_val and recipe.keep == "best":
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
     trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
-    if best.state is not None:
+    if best.state is not None and recipe.keep == "best":
         model.load_state_dict(best.state)
     model.eval()
     return {"best_epoch": best.epoch, "best_val_oa": best.best,
-            "epochs_run": trainer.current_epoch}
+            "epochs_run": trainer.current_epoch, "kept": recipe.keep}
 
 
 class MaskedPretrainTask(L.LightningModule):
