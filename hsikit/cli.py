@@ -212,6 +212,12 @@ def train(
     lr: Annotated[float | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     balanced: Annotated[bool, typer.Option(help="Class-balanced sampling.")] = False,
+    val_fraction: Annotated[float | None, typer.Option(help="Share of the training pixels "
+                                                            "kept for validation.")] = None,
+    label_smoothing: Annotated[float | None, typer.Option()] = None,
+    keep: Annotated[str | None, typer.Option(help="Weights kept: 'best' on validation "
+                                                  "(early stopping) or 'last' (the whole "
+                                                  "schedule).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -231,8 +237,9 @@ def train(
                            per_class=per_class, block_size=block_size,
                            buffer_patch=buffer_patch, patch_size=patch_size,
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
-                           balanced=balanced, seed=seed, threads=threads,
-                           init=str(init) if init else None, lora=lora, lora_rank=lora_rank,
+                           balanced=balanced, val_fraction=val_fraction,
+                           label_smoothing=label_smoothing, keep=keep, seed=seed,
+                           threads=threads, init=str(init) if init else None, lora=lora, lora_rank=lora_rank,
                            lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)

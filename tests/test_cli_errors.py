@@ -143,3 +143,14 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     result = run_cli("train", scene, "--labels", labels, "--model", "less_vit_tiny",
                      "-o", tmp_path / "m.safetensors")
     assert_one_sentence_error(result, "scene.tif", "embeds band wavelengths")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--keep", "sometimes"], "keep: Input should be 'best' or 'last'"),
+    (["--val-fraction", "1.5"], "val_fraction"),
+    (["--label-smoothing", "-0.1"], "label_smoothing"),
+])
+def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):
+    result = run_cli("train", "--dataset", "indian_pines", *args, "-o", tmp_path / "m.safetensors")
+    assert_one_sentence_error(result, "invalid training options", fragment)
+    assert not (tmp_path / "m.safetensors").exists()

@@ -120,8 +120,10 @@ def test_fine_tuning_a_bundle_on_another_scene_keeps_its_preprocessing(tmp_path,
                                                    cols=40, seed=1)
     tuned = tmp_path / "tuned.safetensors"
     result = run_cli("train", other, "--labels", other_labels, "--model", "lola_specvit_tiny",
-                     "--init", base, *QUICK, "-o", tuned)
+                     "--init", base, "--keep", "last", "--val-fraction", "0.1", *QUICK,
+                     "-o", tuned)
     assert result.code == 0, result.stderr + result.stdout
+    assert _metrics(tmp_path / "tuned_report")["fit"]["kept"] == "last"
     before, after = read_safetensors(base)[1], read_safetensors(tuned)[1]
     for key in ("preprocess.mean", "preprocess.std", "preprocess.components"):
         np.testing.assert_array_equal(after[key], before[key])
