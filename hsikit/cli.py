@@ -239,8 +239,8 @@ def train(
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep, seed=seed,
-                           threads=threads, init=str(init) if init else None, lora=lora, lora_rank=lora_rank,
-                           lora_cycles=lora_cycles)
+                           threads=threads, init=str(init) if init else None, lora=lora,
+                           lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
     _print_metrics(result.report)
