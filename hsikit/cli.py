@@ -218,6 +218,8 @@ def train(
     keep: Annotated[str | None, typer.Option(help="Weights kept: 'best' on validation "
                                                   "(early stopping) or 'last' (the whole "
                                                   "schedule).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Training-time budget: stop after "
+                                                           "this many minutes.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -238,7 +240,8 @@ def train(
                            buffer_patch=buffer_patch, patch_size=patch_size,
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
                            balanced=balanced, val_fraction=val_fraction,
-                           label_smoothing=label_smoothing, keep=keep, seed=seed,
+                           label_smoothing=label_smoothing, keep=keep,
+                           max_minutes=max_minutes, seed=seed,
                            threads=threads, init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")

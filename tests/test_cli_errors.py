@@ -149,6 +149,7 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     (["--keep", "sometimes"], "keep: Input should be 'best' or 'last'"),
     (["--val-fraction", "1.5"], "val_fraction"),
     (["--label-smoothing", "-0.1"], "label_smoothing"),
+    (["--max-minutes", "0"], "max_minutes"),
 ])
 def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):
     result = run_cli("train", "--dataset", "indian_pines", *args, "-o", tmp_path / "m.safetensors")

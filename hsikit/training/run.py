@@ -76,6 +76,8 @@ class TrainConfig(DataOptions):
     patience: int = Field(15, gt=0)
     keep: Literal["best", "last"] = Field("best", description="weights kept: best on "
                                           "validation (early stopping), or the last epoch")
+    max_minutes: float | None = Field(None, gt=0, description="training-time budget: stop "
+                                      "after this many minutes")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -266,7 +268,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
                         patience=config.patience, keep=config.keep,
-                        progress=progress,
+                        max_minutes=config.max_minutes, progress=progress,
                         lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,

@@ -18,7 +18,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
@@ -38,6 +38,7 @@ class Recipe:
     patience: int = 15
     # "best": best-validation weights with early stopping; "last": the full schedule's end
     keep: Literal["best", "last"] = "best"
+    max_minutes: float | None = None  # training-time budget: stop after this many minutes
     augment: bool = True
     progress: bool = True
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
@@ -164,7 +165,8 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     """Train; returns the best epoch and score. ``model`` ends with the best validation weights,
     or with ``recipe.keep == "last"`` the weights at the end of the schedule (validation is then
     only watched: with a few hundred validation pixels, picking the best epoch mostly picks
-    noise)."""
+    noise). ``recipe.max_minutes`` cuts training short when the time budget is spent; with
+    "last" that leaves the schedule unfinished, so budget runs are best paired with "best"."""
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
@@ -183,7 +185,15 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
         model.load_state_dict(best.state)
     model.eval()
     return {"best_epoch": best.epoch, "best_val_oa": best.best,
-            "epochs_run": trainer.current_epoch, "kept": recipe.keep}
+            "epochs_run": trainer.current_epoch, "kept": recipe.keep,
+            "stopped_by_time_budget": _out_of_time(trainer)}
+
+
+def _out_of_time(trainer: L.Trainer) -> bool:
+    """Whether the ``max_minutes`` budget ended training (rather than the schedule or
+    early stopping)."""
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    return bool(timers) and timers[0].time_remaining() <= 0
 
 
 class MaskedPretrainTask(L.LightningModule):
@@ -212,7 +222,9 @@ def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool
     if recipe.progress:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
     return L.Trainer(
-        max_epochs=recipe.epochs, accelerator="cpu", devices=1, deterministic=True,
+        max_epochs=recipe.epochs,
+        max_time=None if recipe.max_minutes is None else {"minutes": recipe.max_minutes},
+        accelerator="cpu", devices=1, deterministic=True,
         logger=logger, callbacks=callbacks, enable_checkpointing=False,
         enable_progress_bar=recipe.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=1,
