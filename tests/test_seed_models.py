@@ -26,6 +26,17 @@ def _metrics(folder):
     return json.loads((folder / "metrics.json").read_text())
 
 
+def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", *QUICK[:4],
+                     "--epochs", "1000", "--max-minutes", "0.000001",
+                     "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.stderr + result.stdout
+    fit = _metrics(tmp_path / "m_report")["fit"]
+    assert fit["stopped_by_time_budget"] and fit["epochs_run"] < 1000
+    assert (tmp_path / "m.safetensors").is_file()
+
+
 def test_less_vit_trained_on_200_indian_pines_bands_maps_a_150_band_subset(tmp_path, run_cli):
     bundle = tmp_path / "less.safetensors"
     result = run_cli("train", "--dataset", "indian_pines", "--model", "less_vit_tiny",
