@@ -239,6 +239,7 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
                 elif kept:
                     log(f"dropped {protocol.name} {variant.name} seed {seed}: its configuration "
                         "changed; rerun it with --models")
+    _check_starting_bundles(planned)
     for index, protocol, variant, seed, job in planned:
         folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
         started = time.perf_counter()
@@ -254,6 +255,20 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
     if spec.memory_check and (not partial or spec.memory_check.model in (only or [])):
         memory = run_memory_check(spec, log)
     return _write_results(spec, runs, memory)
+
+
+def _check_starting_bundles(planned: list[tuple[int, Protocol, Variant, int, dict]]) -> None:
+    """Refuse before any training when a row starts from a bundle that neither exists nor is
+    trained earlier in this job: otherwise the error would surface hours later, in one run."""
+    trained = set()
+    for _, protocol, variant, seed, job in planned:
+        start = job["train"].get("init") if variant.init_from is not None else None
+        if start and (protocol.name, variant.init_from, seed) not in trained and \
+                not Path(start).is_file():
+            raise InputError(start, f"{variant.name} ({protocol.name}, seed {seed}) starts from "
+                             f"this {variant.init_from} bundle, which does not exist",
+                             f"add {variant.init_from} to --models to train it first")
+        trained.add((protocol.name, variant.name, seed))
 
 
 def _write_results(spec: Benchmark, runs: list[dict | None], memory: dict | None) -> dict:

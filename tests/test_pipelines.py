@@ -131,3 +131,20 @@ def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
     spec["models"] = [{"name": "x", "model": "cnn3d", "per_protocol": {"random10": {}}}]
     pipeline.write_text(yaml.safe_dump(spec))
     assert_one_sentence_error(run_cli("run", pipeline), "v.yaml", "unknown protocol(s) random10")
+
+
+def test_row_whose_starting_bundle_is_missing_is_refused_before_training(tmp_path, run_cli):
+    """`--models` on a LoRA row alone, with its base never trained here: one sentence, exit 2."""
+    spec = {"name": "lora", "dataset": "indian_pines", "seeds": [0], "threads": 1,
+            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
+            "models": ["lola_specvit_tiny",
+                       {"name": "lola+lora", "model": "lola_specvit_tiny",
+                        "init_from": "lola_specvit_tiny", "options": {"lora": True}}],
+            "output": str(tmp_path / "out"), "results": str(tmp_path / "l.json"),
+            "report": str(tmp_path / "l.md")}
+    pipeline = tmp_path / "l.yaml"
+    pipeline.write_text(yaml.safe_dump(spec))
+    result = run_cli("run", pipeline, "--models", "lola+lora")
+    assert_one_sentence_error(result, "lola_specvit_tiny/seed0/model.safetensors",
+                              "add lola_specvit_tiny to --models to train it first")
+    assert not (tmp_path / "l.json").exists() and not (tmp_path / "out").exists()
