@@ -220,6 +220,9 @@ def train(
                                                   "schedule).")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Training-time budget: stop after "
                                                            "this many minutes.")] = None,
+    context_dropout: Annotated[float | None, typer.Option(
+        help="Share of training patches whose neighbour pixels are partly overwritten by the "
+             "centre pixel (spatial generalisation).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -241,8 +244,8 @@ def train(
                            pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
-                           max_minutes=max_minutes, seed=seed,
-                           threads=threads, init=str(init) if init else None, lora=lora,
+                           max_minutes=max_minutes, context_dropout=context_dropout,
+                           seed=seed, threads=threads, init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)

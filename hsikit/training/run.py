@@ -78,6 +78,8 @@ class TrainConfig(DataOptions):
                                           "validation (early stopping), or the last epoch")
     max_minutes: float | None = Field(None, gt=0, description="training-time budget: stop "
                                       "after this many minutes")
+    context_dropout: float = Field(0.0, ge=0, le=1, description="share of training patches "
+                                   "whose neighbours are partly overwritten by the centre pixel")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -269,6 +271,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
                         patience=config.patience, keep=config.keep,
                         max_minutes=config.max_minutes, progress=progress,
+                        context_dropout=config.context_dropout,
                         lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,

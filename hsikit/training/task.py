@@ -40,6 +40,7 @@ class Recipe:
     keep: Literal["best", "last"] = "best"
     max_minutes: float | None = None  # training-time budget: stop after this many minutes
     augment: bool = True
+    context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
     progress: bool = True
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
     lora_min_strength: float = 0.25
@@ -68,6 +69,23 @@ def dihedral_augment(x: torch.Tensor, generator: torch.Generator | None = None) 
     return x
 
 
+def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """Overwrite a random share (uniform in 0–1) of the neighbour pixels of a ``rate`` share of
+    the patches with their centre pixel's spectrum.
+
+    Patch models learn the context their training pixels sit in (field edges, strips); on unseen
+    fields that context differs (field interiors, other neighbours) and the centre spectrum is
+    what transfers. Centre-filled neighbours keep the label true while breaking that reliance.
+    """
+    b, _, h, w = x.shape
+    chosen = torch.rand(b, 1, 1, 1, generator=generator) < rate
+    share = torch.rand(b, 1, 1, 1, generator=generator)
+    filled = torch.rand(b, 1, h, w, generator=generator) < share
+    centre = x[:, :, h // 2, w // 2, None, None]
+    return torch.where(chosen & filled, centre, x)
+
+
 class PatchClassifierTask(L.LightningModule):
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
         super().__init__()
@@ -83,6 +101,8 @@ class PatchClassifierTask(L.LightningModule):
         x, y = batch
         if self.recipe.augment:
             x = dihedral_augment(x)
+        if self.recipe.context_dropout:
+            x = context_dropout(x, self.recipe.context_dropout)
         loss = self.loss(self.model(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
