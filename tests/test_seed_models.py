@@ -37,6 +37,31 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
     assert (tmp_path / "m.safetensors").is_file()
 
 
+def test_context_dropout_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    result = run_cli("train", scene, "--labels", labels, "--model", "mamba_hsi_tiny", *QUICK,
+                     "--pca", "8", "--context-dropout", "0.5", "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.stderr + result.stdout
+    config = json.loads((tmp_path / "m_report" / "config.json").read_text())
+    assert config["context_dropout"] == 0.5
+    training = read_safetensors(tmp_path / "m.safetensors")[0]["training"]
+    assert training["config"]["context_dropout"] == 0.5
+
+
+def test_context_dropout_fills_neighbours_with_the_centre_spectrum():
+    from hsikit.training.task import context_dropout
+
+    x = torch.randn(200, 5, 7, 7)
+    assert torch.equal(context_dropout(x, 0.0), x)
+    out = context_dropout(x, 0.5, torch.Generator().manual_seed(0))
+    kept, filled = (out == x).all(1), (out == x[:, :, 3, 3, None, None]).all(1)
+    assert (kept | filled).all()  # every pixel is itself or its patch's centre spectrum
+    assert torch.equal(out[:, :, 3, 3], x[:, :, 3, 3])
+    share = (~kept).float().mean((1, 2))
+    assert 60 < (share == 0).sum() < 140  # about half the patches untouched
+    assert share.max() > 0.7  # the filled share varies per patch, up to nearly all
+
+
 def test_less_vit_trained_on_200_indian_pines_bands_maps_a_150_band_subset(tmp_path, run_cli):
     bundle = tmp_path / "less.safetensors"
     result = run_cli("train", "--dataset", "indian_pines", "--model", "less_vit_tiny",
