@@ -223,6 +223,10 @@ def train(
     context_dropout: Annotated[float | None, typer.Option(
         help="Share of training patches whose neighbour pixels are partly overwritten by the "
              "centre pixel (spatial generalisation).")] = None,
+    refit: Annotated[bool | None, typer.Option(
+        "--refit/--no-refit", help="Train the final model on training + validation pixels "
+        "once the choices are made on validation (default: classical models yes, neural no).")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -245,7 +249,7 @@ def train(
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
-                           seed=seed, threads=threads, init=str(init) if init else None, lora=lora,
+                           refit=refit, seed=seed, threads=threads, init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)

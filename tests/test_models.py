@@ -140,3 +140,36 @@ def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
         assert (predicted == y).all()  # and the model is the trained end state
     assert not info["stopped_by_time_budget"]
 
+
+
+def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixels(tmp_path):
+    from hsikit.training.task import Recipe, fit_torch
+
+    x, y = _batch("cnn3d")
+    x_val, y_val = _batch("cnn3d", seed=1)
+    recipe = Recipe(epochs=6, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last", progress=False)
+    refitted, _ = _build("cnn3d")
+    info = fit_torch(refitted, x, y, x_val, y_val, Recipe(**{**vars(recipe), "refit": True}), 0,
+                     str(tmp_path / "a"))
+    assert info["refit"] == {"on": "train+val", "epochs": 6, "note": None}
+    pooled, _ = _build("cnn3d")  # the same initial weights, trained on both sets, no validation
+    fit_torch(pooled, np.concatenate([x, x_val]), np.concatenate([y, y_val]), x[:0], y[:0],
+              recipe, 0, str(tmp_path / "b"))
+    for a, b in zip(refitted.state_dict().values(), pooled.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget(tmp_path):
+    from hsikit.training.task import Recipe, fit_torch
+
+    x, y = _batch("cnn3d")
+    recipe = Recipe(epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, refit=True,
+                    progress=False)
+    model, _ = _build("cnn3d")
+    info = fit_torch(model, x, y, x, np.random.default_rng(1).permutation(y), recipe, 0,
+                     str(tmp_path / "a"))
+    assert info["epochs_run"] > info["best_epoch"] + 1  # early stopping ran past the best
+    assert info["refit"]["epochs"] == info["best_epoch"] + 1
+    budget = Recipe(**{**vars(recipe), "max_minutes": 1e-7})
+    info = fit_torch(model, x, y, x, y, budget, 0, str(tmp_path / "b"))
+    assert info["refit"]["on"] is None and "time budget" in info["refit"]["note"]

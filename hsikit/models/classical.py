@@ -33,9 +33,9 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 class ClassicalClassifier(ABC):
     """Common surface with the torch models: ``fit``, ``predict_proba``, array state.
 
-    ``fit`` pools the training and validation pixels (the whole training region — never test),
-    picks hyper-parameters by stratified k-fold cross-validation over it, and refits the best
-    setting on all of it. Cross-validation uses every training pixel for selection, which a single
+    ``fit`` pools the training and validation pixels it is given (the whole training region —
+    never test), picks hyper-parameters by stratified k-fold cross-validation over it, and refits
+    the best setting on all of it (``--no-refit`` passes no validation pixels: training only). Cross-validation uses every training pixel for selection, which a single
     small validation subset cannot (on Indian Pines at 10 % it is worth about half a point).
     """
 
@@ -63,12 +63,14 @@ class ClassicalClassifier(ABC):
         from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
         x, y = _centre(x), np.asarray(y)
-        if x_val is not None and len(x_val):
+        pooled = x_val is not None and len(x_val) > 0
+        if pooled:
             x, y = np.concatenate([x, _centre(x_val)]), np.concatenate([y, y_val])
         if len(np.unique(y)) != self.num_classes:
             raise ValueError("every class needs training pixels")
         folds = min(self.folds, int(np.bincount(y).max()))
-        self.chosen = {"params": {}, "cv_accuracy": None, "folds": 0, "refit_on": "train+val"}
+        self.chosen = {"params": {}, "cv_accuracy": None, "folds": 0,
+                       "refit_on": "train+val" if pooled else "train"}
         if folds < 2:
             self._export(self._estimator(seed).fit(x, y))
             return self

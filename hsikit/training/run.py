@@ -80,6 +80,9 @@ class TrainConfig(DataOptions):
                                       "after this many minutes")
     context_dropout: float = Field(0.0, ge=0, le=1, description="share of training patches "
                                    "whose neighbours are partly overwritten by the centre pixel")
+    refit: bool | None = Field(None, description="train the final model on training + "
+                               "validation pixels once the choices are made on validation; "
+                               "default: yes for classical models, no for neural ones")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -261,7 +264,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
-        model.fit(x["train"], y["train"], seed=config.seed, x_val=x["val"], y_val=y["val"])
+        pooled = config.refit is not False
+        model.fit(x["train"], y["train"], seed=config.seed, x_val=x["val"] if pooled else None,
+                  y_val=y["val"] if pooled else None)
         fit_info: dict = dict(model.chosen)
     else:
         from hsikit.training.task import Recipe, fit_torch
@@ -271,7 +276,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
                         patience=config.patience, keep=config.keep,
                         max_minutes=config.max_minutes, progress=progress,
-                        context_dropout=config.context_dropout,
+                        context_dropout=config.context_dropout, refit=bool(config.refit),
                         lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,

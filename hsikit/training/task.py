@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import lightning as L
@@ -41,6 +42,7 @@ class Recipe:
     max_minutes: float | None = None  # training-time budget: stop after this many minutes
     augment: bool = True
     context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
+    refit: bool = False  # retrain on training + validation pixels for the epochs chosen
     progress: bool = True
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
     lora_min_strength: float = 0.25
@@ -186,8 +188,11 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     or with ``recipe.keep == "last"`` the weights at the end of the schedule (validation is then
     only watched: with a few hundred validation pixels, picking the best epoch mostly picks
     noise). ``recipe.max_minutes`` cuts training short when the time budget is spent; with
-    "last" that leaves the schedule unfinished, so budget runs are best paired with "best"."""
+    "last" that leaves the schedule unfinished, so budget runs are best paired with "best".
+    ``recipe.refit`` then trains once more, see ``_refit``."""
     _quiet_lightning()
+    started = time.perf_counter()
+    initial = copy.deepcopy(model.state_dict()) if recipe.refit else {}
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
     has_val = len(y_val) > 0
@@ -204,9 +209,40 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     if best.state is not None and recipe.keep == "best":
         model.load_state_dict(best.state)
     model.eval()
-    return {"best_epoch": best.epoch, "best_val_oa": best.best,
+    info = {"best_epoch": best.epoch, "best_val_oa": best.best,
             "epochs_run": trainer.current_epoch, "kept": recipe.keep,
             "stopped_by_time_budget": _out_of_time(trainer)}
+    if recipe.refit and has_val:
+        chosen = best.epoch + 1 if recipe.keep == "best" else trainer.current_epoch
+        spent = (time.perf_counter() - started) / 60
+        info["refit"] = _refit(model, initial, np.concatenate([x_train, x_val]),
+                               np.concatenate([y_train, y_val]), recipe, seed, chosen, spent)
+    return info
+
+
+def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe: Recipe,
+           seed: int, epochs: int, minutes_spent: float) -> dict:
+    """Train again from the same initial weights and seed on training + validation pixels, for
+    the epochs chosen on validation and along the same learning-rate schedule: the chosen model,
+    with the validation pixels learnt too (as the classical models' refit after
+    cross-validation). A refit that the time budget would cut short keeps the chosen weights."""
+    left = None if recipe.max_minutes is None else recipe.max_minutes - minutes_spent
+    chosen_state = copy.deepcopy(model.state_dict())
+    if left is not None and left <= 0:
+        return {"on": None, "epochs": 0, "note": "time budget spent: validation-chosen weights"}
+    model.load_state_dict(initial)
+    model.train()  # Lightning keeps the modes it finds: the chosen model was left in eval mode
+    L.seed_everything(seed, workers=True, verbose=False)
+    train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
+    callbacks: list[Callback] = [LoRAStrengthCycle()] if recipe.lora_cycles else []
+    trainer = _trainer(replace(recipe, max_minutes=left), callbacks, False, max_epochs=epochs)
+    trainer.fit(PatchClassifierTask(model, recipe, steps_per_epoch=len(train)), train)
+    model.eval()
+    if _out_of_time(trainer):
+        model.load_state_dict(chosen_state)
+        return {"on": None, "epochs": trainer.current_epoch,
+                "note": "cut short by the time budget: validation-chosen weights"}
+    return {"on": "train+val", "epochs": trainer.current_epoch, "note": None}
 
 
 def _out_of_time(trainer: L.Trainer) -> bool:
@@ -238,11 +274,13 @@ class MaskedPretrainTask(L.LightningModule):
     configure_optimizers = PatchClassifierTask.configure_optimizers
 
 
-def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool) -> L.Trainer:
+def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool,
+             max_epochs: int | None = None) -> L.Trainer:
+    """``max_epochs`` stops before the end of the schedule, which stays ``recipe.epochs`` long."""
     if recipe.progress:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
     return L.Trainer(
-        max_epochs=recipe.epochs,
+        max_epochs=max_epochs or recipe.epochs,
         max_time=None if recipe.max_minutes is None else {"minutes": recipe.max_minutes},
         accelerator="cpu", devices=1, deterministic=True,
         logger=logger, callbacks=callbacks, enable_checkpointing=False,
