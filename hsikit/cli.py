@@ -249,7 +249,8 @@ def train(
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
-                           refit=refit, seed=seed, threads=threads, init=str(init) if init else None, lora=lora,
+                           refit=refit, seed=seed, threads=threads,
+                           init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)

@@ -35,8 +35,9 @@ class ClassicalClassifier(ABC):
 
     ``fit`` pools the training and validation pixels it is given (the whole training region —
     never test), picks hyper-parameters by stratified k-fold cross-validation over it, and refits
-    the best setting on all of it (``--no-refit`` passes no validation pixels: training only). Cross-validation uses every training pixel for selection, which a single
-    small validation subset cannot (on Indian Pines at 10 % it is worth about half a point).
+    the best setting on all of it (``--no-refit`` passes no validation pixels: training only).
+    Cross-validation uses every training pixel for selection, which a single small validation
+    subset cannot (on Indian Pines at 10 % it is worth about half a point).
     """
 
     family = "classical"

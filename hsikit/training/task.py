@@ -227,9 +227,9 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
     with the validation pixels learnt too (as the classical models' refit after
     cross-validation). A refit that the time budget would cut short keeps the chosen weights."""
     left = None if recipe.max_minutes is None else recipe.max_minutes - minutes_spent
-    chosen_state = copy.deepcopy(model.state_dict())
     if left is not None and left <= 0:
         return {"on": None, "epochs": 0, "note": "time budget spent: validation-chosen weights"}
+    chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
     model.train()  # Lightning keeps the modes it finds: the chosen model was left in eval mode
     L.seed_everything(seed, workers=True, verbose=False)
