@@ -180,6 +180,8 @@ def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # training without validation (a refit, or --val-fraction 0) is intended
+    warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")
 
 
 def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
