@@ -151,7 +151,7 @@ def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixel
     refitted, _ = _build("cnn3d")
     info = fit_torch(refitted, x, y, x_val, y_val, Recipe(**{**vars(recipe), "refit": True}), 0,
                      str(tmp_path / "a"))
-    assert info["refit"] == {"on": "train+val", "epochs": 6, "note": None}
+    assert info["refit_on"] == "train+val" and info["refit_epochs"] == 6
     pooled, _ = _build("cnn3d")  # the same initial weights, trained on both sets, no validation
     fit_torch(pooled, np.concatenate([x, x_val]), np.concatenate([y, y_val]), x[:0], y[:0],
               recipe, 0, str(tmp_path / "b"))
@@ -169,7 +169,7 @@ def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget
     info = fit_torch(model, x, y, x, np.random.default_rng(1).permutation(y), recipe, 0,
                      str(tmp_path / "a"))
     assert info["epochs_run"] > info["best_epoch"] + 1  # early stopping ran past the best
-    assert info["refit"]["epochs"] == info["best_epoch"] + 1
+    assert info["refit_epochs"] == info["best_epoch"] + 1
     budget = Recipe(**{**vars(recipe), "max_minutes": 1e-7})
     info = fit_torch(model, x, y, x, y, budget, 0, str(tmp_path / "b"))
-    assert info["refit"]["on"] is None and "time budget" in info["refit"]["note"]
+    assert info["refit_on"] == "train" and "time budget" in info["refit_note"]

@@ -264,9 +264,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
-        pooled = config.refit is not False
-        model.fit(x["train"], y["train"], seed=config.seed, x_val=x["val"] if pooled else None,
-                  y_val=y["val"] if pooled else None)
+        x_val, y_val = (x["val"], y["val"]) if config.refit is not False else (None, None)
+        model.fit(x["train"], y["train"], seed=config.seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
         from hsikit.training.task import Recipe, fit_torch

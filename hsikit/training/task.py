@@ -214,11 +214,11 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     model.eval()
     info = {"best_epoch": best.epoch, "best_val_oa": best.best,
             "epochs_run": trainer.current_epoch, "kept": recipe.keep,
-            "stopped_by_time_budget": _out_of_time(trainer)}
+            "stopped_by_time_budget": _out_of_time(trainer), "refit_on": "train"}
     if recipe.refit and has_val:
         chosen = best.epoch + 1 if recipe.keep == "best" else trainer.current_epoch
         spent = (time.perf_counter() - started) / 60
-        info["refit"] = _refit(model, initial, np.concatenate([x_train, x_val]),
+        info |= _refit(model, initial, np.concatenate([x_train, x_val]),
                                np.concatenate([y_train, y_val]), recipe, seed, chosen, spent)
     return info
 
@@ -231,7 +231,7 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
     cross-validation). A refit that the time budget would cut short keeps the chosen weights."""
     left = None if recipe.max_minutes is None else recipe.max_minutes - minutes_spent
     if left is not None and left <= 0:
-        return {"on": None, "epochs": 0, "note": "time budget spent: validation-chosen weights"}
+        return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
     model.train()  # Lightning keeps the modes it finds: the chosen model was left in eval mode
@@ -243,9 +243,9 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
     model.eval()
     if _out_of_time(trainer):
         model.load_state_dict(chosen_state)
-        return {"on": None, "epochs": trainer.current_epoch,
-                "note": "cut short by the time budget: validation-chosen weights"}
-    return {"on": "train+val", "epochs": trainer.current_epoch, "note": None}
+        return {"refit_epochs": trainer.current_epoch,
+                "refit_note": "cut short by the time budget: validation-chosen weights"}
+    return {"refit_on": "train+val", "refit_epochs": trainer.current_epoch}
 
 
 def _out_of_time(trainer: L.Trainer) -> bool:
