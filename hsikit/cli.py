@@ -227,6 +227,9 @@ def train(
         "--refit/--no-refit", help="Train the final model on training + validation pixels "
         "once the choices are made on validation (default: classical models yes, neural no).")
     ] = None,
+    ema: Annotated[float | None, typer.Option(
+        help="Decay of an exponential moving average of the weights (e.g. 0.99), which "
+             "validation judges and the bundle keeps; 0 = off.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -249,7 +252,7 @@ def train(
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
-                           refit=refit, seed=seed, threads=threads,
+                           refit=refit, ema=ema, seed=seed, threads=threads,
                            init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")

@@ -142,6 +142,52 @@ def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
 
 
 
+def test_ema_keeps_the_moving_average_of_every_step(tmp_path, monkeypatch):
+    from hsikit.training import task
+
+    x, y = _batch("cnn3d")
+    x_val, y_val = _batch("cnn3d", seed=1)
+    recipe = task.Recipe(epochs=4, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last",
+                         progress=False)
+    steps: list[dict[str, torch.Tensor]] = []  # the weights after every optimiser step
+    monkeypatch.setattr(task.PatchClassifierTask, "on_train_batch_end",
+                        lambda self, *_: steps.append({k: v.clone() for k, v in
+                                                       self.model.state_dict().items()}))
+    plain, _ = _build("cnn3d")
+    task.fit_torch(plain, x, y, x_val, y_val, recipe, 0, str(tmp_path / "a"))
+    monkeypatch.undo()
+    reference = steps[0]  # the slow reference: the average written out update by update
+    for updates, state in enumerate(steps[1:], start=1):
+        decay = task.ema_decay(0.9, updates)
+        for k, v in reference.items():
+            v.copy_(v + (state[k] - v) * (1 - decay))
+    averaged, _ = _build("cnn3d")  # the same initial weights and seed, so the same steps
+    task.fit_torch(averaged, x, y, x_val, y_val, task.Recipe(**{**vars(recipe), "ema": 0.9}), 0,
+                   str(tmp_path / "b"))
+    for k, v in averaged.state_dict().items():
+        torch.testing.assert_close(v, reference[k], rtol=1e-5, atol=1e-6)
+    assert not all(torch.equal(v, steps[-1][k]) for k, v in averaged.state_dict().items())
+    assert task.ema_decay(0.99, 0) == pytest.approx(0.1)  # warm-up: early weights fade fast
+
+
+def test_ema_weights_are_the_ones_validation_judges_and_training_keeps(tmp_path):
+    import csv
+
+    from hsikit.training.task import Recipe, fit_torch
+
+    x, y = _batch("cnn3d")
+    y_val = np.random.default_rng(1).permutation(y)
+    model, _ = _build("cnn3d")
+    recipe = Recipe(epochs=12, batch_size=4, lr=3e-3, warmup_epochs=0, patience=3, ema=0.8,
+                    label_smoothing=0.0, progress=False)
+    info = fit_torch(model, x, y, x, y_val, recipe, 0, str(tmp_path))
+    with open(tmp_path / "metrics.csv") as log:
+        logged = [float(row["val_loss"]) for row in csv.DictReader(log) if row["val_loss"]]
+    kept_loss = torch.nn.functional.cross_entropy(torch.from_numpy(_scores(model, "torch", x)),
+                                                  torch.from_numpy(y_val))
+    assert float(kept_loss) == pytest.approx(logged[info["best_epoch"]], rel=1e-5)
+
+
 def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixels(tmp_path):
     from hsikit.training.task import Recipe, fit_torch
 

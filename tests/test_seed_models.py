@@ -37,15 +37,27 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
     assert (tmp_path / "m.safetensors").is_file()
 
 
-def test_context_dropout_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli):
+@pytest.mark.parametrize("option, key, value", [("--context-dropout", "context_dropout", 0.5),
+                                                ("--ema", "ema", 0.9)])
+def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli, option,
+                                                                   key, value):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     result = run_cli("train", scene, "--labels", labels, "--model", "mamba_hsi_tiny", *QUICK,
-                     "--pca", "8", "--context-dropout", "0.5", "-o", tmp_path / "m.safetensors")
+                     "--pca", "8", option, str(value), "-o", tmp_path / "m.safetensors")
     assert result.code == 0, result.stderr + result.stdout
     config = json.loads((tmp_path / "m_report" / "config.json").read_text())
-    assert config["context_dropout"] == 0.5
+    assert config[key] == value
     training = read_safetensors(tmp_path / "m.safetensors")[0]["training"]
-    assert training["config"]["context_dropout"] == 0.5
+    assert training["config"][key] == value
+
+
+@pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"]])
+def test_gradient_training_options_are_refused_for_classical_models(tmp_path, run_cli, option):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", *option,
+                     "-o", tmp_path / "m.safetensors")
+    assert_one_sentence_error(result, "svm_rbf is not trained by gradient steps")
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 @pytest.mark.parametrize("model, option, fitted_on", [

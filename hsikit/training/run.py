@@ -83,6 +83,8 @@ class TrainConfig(DataOptions):
     refit: bool | None = Field(None, description="train the final model on training + "
                                "validation pixels once the choices are made on validation; "
                                "default: yes for classical models, no for neural ones")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of "
+                       "the weights, which validation judges and the bundle keeps; 0 = off")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -237,6 +239,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     if entry.family == "classical" and config.init:
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
                          "from earlier weights", "drop --init, or choose a neural model")
+    if entry.family == "classical" and (config.ema or config.context_dropout):
+        raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema and "
+                         "--context-dropout do not apply to it", "drop them, or choose a neural "
+                         "model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
@@ -276,7 +282,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         patience=config.patience, keep=config.keep,
                         max_minutes=config.max_minutes, progress=progress,
                         context_dropout=config.context_dropout, refit=bool(config.refit),
-                        lora_cycles=config.lora_cycles,
+                        ema=config.ema, lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
                              config.seed, str(report_dir)) | start_info

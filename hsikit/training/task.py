@@ -1,5 +1,6 @@
 """Lightning training of patch classifiers: AdamW, linear warm-up then cosine decay, label
-smoothing, optional class-balanced sampling, early stopping and best-on-validation weights.
+smoothing, optional class-balanced sampling, early stopping and best-on-validation weights,
+optionally an exponential moving average of the weights (Lightning's ``WeightAveraging``).
 
 With ``lora_cycles`` (LoRA fine-tuning, LoLA-SpecViT's cyclical schedule) the cosine restarts
 ``lora_cycles`` times, and the LoRA strength multiplier follows the same cycle inversely: each
@@ -19,7 +20,8 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar, Timer
+from lightning.pytorch.callbacks import (Callback, EarlyStopping, RichProgressBar, Timer,
+                                         WeightAveraging)
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
@@ -43,6 +45,7 @@ class Recipe:
     augment: bool = True
     context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
     refit: bool = False  # retrain on training + validation pixels for the epochs chosen
+    ema: float = 0.0  # > 0: decay of an exponential moving average of the weights
     progress: bool = True
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
     lora_min_strength: float = 0.25
@@ -158,6 +161,23 @@ class KeepBestWeights(Callback):
             self.state = copy.deepcopy(module.model.state_dict())
 
 
+def ema_decay(decay: float, updates: int) -> float:
+    """The decay of the ``updates + 1``-th average update: warmed up as (1 + n) / (10 + n) so
+    that on short CPU schedules (~1,500 steps) the random initial weights do not linger."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+def weight_average(decay: float) -> WeightAveraging:
+    """An exponential moving average of the weights and batch-norm statistics, updated after
+    every optimiser step. Lightning swaps it in for validation (so early stopping and the best
+    epoch judge the average) and leaves it in the model when training ends."""
+    def update(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor
+               ) -> torch.Tensor:
+        return average + (current - average) * (1 - ema_decay(decay, int(updates)))
+
+    return WeightAveraging(avg_fn=update)
+
+
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool,
             seed: int) -> DataLoader:
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
@@ -206,6 +226,8 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
         callbacks.append(LoRAStrengthCycle())
     if has_val and recipe.keep == "best":
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
+    if recipe.ema:  # after KeepBestWeights, which must copy the average before it is swapped out
+        callbacks.append(weight_average(recipe.ema))
     trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
@@ -238,6 +260,8 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
     callbacks: list[Callback] = [LoRAStrengthCycle()] if recipe.lora_cycles else []
+    if recipe.ema:
+        callbacks.append(weight_average(recipe.ema))
     trainer = _trainer(replace(recipe, max_minutes=left), callbacks, False, max_epochs=epochs)
     trainer.fit(PatchClassifierTask(model, recipe, steps_per_epoch=len(train)), train)
     model.eval()
