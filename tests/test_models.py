@@ -141,7 +141,6 @@ def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
     assert not info["stopped_by_time_budget"]
 
 
-
 def test_ema_keeps_the_moving_average_of_every_step(tmp_path, monkeypatch):
     from hsikit.training import task
 

@@ -178,6 +178,15 @@ def weight_average(decay: float) -> WeightAveraging:
     return WeightAveraging(avg_fn=update)
 
 
+def _schedule_callbacks(recipe: Recipe) -> list[Callback]:
+    """What every training pass of ``recipe`` runs with, the refit included: the cyclical LoRA
+    strength and the weight average."""
+    callbacks: list[Callback] = [LoRAStrengthCycle()] if recipe.lora_cycles else []
+    if recipe.ema:
+        callbacks.append(weight_average(recipe.ema))
+    return callbacks
+
+
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool,
             seed: int) -> DataLoader:
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
@@ -221,13 +230,10 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     has_val = len(y_val) > 0
     val = _loader(x_val, y_val, 512, False, False, seed) if has_val else None
     best = KeepBestWeights()
-    callbacks: list[Callback] = [best]
-    if recipe.lora_cycles:
-        callbacks.append(LoRAStrengthCycle())
+    # KeepBestWeights first: it must copy the averaged weights before they are swapped out
+    callbacks: list[Callback] = [best, *_schedule_callbacks(recipe)]
     if has_val and recipe.keep == "best":
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
-    if recipe.ema:  # after KeepBestWeights, which must copy the average before it is swapped out
-        callbacks.append(weight_average(recipe.ema))
     trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
@@ -241,7 +247,7 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
         chosen = best.epoch + 1 if recipe.keep == "best" else trainer.current_epoch
         spent = (time.perf_counter() - started) / 60
         info |= _refit(model, initial, np.concatenate([x_train, x_val]),
-                               np.concatenate([y_train, y_val]), recipe, seed, chosen, spent)
+                       np.concatenate([y_train, y_val]), recipe, seed, chosen, spent)
     return info
 
 
@@ -259,10 +265,8 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
     model.train()  # Lightning keeps the modes it finds: the chosen model was left in eval mode
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
-    callbacks: list[Callback] = [LoRAStrengthCycle()] if recipe.lora_cycles else []
-    if recipe.ema:
-        callbacks.append(weight_average(recipe.ema))
-    trainer = _trainer(replace(recipe, max_minutes=left), callbacks, False, max_epochs=epochs)
+    trainer = _trainer(replace(recipe, max_minutes=left), _schedule_callbacks(recipe), False,
+                       max_epochs=epochs)
     trainer.fit(PatchClassifierTask(model, recipe, steps_per_epoch=len(train)), train)
     model.eval()
     if _out_of_time(trainer):
