@@ -230,7 +230,11 @@ def train(
     ema: Annotated[float | None, typer.Option(
         help="Decay of an exponential moving average of the weights (e.g. 0.99), which "
              "validation judges and the bundle keeps; 0 = off.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, PCA and (unless --init-seed) "
+                                           "the model.")] = 0,
+    init_seed: Annotated[int | None, typer.Option(
+        help="Seed of the model's own randomness (initial weights, batch order, dropout): "
+             "vary it on a fixed split to see what initialisation alone changes.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
                                                    "encoder (hsikit pretrain).")] = None,
@@ -252,7 +256,8 @@ def train(
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
-                           refit=refit, ema=ema, seed=seed, threads=threads,
+                           refit=refit, ema=ema, seed=seed, init_seed=init_seed,
+                           threads=threads,
                            init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles)
     report_dir = report or output.with_name(output.stem + "_report")

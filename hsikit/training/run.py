@@ -85,6 +85,11 @@ class TrainConfig(DataOptions):
                                "default: yes for classical models, no for neural ones")
     ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of "
                        "the weights, which validation judges and the bundle keeps; 0 = off")
+    init_seed: int | None = Field(None, ge=0, description="seed of the model's own randomness "
+                                  "(initial weights, training order, augmentation, dropout; a "
+                                  "random forest's trees); default: seed. The split and PCA "
+                                  "follow seed, so varying this alone measures what "
+                                  "initialisation changes on a fixed split")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -264,14 +269,15 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                     if entry.family == "torch" else {})
     import lightning as L
 
-    L.seed_everything(config.seed, workers=True, verbose=False)  # initial weights depend on it
+    model_seed = config.seed if config.init_seed is None else config.init_seed
+    L.seed_everything(model_seed, workers=True, verbose=False)  # initial weights depend on it
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
     start_info = _start_from(model, config) if entry.family == "torch" else {}
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
         x_val, y_val = (x["val"], y["val"]) if config.refit is not False else (None, None)
-        model.fit(x["train"], y["train"], seed=config.seed, x_val=x_val, y_val=y_val)
+        model.fit(x["train"], y["train"], seed=model_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
         from hsikit.training.task import Recipe, fit_torch
@@ -285,7 +291,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         ema=config.ema, lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
-                             config.seed, str(report_dir)) | start_info
+                             model_seed, str(report_dir)) | start_info
         if config.lora:
             merge_lora(model)  # the bundle holds the plain architecture, adapters folded in
     fit_seconds = time.perf_counter() - fit_started
@@ -308,7 +314,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     parameters = (model.parameter_count() if entry.family == "classical"
                   else sum(p.numel() for p in model.parameters()))
     report.update(
-        model=config.model, protocol=config.split, seed=config.seed, data_checksum=checksum,
+        model=config.model, protocol=config.split, seed=config.seed, init_seed=model_seed,
+        data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
         parameters=int(parameters),
         trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
