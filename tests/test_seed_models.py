@@ -51,6 +51,30 @@ def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run
     assert training["config"][key] == value
 
 
+def test_init_seed_changes_the_weights_and_leaves_the_split_and_pca_alone(tmp_path, run_cli):
+    """--init-seed N on split seed 0: the same split.tif and PCA arrays, other weights; left
+    out, the model follows the split seed (the bundle of plain --seed 0 is reproduced)."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    runs = {"plain": [], "same": ["--init-seed", "0"], "other": ["--init-seed", "7"]}
+    arrays, splits = {}, {}
+    for name, extra in runs.items():
+        result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", *QUICK,
+                         "--pca", "8", "--patch-size", "5", *extra,
+                         "-o", tmp_path / f"{name}.safetensors")
+        assert result.code == 0, result.stderr + result.stdout
+        arrays[name] = read_safetensors(tmp_path / f"{name}.safetensors")[1]
+        with rasterio.open(tmp_path / f"{name}_report" / "split.tif") as src:
+            splits[name] = src.read(1)
+        assert _metrics(tmp_path / f"{name}_report")["init_seed"] == (7 if name == "other" else 0)
+    assert all(np.array_equal(arrays["plain"][k], arrays["same"][k]) for k in arrays["plain"])
+    assert np.array_equal(splits["plain"], splits["other"])
+    preprocess = [k for k in arrays["plain"] if k.startswith("preprocess.")]
+    assert preprocess and all(np.array_equal(arrays["plain"][k], arrays["other"][k])
+                              for k in preprocess)
+    assert not np.array_equal(arrays["plain"]["model.head.2.weight"],
+                              arrays["other"]["model.head.2.weight"])
+
+
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"]])
 def test_gradient_training_options_are_refused_for_classical_models(tmp_path, run_cli, option):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
