@@ -180,8 +180,10 @@ def _train_config(scenes: list[str] | None, labels: list[str] | None, dataset: s
 
 
 def _print_metrics(report: dict) -> None:
-    out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, seed "
-              f"{report['seed']}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
+    from hsikit.training.report import seed_text
+
+    out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
+              f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
               f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels")
 
 

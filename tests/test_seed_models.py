@@ -66,13 +66,17 @@ def test_init_seed_changes_the_weights_and_leaves_the_split_and_pca_alone(tmp_pa
         with rasterio.open(tmp_path / f"{name}_report" / "split.tif") as src:
             splits[name] = src.read(1)
         assert _metrics(tmp_path / f"{name}_report")["init_seed"] == (7 if name == "other" else 0)
+        assert ("initial weights seed 7" in result.stdout) == (name == "other")
     assert all(np.array_equal(arrays["plain"][k], arrays["same"][k]) for k in arrays["plain"])
     assert np.array_equal(splits["plain"], splits["other"])
     preprocess = [k for k in arrays["plain"] if k.startswith("preprocess.")]
     assert preprocess and all(np.array_equal(arrays["plain"][k], arrays["other"][k])
                               for k in preprocess)
-    assert not np.array_equal(arrays["plain"]["model.head.2.weight"],
-                              arrays["other"]["model.head.2.weight"])
+    weights = [k for k in arrays["plain"] if k.startswith("model.")]
+    assert not all(np.array_equal(arrays["plain"][k], arrays["other"][k]) for k in weights)
+    evaluated = run_cli("evaluate", tmp_path / "other.safetensors", "--report", tmp_path / "e")
+    assert evaluated.code == 0 and "initial weights seed 7" in evaluated.stdout
+    assert _metrics(tmp_path / "e")["oa"] == _metrics(tmp_path / "other_report")["oa"]
 
 
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"]])

@@ -83,6 +83,13 @@ def curves_png(metrics_csv: Path, path: Path) -> bool:
     return True
 
 
+def seed_text(report: dict) -> str:
+    """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's."""
+    init_seed = report.get("init_seed", report["seed"])
+    return f"seed {report['seed']}" + ("" if init_seed == report["seed"]
+                                       else f", initial weights seed {init_seed}")
+
+
 def write_report(folder: Path, config: Any, report: dict, sources: list, table: ClassTable) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", config.model_dump())
@@ -96,7 +103,7 @@ def write_report(folder: Path, config: Any, report: dict, sources: list, table: 
             for name, row in zip(names, matrix.tolist()):
                 writer.writerow([name, *row])
     confusion_png(folder / "confusion.png", matrix, names,
-                  f"{report['model']} — {report['protocol']} split, seed {report['seed']}: "
+                  f"{report['model']} — {report['protocol']} split, {seed_text(report)}: "
                   f"OA {report['oa']:.2%}")
     curves_png(folder / "metrics.csv", folder / "curves.png")
     for index, source in enumerate(sources):
