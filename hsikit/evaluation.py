@@ -22,10 +22,8 @@ def _report(bundle: Bundle, x: np.ndarray, y: np.ndarray, protocol: str) -> dict
     report = classification_report(values[y], values[scores.argmax(1)], table.values,
                                    [e.name for e in table.entries])
     config = bundle.meta.training.get("config", {})
-    seed = config.get("seed")
-    init_seed = config.get("init_seed")
-    report.update(model=bundle.meta.model.name, protocol=protocol, seed=seed,
-                  init_seed=seed if init_seed is None else init_seed)
+    report.update(model=bundle.meta.model.name, protocol=protocol, seed=config.get("seed"),
+                  init_seed=config.get("init_seed", config.get("seed")))  # older bundles: seed
     return report
 
 

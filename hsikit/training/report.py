@@ -85,9 +85,9 @@ def curves_png(metrics_csv: Path, path: Path) -> bool:
 
 def seed_text(report: dict) -> str:
     """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's."""
-    init_seed = report.get("init_seed", report["seed"])
-    return f"seed {report['seed']}" + ("" if init_seed == report["seed"]
-                                       else f", initial weights seed {init_seed}")
+    if report["init_seed"] == report["seed"]:
+        return f"seed {report['seed']}"
+    return f"seed {report['seed']}, initial weights seed {report['init_seed']}"
 
 
 def write_report(folder: Path, config: Any, report: dict, sources: list, table: ClassTable) -> None:

@@ -111,11 +111,14 @@ class TrainConfig(DataOptions):
         return self
 
     def resolved(self) -> TrainConfig:
-        """Fill recipe fields from the model's registered defaults."""
+        """Fill recipe fields from the model's registered defaults, and the model's own seed
+        from the split's."""
         defaults = get_entry(self.model).defaults
         fill = {k: defaults.get(k) for k in ("patch_size", "pca", "epochs", "lr", "batch_size")
                 if getattr(self, k) is None}
         fill = {k: v for k, v in fill.items() if v is not None}
+        if self.init_seed is None:
+            fill["init_seed"] = self.seed
         out = self.model_copy(update=fill)
         if out.patch_size is None:
             out = out.model_copy(update={"patch_size": 1})
@@ -269,15 +272,14 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                     if entry.family == "torch" else {})
     import lightning as L
 
-    model_seed = config.seed if config.init_seed is None else config.init_seed
-    L.seed_everything(model_seed, workers=True, verbose=False)  # initial weights depend on it
+    L.seed_everything(config.init_seed, workers=True, verbose=False)  # the initial weights
     model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
     start_info = _start_from(model, config) if entry.family == "torch" else {}
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
         x_val, y_val = (x["val"], y["val"]) if config.refit is not False else (None, None)
-        model.fit(x["train"], y["train"], seed=model_seed, x_val=x_val, y_val=y_val)
+        model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
         from hsikit.training.task import Recipe, fit_torch
@@ -291,7 +293,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         ema=config.ema, lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
         fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
-                             model_seed, str(report_dir)) | start_info
+                             config.init_seed, str(report_dir)) | start_info
         if config.lora:
             merge_lora(model)  # the bundle holds the plain architecture, adapters folded in
     fit_seconds = time.perf_counter() - fit_started
@@ -314,7 +316,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     parameters = (model.parameter_count() if entry.family == "classical"
                   else sum(p.numel() for p in model.parameters()))
     report.update(
-        model=config.model, protocol=config.split, seed=config.seed, init_seed=model_seed,
+        model=config.model, protocol=config.split, seed=config.seed, init_seed=config.init_seed,
         data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
         parameters=int(parameters),
