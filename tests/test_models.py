@@ -110,11 +110,11 @@ def test_overfits_one_batch(name):
     assert (_scores(model, family, x).argmax(1) == y).all()
 
 
-@pytest.mark.parametrize("family", ["lola_specvit", "less_vit", "spectralgpt", "mamba_hsi"])
+@pytest.mark.parametrize("family", ["lola_specvit", "lola_specvit_proj", "less_vit", "spectralgpt",
+                                    "mamba_hsi"])
 def test_variants_grow_tiny_to_base(family):
-    sizes = [sum(p.numel() for p in _build(name)[0].parameters())
-             for name in list_models(f"{family}_*")]
-    names = list_models(f"{family}_*")
+    names = [n for n in list_models(f"{family}_*") if n.rsplit("_", 1)[0] == family]
+    sizes = [sum(p.numel() for p in _build(name)[0].parameters()) for name in names]
     order = sorted(range(len(names)), key=lambda i: ["tiny", "small", "base"].index(
         names[i].rsplit("_", 1)[1]))
     counts = [sizes[i] for i in order]

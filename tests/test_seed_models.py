@@ -251,3 +251,20 @@ def test_cyclical_schedule_modulates_lora_during_training(tmp_path):
     fit_torch(model, x, y, x[:16], y[:16], recipe, 0, str(tmp_path))
     assert min(seen) < 0.5 and max(seen) > 0.9 and len(set(seen)) > 4
     assert layer.strength == 1.0  # inference (and the merged bundle) use full strength
+
+
+def test_band_projection_sees_where_along_the_spectrum_a_feature_lies():
+    """The paper's spectral mean cannot tell a feature at band 10 from the same feature at band
+    14 (convolutions shift with it, the mean forgets the shift); the learned projection can."""
+    patches = torch.zeros(2, 30, 11, 11)
+    patches[0, 10], patches[1, 14] = 1.0, 1.0
+    stems = {}
+    for name in ("lola_specvit_tiny", "lola_specvit_proj_tiny"):
+        torch.manual_seed(0)
+        model = create_model(name, 30, 3, patch_size=11).eval()
+        with torch.no_grad():
+            stems[name] = model.stem(patches)
+    change = {name: float((s[0] - s[1]).abs().mean() / s.abs().mean()) for name, s in stems.items()}
+    assert stems["lola_specvit_tiny"].shape == stems["lola_specvit_proj_tiny"].shape
+    assert change["lola_specvit_tiny"] < 1e-5  # float rounding only
+    assert change["lola_specvit_proj_tiny"] > 0.5
