@@ -46,7 +46,8 @@ class Variant(BaseModel):
     run's own training region first, or started from another variant's bundle of the same
     protocol and seed (e.g. LoRA fine-tuning of a fully trained base). ``per_protocol`` adds
     or replaces options for one protocol only (a recipe tuned where the other protocol's runs
-    must stay as they are)."""
+    must stay as they are); ``protocols`` limits the row to some protocols (an experiment that
+    only means something on one of them)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -55,6 +56,7 @@ class Variant(BaseModel):
     per_protocol: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pretrain: dict[str, Any] | None = None  # PretrainConfig fields (epochs, samples …)
     init_from: str | None = None
+    protocols: list[str] | None = None  # None: every protocol of the job
 
 
 class Benchmark(BaseModel):
@@ -82,7 +84,8 @@ class Benchmark(BaseModel):
             if variant.init_from is not None and variant.init_from not in earlier:
                 raise ValueError(f"{variant.name} starts from '{variant.init_from}', which must "
                                  "be listed before it")
-            unknown = set(variant.per_protocol) - {p.name for p in self.protocols}
+            unknown = ((set(variant.per_protocol) | set(variant.protocols or []))
+                       - {p.name for p in self.protocols})
             if unknown:
                 raise ValueError(f"{variant.name} has options for unknown protocol(s) "
                                  f"{', '.join(sorted(unknown))}")
@@ -226,6 +229,8 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
     runs: list[dict | None] = []  # None: planned, not run yet (kept in table order)
     for protocol in spec.protocols:
         for variant in spec.variants():
+            if variant.protocols is not None and protocol.name not in variant.protocols:
+                continue
             for seed in spec.seeds:
                 job = _run_job(spec, protocol, variant, seed)
                 asked = (variant.name in (only or spec.names) and seed in (seeds or spec.seeds)

@@ -148,3 +148,25 @@ def test_row_whose_starting_bundle_is_missing_is_refused_before_training(tmp_pat
     assert_one_sentence_error(result, "lola_specvit_tiny/seed0/model.safetensors",
                               "add lola_specvit_tiny to --models to train it first")
     assert not (tmp_path / "l.json").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
+    spec = {"name": "limited", "dataset": "indian_pines", "seeds": [0], "threads": 2,
+            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05},
+                          {"name": "random6", "split": "random", "train_ratio": 0.06}],
+            "models": ["random_forest", {"name": "rf_only5", "model": "random_forest",
+                                         "protocols": ["random5"]}],
+            "output": str(tmp_path / "out"), "results": str(tmp_path / "l.json"),
+            "report": str(tmp_path / "l.md"), "map_scene": False}
+    pipeline = tmp_path / "l.yaml"
+    pipeline.write_text(yaml.safe_dump(spec))
+    result = run_cli("run", pipeline)
+    assert result.code == 0, result.stdout + result.stderr
+    runs = json.loads((tmp_path / "l.json").read_text())["runs"]
+    assert sorted((r["protocol"], r["model"]) for r in runs) == [
+        ("random5", "random_forest"), ("random5", "rf_only5"), ("random6", "random_forest")]
+    text = (tmp_path / "l.md").read_text()
+    assert "| random5 | rf_only5 |" in text and "| random6 | rf_only5 |" not in text
+    spec["models"][1]["protocols"] = ["spatial"]
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert_one_sentence_error(run_cli("run", pipeline), "l.yaml", "unknown protocol(s) spatial")
