@@ -99,18 +99,24 @@ def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
     assert "Streamed `hsikit classify`" in table and "peak RSS MB" in table
 
 
+def _indian_pines_job(tmp_path, stem: str, percents: list[int], models: list) -> dict:
+    """A one-seed Indian Pines job with random-split protocols ``random<percent>``, not mapped."""
+    return {"name": stem, "dataset": "indian_pines", "seeds": [0], "threads": 2,
+            "protocols": [{"name": f"random{p}", "split": "random", "train_ratio": p / 100}
+                          for p in percents],
+            "models": models, "output": str(tmp_path / "out"),
+            "results": str(tmp_path / f"{stem}.json"), "report": str(tmp_path / f"{stem}.md"),
+            "map_scene": False}
+
+
 def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
     """A pretrained row and a LoRA row that starts from it, as the seed-model benchmark does."""
-    spec = {"name": "variants", "dataset": "indian_pines", "seeds": [0], "threads": 2,
-            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
-            "models": [
-                {"name": "sg_pre", "model": "spectralgpt_tiny", "options": {"epochs": 1},
-                 "per_protocol": {"random5": {"val_fraction": 0.5}},
-                 "pretrain": {"epochs": 1, "samples": 100_000}},
-                {"name": "sg_lora", "model": "spectralgpt_tiny", "init_from": "sg_pre",
-                 "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1}}],
-            "output": str(tmp_path / "out"), "results": str(tmp_path / "v.json"),
-            "report": str(tmp_path / "v.md"), "map_scene": False}
+    spec = _indian_pines_job(tmp_path, "v", [5], [
+        {"name": "sg_pre", "model": "spectralgpt_tiny", "options": {"epochs": 1},
+         "per_protocol": {"random5": {"val_fraction": 0.5}},
+         "pretrain": {"epochs": 1, "samples": 100_000}},
+        {"name": "sg_lora", "model": "spectralgpt_tiny", "init_from": "sg_pre",
+         "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1}}])
     pipeline = tmp_path / "v.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline)
@@ -151,13 +157,8 @@ def test_row_whose_starting_bundle_is_missing_is_refused_before_training(tmp_pat
 
 
 def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
-    spec = {"name": "limited", "dataset": "indian_pines", "seeds": [0], "threads": 2,
-            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05},
-                          {"name": "random6", "split": "random", "train_ratio": 0.06}],
-            "models": ["random_forest", {"name": "rf_only5", "model": "random_forest",
-                                         "protocols": ["random5"]}],
-            "output": str(tmp_path / "out"), "results": str(tmp_path / "l.json"),
-            "report": str(tmp_path / "l.md"), "map_scene": False}
+    spec = _indian_pines_job(tmp_path, "l", [5, 6], [
+        "random_forest", {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]}])
     pipeline = tmp_path / "l.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline)
