@@ -56,7 +56,10 @@ class Variant(BaseModel):
     per_protocol: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pretrain: dict[str, Any] | None = None  # PretrainConfig fields (epochs, samples …)
     init_from: str | None = None
-    protocols: list[str] | None = None  # None: every protocol of the job
+    protocols: list[str] | None = Field(None, min_length=1)  # None: every protocol
+
+    def runs_on(self, protocol: str) -> bool:
+        return self.protocols is None or protocol in self.protocols
 
 
 class Benchmark(BaseModel):
@@ -79,16 +82,26 @@ class Benchmark(BaseModel):
         """Every row as a Variant; a plain model name takes its ``overrides``."""
         out = [Variant(name=m, model=m, options=self.overrides.get(m, {}))
                if isinstance(m, str) else m for m in self.models]
+        protocols = [p.name for p in self.protocols]
         for index, variant in enumerate(out):
-            earlier = [v.name for v in out[:index]]
+            earlier = {v.name: v for v in out[:index]}
             if variant.init_from is not None and variant.init_from not in earlier:
                 raise ValueError(f"{variant.name} starts from '{variant.init_from}', which must "
                                  "be listed before it")
-            unknown = ((set(variant.per_protocol) | set(variant.protocols or []))
-                       - {p.name for p in self.protocols})
+            unknown = (set(variant.per_protocol) | set(variant.protocols or [])) - set(protocols)
             if unknown:
-                raise ValueError(f"{variant.name} has options for unknown protocol(s) "
+                raise ValueError(f"{variant.name} names unknown protocol(s) "
                                  f"{', '.join(sorted(unknown))}")
+            idle = [p for p in variant.per_protocol if not variant.runs_on(p)]
+            if idle:
+                raise ValueError(f"{variant.name} has options for protocol(s) it does not run: "
+                                 f"{', '.join(sorted(idle))}")
+            base = earlier.get(variant.init_from)
+            orphaned = [p for p in protocols
+                        if base is not None and variant.runs_on(p) and not base.runs_on(p)]
+            if orphaned:
+                raise ValueError(f"{variant.name} starts from '{base.name}', which does not run "
+                                 f"on {', '.join(orphaned)}")
         return out
 
     @property
@@ -229,7 +242,7 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
     runs: list[dict | None] = []  # None: planned, not run yet (kept in table order)
     for protocol in spec.protocols:
         for variant in spec.variants():
-            if variant.protocols is not None and protocol.name not in variant.protocols:
+            if not variant.runs_on(protocol.name):
                 continue
             for seed in spec.seeds:
                 job = _run_job(spec, protocol, variant, seed)

@@ -168,6 +168,18 @@ def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
         ("random5", "random_forest"), ("random5", "rf_only5"), ("random6", "random_forest")]
     text = (tmp_path / "l.md").read_text()
     assert "| random5 | rf_only5 |" in text and "| random6 | rf_only5 |" not in text
-    spec["models"][1]["protocols"] = ["spatial"]
-    pipeline.write_text(yaml.safe_dump(spec))
-    assert_one_sentence_error(run_cli("run", pipeline), "l.yaml", "unknown protocol(s) spatial")
+    refused = {  # a row's protocols must agree with the job, its options and its base row
+        "unknown protocol(s) spatial": {"protocols": ["spatial"]},
+        "options for protocol(s) it does not run: random6":
+            {"per_protocol": {"random6": {"n_estimators": 10}}},
+    }
+    for sentence, change in refused.items():
+        pipeline.write_text(yaml.safe_dump({**spec, "models": [
+            "random_forest", {"name": "rf_only5", "model": "random_forest",
+                              "protocols": ["random5"], **change}]}))
+        assert_one_sentence_error(run_cli("run", pipeline), "l.yaml", sentence)
+    pipeline.write_text(yaml.safe_dump({**spec, "models": [
+        {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]},
+        {"name": "rf_next", "model": "random_forest", "init_from": "rf_only5"}]}))
+    assert_one_sentence_error(run_cli("run", pipeline), "l.yaml",
+                              "starts from 'rf_only5', which does not run on random6")
