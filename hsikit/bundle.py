@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsikit import __version__
 from hsikit.classes import ClassTable
-from hsikit.errors import InputError
+from hsikit.errors import InputError, validation_sentence
 from hsikit.preprocess import Preprocessor
 from hsikit.writers.atomic import staged_output
 
@@ -161,7 +161,7 @@ def load_bundle(path: str | Path) -> Bundle:
         meta = BundleMeta.model_validate(header)
     except ValidationError as exc:
         raise InputError(path, f"the bundle description is invalid "
-                         f"({str(exc).splitlines()[0]})", "the file is damaged or was edited"
+                         f"({validation_sentence(exc)})", "the file is damaged or was edited"
                          ) from exc
     if meta.format_version > FORMAT_VERSION:
         raise InputError(path, f"bundle format {meta.format_version} is newer than this hsikit "

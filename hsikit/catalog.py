@@ -19,7 +19,7 @@ from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from hsikit.classes import ClassTable
-from hsikit.errors import CatalogError
+from hsikit.errors import CatalogError, validation_sentence
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -136,9 +136,8 @@ def load_card(path: Path) -> DatasetCard:
     except yaml.YAMLError as exc:
         raise CatalogError(path, f"the card is not valid YAML ({exc})", "fix the card") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "card"
-        raise CatalogError(path, f"invalid card: {where}: {first['msg']}", "fix the card") from exc
+        raise CatalogError(path, f"invalid card: {validation_sentence(exc)}", "fix the card"
+                           ) from exc
     if card.name != path.stem:
         raise CatalogError(path, f"the card's name '{card.name}' differs from its file name",
                            "rename one of them")

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from hsikit.errors import HsikitError, InputError
+from hsikit.errors import HsikitError, InputError, validation_sentence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hyperspectral and geospatial rasters to GIS-ready maps.")
@@ -165,10 +165,7 @@ def _options(config_class: type, command: str, scenes: list[str] | None,
     try:
         return config_class(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(map(str, problem["loc"]))
-        raise InputError(None, f"invalid {command}ing options: {where + ': ' if where else ''}"
-                         f"{problem['msg'].removeprefix('Value error, ')}",
+        raise InputError(None, f"invalid {command}ing options: {validation_sentence(exc)}",
                          f"see 'hsikit {command} --help'") from exc
 
 

@@ -6,7 +6,12 @@ Anything that is *not* an :class:`HsikitError` is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module at start-up; pydantic is imported where used
+    from pydantic import ValidationError
 
 
 class HsikitError(Exception):
@@ -45,3 +50,28 @@ class CatalogError(HsikitError):
 
 class DownloadError(HsikitError):
     """A download failed or its checksum did not match."""
+
+
+def validation_problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
+    """pydantic's most specific complaint as (location, message).
+
+    For a union such as ``str | Variant`` pydantic reports a mismatch against every member; the
+    complaint with the deepest location comes from the member the input was meant to be.
+    """
+    problem = max(exc.errors(), key=lambda error: len(error["loc"]))
+    return tuple(problem["loc"]), problem["msg"].removeprefix("Value error, ")
+
+
+def location_text(location: Sequence[str | int]) -> str:
+    """``('protocols', 0, 'train_ratio')`` as ``protocols[0].train_ratio``."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def validation_sentence(exc: ValidationError) -> str:
+    """'where: what' for the most specific complaint, for a one-sentence error."""
+    location, message = validation_problem(exc)
+    where = location_text(location)
+    return f"{where}: {message}" if where else message

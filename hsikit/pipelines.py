@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hsikit.errors import InputError
+from hsikit.errors import InputError, location_text, validation_problem, validation_sentence
 from hsikit.metrics import summarize_runs
 
 
@@ -113,13 +113,33 @@ def load_pipeline(path: str | Path) -> Benchmark:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such pipeline file", "check the path")
+    hint = "see pipelines/indian_pines_benchmark.yaml for the format"
     try:
-        spec = Benchmark.model_validate(yaml.safe_load(path.read_text()))
+        document = yaml.safe_load(path.read_text())
+        spec = Benchmark.model_validate(document)
         spec.variants()
         return spec
-    except (yaml.YAMLError, ValidationError, ValueError) as exc:
-        raise InputError(path, f"invalid pipeline ({str(exc).splitlines()[0]})",
-                         "see pipelines/indian_pines_benchmark.yaml for the format") from exc
+    except ValidationError as exc:
+        raise InputError(path, f"invalid pipeline: {_pipeline_problem(exc, document)}",
+                         hint) from exc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise InputError(path, f"invalid pipeline: {str(exc).splitlines()[0]}", hint) from exc
+
+
+def _pipeline_problem(exc: ValidationError, document: Any) -> str:
+    """pydantic's complaint, with a row of ``models`` named as the user wrote it.
+
+    pydantic locates it as ``models[4].Variant.protocols`` (index and union member); the row's
+    name is what the user can find in the file.
+    """
+    location, message = validation_problem(exc)
+    if len(location) < 2 or location[0] != "models" or not isinstance(location[1], int):
+        return validation_sentence(exc)
+    row = document["models"][location[1]]
+    name = row.get("name") if isinstance(row, dict) else row
+    where = f"row '{name}'" if isinstance(name, str) else f"row {location[1] + 1}"
+    field = location_text(location[3:])
+    return f"models: {where}: {field + ': ' if field else ''}{message}"
 
 
 def _peak_rss_mb() -> float:

@@ -63,10 +63,16 @@ def test_rerun_of_some_models_keeps_the_others(tmp_path, run_cli):
     assert set(runs) == {"random_forest"}
 
 
-def test_invalid_pipeline(tmp_path, run_cli):
+def test_invalid_pipeline_names_the_field(tmp_path, run_cli):
     pipeline = tmp_path / "bad.yaml"
     pipeline.write_text("name: x\nmodels: nope\n")
-    assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml", "invalid pipeline")
+    assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml",
+                              "invalid pipeline: dataset: Field required")
+    spec = _indian_pines_job(tmp_path, "bad", [5], ["random_forest"])
+    spec["protocols"][0]["train_ration"] = 0.1
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml",
+                              "protocols[0].train_ration: Extra inputs are not permitted")
 
 
 def _child_peak() -> dict:
@@ -172,6 +178,7 @@ def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
         "unknown protocol(s) spatial": {"protocols": ["spatial"]},
         "options for protocol(s) it does not run: random6":
             {"per_protocol": {"random6": {"n_estimators": 10}}},
+        "models: row 'rf_only5': protocols: List should have at least 1 item": {"protocols": []},
     }
     for sentence, change in refused.items():
         pipeline.write_text(yaml.safe_dump({**spec, "models": [

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from hsikit.bundle import read_safetensors
-from hsikit.errors import InputError
+from hsikit.errors import InputError, validation_sentence
 from hsikit.models.layers import count_parameters, freeze_all_but_lora, inject_lora
 from hsikit.preprocess import Preprocessor
 
@@ -45,7 +45,7 @@ def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
         else:
             name, kind = BundleMeta.model_validate(header).model.name, "bundle"
     except ValidationError as exc:
-        raise InputError(path, f"the description is invalid ({str(exc).splitlines()[0]})",
+        raise InputError(path, f"the description is invalid ({validation_sentence(exc)})",
                          "the file is damaged or was edited") from exc
     weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()
                if k.startswith("model.")}
