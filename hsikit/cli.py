@@ -209,6 +209,8 @@ def train(
     pca: Annotated[int | None, typer.Option(help="PCA components (0 = none).")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default "
+                                                            "0.01).")] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     balanced: Annotated[bool, typer.Option(help="Class-balanced sampling.")] = False,
     val_fraction: Annotated[float | None, typer.Option(help="Share of the training pixels "
@@ -251,7 +253,8 @@ def train(
                            name_field=name_field, split=split, train_ratio=train_ratio,
                            per_class=per_class, block_size=block_size,
                            buffer_patch=buffer_patch, patch_size=patch_size,
-                           pca=pca, epochs=epochs, lr=lr, batch_size=batch_size,
+                           pca=pca, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                           batch_size=batch_size,
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,

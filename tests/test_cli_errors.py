@@ -153,6 +153,7 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     (["--context-dropout", "1.5"], "context_dropout"),
     (["--ema", "1"], "ema"),
     (["--init-seed", "-1"], "init_seed"),
+    (["--weight-decay", "-0.01"], "weight_decay"),
 ])
 def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):
     result = run_cli("train", "--dataset", "indian_pines", *args, "-o", tmp_path / "m.safetensors")

@@ -38,7 +38,8 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("option, key, value", [("--context-dropout", "context_dropout", 0.5),
-                                                ("--ema", "ema", 0.9)])
+                                                ("--ema", "ema", 0.9),
+                                                ("--weight-decay", "weight_decay", 0.001)])
 def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli, option,
                                                                    key, value):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)

@@ -69,7 +69,7 @@ class TrainConfig(DataOptions):
     epochs: int | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
-    weight_decay: float = 1e-2
+    weight_decay: float = Field(1e-2, ge=0)
     label_smoothing: float = Field(0.05, ge=0, lt=1)
     warmup_epochs: int = Field(3, ge=0)
     balanced: bool = False
