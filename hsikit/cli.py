@@ -16,7 +16,7 @@ import rasterio.errors
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from hsikit.errors import HsikitError, InputError, validation_sentence
 
@@ -422,13 +422,20 @@ def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/
         raise typer.Exit(1)
 
 
+def _whole_names_column(names: list[str]) -> Column:
+    """A "name" column rich never cuts: a narrow terminal would show ``lola_specvit_proj_…``,
+    and the name is what the user types next."""
+    return Column("name", no_wrap=True, min_width=max(map(len, names), default=4))
+
+
 @app.command("models")
 def models_list(pattern: Annotated[str, typer.Argument()] = "*") -> None:
     """List registered models."""
     from hsikit.models import get_entry, list_models
 
-    table = Table("name", "family", "defaults", "description")
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    table = Table(_whole_names_column(names), "family", "defaults", "description")
+    for name in names:
         entry = get_entry(name)
         defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
         table.add_row(name, entry.family, defaults, entry.description)
@@ -441,8 +448,10 @@ def data_list() -> None:
     from hsikit.catalog import catalog
     from hsikit.fetch import cached_file
 
-    table = Table("name", "kind", "sensor", "size", "classes", "available")
-    for name, card in catalog().items():
+    cards = catalog()
+    table = Table(_whole_names_column(list(cards)), "kind", "sensor", "size", "classes",
+                  "available")
+    for name, card in cards.items():
         size = (f"{card.shape.rows}×{card.shape.cols}×{card.shape.bands}" if card.shape else "")
         if card.offline_source:
             here = f"yes ({card.offline_source})"

@@ -42,6 +42,15 @@ def run_cli(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture
+def narrow_terminal(monkeypatch) -> int:
+    """The CLI's console at 80 columns, the width of a default terminal window."""
+    from hsikit import cli
+
+    monkeypatch.setattr(cli.out, "width", 80)
+    return 80
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch) -> Path:
     """Each test gets its own data cache, so no test sees another's downloads."""

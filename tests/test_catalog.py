@@ -186,6 +186,14 @@ def test_data_list_and_info(run_cli):
     assert_one_sentence_error(run_cli("data", "info", "nope"), "unknown dataset 'nope'")
 
 
+def test_data_list_shows_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal):
+    listing = run_cli("data", "list")
+    assert listing.code == 0
+    assert max(map(len, listing.stdout.splitlines())) <= narrow_terminal
+    for name in catalog():
+        assert f" {name} " in listing.stdout, name
+
+
 def test_loaded_cards_are_path_safe():
     for card in catalog().values():
         for spec in card.files:

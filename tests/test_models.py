@@ -218,3 +218,14 @@ def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget
     budget = Recipe(**{**vars(recipe), "max_minutes": 1e-7})
     info = fit_torch(model, x, y, x, y, budget, 0, str(tmp_path / "b"))
     assert info["refit_on"] == "train" and "time budget" in info["refit_note"]
+
+
+def test_models_lists_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal):
+    """The name is what the user types next, so it is never cut to ``lola_specvit_proj_…``."""
+    listing = run_cli("models")
+    assert listing.code == 0
+    assert max(map(len, listing.stdout.splitlines())) <= narrow_terminal
+    for name in list_models():
+        assert f" {name} " in listing.stdout, name
+    only = run_cli("models", "lola_specvit_proj_*").stdout
+    assert "lola_specvit_proj_small" in only and "cnn3d" not in only
