@@ -192,7 +192,9 @@ def train(
                                                      "(raster or vector; repeat).")] = None,
     dataset: Annotated[str | None, typer.Option(help="A catalog dataset instead of scenes.")
                        ] = None,
-    model: Annotated[str, typer.Option(help="Model name (hsikit models).")] = "cnn3d",
+    model: Annotated[str | None, typer.Option(
+        help="Model name (hsikit models); default: the --init file's model, else cnn3d.")
+    ] = None,
     output: OutputOpt = Path("model.safetensors"),
     report: Annotated[Path | None, typer.Option(help="Report folder (default: beside the "
                                                      "bundle).")] = None,
@@ -247,8 +249,11 @@ def train(
                            ] = None,
 ) -> None:
     """Train a classifier on labelled scenes and write a bundle and a report."""
+    from hsikit.training.finetune import initial_model_name
     from hsikit.training.run import train as run_training
 
+    if model is None and init is not None:
+        model = initial_model_name(init)
     config = _train_config(scenes, labels, dataset, model=model, class_field=class_field,
                            name_field=name_field, split=split, train_ratio=train_ratio,
                            per_class=per_class, block_size=block_size,

@@ -183,11 +183,12 @@ def test_lora_fine_tuning_trains_a_small_share_and_maps(tmp_path, run_cli):
     assert run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny", *QUICK,
                    "-o", base).code == 0
     tuned = tmp_path / "tuned.safetensors"
-    result = run_cli("train", scene, "--labels", labels, "--model", "lola_specvit_tiny",
-                     "--init", base, "--lora", "--lora-rank", "4", "--lora-cycles", "2",
-                     *QUICK, "-o", tuned)
+    # no --model: fine-tuning takes the model of the --init file
+    result = run_cli("train", scene, "--labels", labels, "--init", base, "--lora",
+                     "--lora-rank", "4", "--lora-cycles", "2", *QUICK, "-o", tuned)
     assert result.code == 0, result.stderr + result.stdout
     report = _metrics(tmp_path / "tuned_report")
+    assert report["model"] == "lola_specvit_tiny"
     assert report["trainable_parameters"] <= 0.2 * report["parameters"]  # ≥ 80 % fewer
     assert report["fit"]["lora_layers"] == 10 and report["fit"]["lora_cycles"] == 2
     assert run_cli("classify", scene, "-m", tuned, "-o", tmp_path / "map.tif").code == 0

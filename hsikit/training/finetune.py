@@ -83,6 +83,11 @@ def bundle_preprocessor(path: str | Path, pca: int | None, patch_size: int,
     return trained
 
 
+def initial_model_name(path: str | Path) -> str:
+    """The model a bundle or pretrained file was made for: what ``--init`` alone implies."""
+    return initial_weights(Path(path))[0]
+
+
 def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) -> dict:
     """Copy every matching tensor from ``path`` into ``model``. The head may differ (another
     class count); any other mismatch is refused so a wrong file never half-loads silently."""
