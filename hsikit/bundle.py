@@ -23,6 +23,7 @@ from hsikit.preprocess import Preprocessor
 from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
+PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
 FORMAT_VERSION = 1
 HEADER_KEY = "hsikit"
 
@@ -157,6 +158,10 @@ def load_bundle(path: str | Path) -> Bundle:
 
     path = Path(path)
     header, arrays = read_safetensors(path)
+    if header.get("format") == PRETRAINED_FORMAT:
+        raise InputError(path, "this is a pretrained encoder (from 'hsikit pretrain'), not a "
+                         "trained classifier", "fine-tune it on labelled pixels first ('hsikit train … "
+                         f"--init {path.name}') and use the bundle that writes")
     try:
         meta = BundleMeta.model_validate(header)
     except ValidationError as exc:

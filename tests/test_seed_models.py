@@ -146,6 +146,11 @@ def test_pretraining_lowers_heldout_loss_and_the_encoder_fine_tunes(tmp_path, ru
     assert header["format"] == "hsikit-pretrained" and header["model"] == model
     assert training["heldout_loss_after"] < training["heldout_loss_before"]
     assert arrays and all(k.startswith("model.encoder.") for k in arrays)
+    # an encoder is not a classifier: classify says what to do with it
+    assert_one_sentence_error(run_cli("classify", scene, "-m", pretrained, "-o",
+                                      tmp_path / "map.tif"),
+                              "pre.safetensors: this is a pretrained encoder", "--init")
+    assert not (tmp_path / "map.tif").exists()
     bundle = tmp_path / "model.safetensors"
     result = run_cli("train", scene, "--labels", labels, "--model", model, "--init", pretrained,
                      *QUICK, "-o", bundle)

@@ -10,12 +10,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from hsikit.bundle import read_safetensors
+from hsikit.bundle import PRETRAINED_FORMAT, read_safetensors
 from hsikit.errors import InputError, validation_sentence
 from hsikit.models.layers import count_parameters, freeze_all_but_lora, inject_lora
 from hsikit.preprocess import Preprocessor
-
-PRETRAINED_FORMAT = "hsikit-pretrained"
 
 
 class PretrainedMeta(BaseModel):
