@@ -54,6 +54,21 @@ class BundleMeta(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+class PretrainedMeta(BaseModel):
+    """JSON header of a pretrained-encoder file written by ``hsikit pretrain``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["hsikit-pretrained"]
+    format_version: int
+    hsikit_version: str
+    model: str
+    objective: str
+    config: dict
+    band_wavelengths: list[float | None]
+    patch_size: int
+    training: dict
+
+
 @dataclass
 class Bundle:
     meta: BundleMeta
@@ -63,6 +78,13 @@ class Bundle:
     @property
     def classes(self) -> ClassTable:
         return ClassTable.from_records(self.meta.classes)
+
+    @property
+    def parameter_count(self) -> int:
+        """Learnt values: a network's parameters (not its buffers), a classical model's arrays."""
+        if self.meta.model.family == "classical":
+            return self.model.parameter_count()
+        return int(sum(p.numel() for p in self.model.parameters()))
 
     @property
     def band_agnostic(self) -> bool:
@@ -131,7 +153,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
-        raise InputError(path, "no such bundle file", "check the path")
+        raise InputError(path, "no such model file", "check the path")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             header = (handle.metadata() or {}).get(HEADER_KEY)
@@ -153,21 +175,27 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return parsed, arrays
 
 
+def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str, np.ndarray]]:
+    """The validated description of a bundle or pretrained-encoder file, and its arrays."""
+    header, arrays = read_safetensors(path)
+    pretrained = header.get("format") == PRETRAINED_FORMAT
+    try:
+        return (PretrainedMeta if pretrained else BundleMeta).model_validate(header), arrays
+    except ValidationError as exc:
+        kind = "pretrained-encoder" if pretrained else "bundle"
+        raise InputError(path, f"the {kind} description is invalid ({validation_sentence(exc)})",
+                         "the file is damaged or was edited") from exc
+
+
 def load_bundle(path: str | Path) -> Bundle:
     from hsikit.models import create_model, get_entry
 
     path = Path(path)
-    header, arrays = read_safetensors(path)
-    if header.get("format") == PRETRAINED_FORMAT:
+    meta, arrays = read_description(path)
+    if isinstance(meta, PretrainedMeta):
         raise InputError(path, "this is a pretrained encoder (from 'hsikit pretrain'), not a "
-                         "trained classifier", "fine-tune it on labelled pixels first ('hsikit train … "
-                         f"--init {path.name}') and use the bundle that writes")
-    try:
-        meta = BundleMeta.model_validate(header)
-    except ValidationError as exc:
-        raise InputError(path, f"the bundle description is invalid "
-                         f"({validation_sentence(exc)})", "the file is damaged or was edited"
-                         ) from exc
+                         "trained classifier", "fine-tune it on labelled pixels first "
+                         f"('hsikit train … --init {path.name}') and use the bundle that writes")
     if meta.format_version > FORMAT_VERSION:
         raise InputError(path, f"bundle format {meta.format_version} is newer than this hsikit "
                          f"reads ({FORMAT_VERSION})", "upgrade hsikit")

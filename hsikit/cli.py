@@ -54,17 +54,34 @@ def _scene(argument: str, member: int | None = None, time: str | None = None):
 @app.command()
 def info(scene: SceneArg, as_json: Annotated[bool, typer.Option("--json")] = False,
          member: MemberOpt = None, time: TimeOpt = None) -> None:
-    """Describe a scene: format, grid, bands, wavelengths, nodata."""
+    """Describe a scene (format, grid, bands, wavelengths, nodata) or a model file (.safetensors:
+    model, input, classes, training data, test scores)."""
     from hsikit.info import summarize
+    from hsikit.model_info import is_model_file, summarize_model_file
 
-    summary = summarize(_scene(scene, member, time))
+    if is_model_file(scene):
+        summary = summarize_model_file(scene)
+        rows = _model_file_rows(summary)
+    else:
+        summary = summarize(_scene(scene, member, time))
+        rows = _scene_rows(summary)
     if as_json:
         out.print_json(json.dumps(summary))
         return
     table = Table(show_header=False, title=summary["path"], title_justify="left")
     table.add_column(style="bold cyan")
     table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def _wavelengths_text(summary: dict) -> str:
     wl = summary["wavelength_range_nm"]
+    return "unknown" if wl is None else f"{wl[0]:.1f}–{wl[1]:.1f} nm"
+
+
+def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
     names = summary["band_names"]
     rows = [
         ("format", summary["format"]),
@@ -76,8 +93,9 @@ def info(scene: SceneArg, as_json: Annotated[bool, typer.Option("--json")] = Fal
         ("bounds", "{left:g}, {bottom:g}, {right:g}, {top:g}".format(**summary["bounds"])),
         ("nodata", f"{summary['nodata']} — {summary['nodata_fraction']:.2%} of pixels"
          + ("" if summary["nodata_fraction_exact"] else " (estimated from a sample)")),
-        ("wavelengths", "unknown" if wl is None else f"{wl[0]:.1f}–{wl[1]:.1f} nm "
-         f"(from {summary['spectral_metadata_source']})"),
+        ("wavelengths", _wavelengths_text(summary) + (
+            "" if summary["wavelength_range_nm"] is None
+            else f" (from {summary['spectral_metadata_source']})")),
         ("bad bands", ", ".join(map(str, summary["bad_bands"])) or "none"),
         ("scale / offset", f"{_few(summary['scale'])} / {_few(summary['offset'])}"),
         ("band names", ", ".join(names[:6]) + (f", … ({len(names)})" if len(names) > 6 else "")),
@@ -86,10 +104,47 @@ def info(scene: SceneArg, as_json: Annotated[bool, typer.Option("--json")] = Fal
         gt = summary["ground_truth"]
         rows.append(("ground truth", f"{gt['classes']} classes, {gt['labelled_pixels']} "
                      "labelled pixels"))
-    rows += [("note", note) for note in summary["notes"]]
-    for key, value in rows:
-        table.add_row(key, str(value))
-    out.print(table)
+    return rows + [("note", note) for note in summary["notes"]]
+
+
+def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
+    bands = f"{summary['bands']} bands, {_wavelengths_text(summary)}"
+    trained_on = ", ".join(summary["trained_on"]) or "unrecorded"
+    if summary["split"] not in (None, "none"):
+        seed = summary.get("seed")
+        trained_on += f" ({summary['split']} split{'' if seed is None else f', seed {seed}'})"
+    if summary["kind"] == "pretrained encoder":
+        before, after = summary["heldout_loss"]
+        return [
+            ("kind", f"pretrained encoder ({summary['objective']}; hsikit "
+                     f"{summary['hsikit_version']}) — fine-tune it with 'hsikit train --init'"),
+            ("model", f"{summary['model']}, {summary['stored_values']:,} stored values"),
+            ("input", f"{bands}; {summary['patch_size']} × {summary['patch_size']} patches"),
+            ("pretrained on", f"{trained_on}: {summary['train_patches']:,} patches"),
+            ("held-out loss", f"{before:.4f} → {after:.4f} on {summary['heldout_patches']:,} "
+                              "patches (reconstruction)"),
+        ]
+    classes = summary["classes"]
+    preprocessing = f"PCA {summary['pca']}" if summary["pca"] else "no PCA"
+    agnostic = "; runs on any subset with wavelengths" if summary["band_agnostic"] else ""
+    rows = [
+        ("kind", f"classifier bundle (hsikit {summary['hsikit_version']})"),
+        ("model", f"{summary['model']} ({summary['family']}), {summary['parameters']:,} "
+                  "parameters"),
+        ("input", f"{bands}{agnostic}; {preprocessing}; {summary['patch_size']} × "
+                  f"{summary['patch_size']} patches"),
+        ("classes", f"{len(classes)}: " + ", ".join(classes[:8])
+         + (", …" if len(classes) > 8 else "")),
+        ("trained on", trained_on),
+    ]
+    if summary["fine_tuned_from"]:
+        rows.append(("fine-tuned from", summary["fine_tuned_from"]
+                     + (" (LoRA, merged)" if summary["lora"] else "")))
+    scores = summary["test_metrics"]
+    rows.append(("test scores", f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa "
+                 f"{scores['kappa']:.4f} on {scores['n_test']:,} test pixels"
+                 if scores.get("n_test") else "none (no test pixels)"))
+    return rows
 
 
 def _few(values: list[float]) -> str:

@@ -154,6 +154,26 @@ def test_evaluate_reproduces_the_training_metrics(tmp_path, run_cli):
     assert independent.code == 0 and "independent" in independent.stdout
 
 
+def test_info_describes_a_bundle(tmp_path, run_cli):
+    """What is in this model file: the answer a user gets without reading its JSON header."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=12)
+    bundle = _train(run_cli, tmp_path, scene, labels, "--pca", "5")
+    report = json.loads((tmp_path / "model_report" / "metrics.json").read_text())
+    result = run_cli("info", bundle, "--json")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "classifier bundle" and summary["model"] == "random_forest"
+    assert summary["parameters"] == report["parameters"] > 0
+    assert (summary["bands"], summary["pca"], summary["split"]) == (12, 5, "random")
+    assert summary["classes"] == ["class 1", "class 2", "class 3", "class 4"]
+    assert summary["test_metrics"]["oa"] == report["oa"]
+    assert summary["trained_on"] == [str(scene)] and summary["fine_tuned_from"] is None
+    text = run_cli("info", bundle).stdout
+    assert "random_forest (classical)" in text and f"OA {report['oa']:.2%}" in text
+    assert_one_sentence_error(run_cli("info", tmp_path / "nothing.safetensors"),
+                              "nothing.safetensors: no such model file")
+
+
 def test_evaluate_demo_bundle_on_its_dataset(tmp_path, run_cli):
     bundle = tmp_path / "ip.safetensors"
     result = run_cli("train", "--dataset", "indian_pines", "--model", "cnn3d", "--split",

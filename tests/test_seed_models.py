@@ -157,6 +157,15 @@ def test_pretraining_lowers_heldout_loss_and_the_encoder_fine_tunes(tmp_path, ru
     assert result.code == 0, result.stderr + result.stdout
     fit = _metrics(tmp_path / "model_report")["fit"]
     assert fit["init_kind"] == "pretrained encoder" and fit["tensors_loaded"] == len(arrays)
+    # `hsikit info` tells the two files apart and says where the bundle came from
+    described = json.loads(run_cli("info", pretrained, "--json").stdout)
+    assert described["kind"] == "pretrained encoder" and described["model"] == model
+    assert described["heldout_loss"] == [training["heldout_loss_before"],
+                                         training["heldout_loss_after"]]
+    described = json.loads(run_cli("info", bundle, "--json").stdout)
+    assert described["kind"] == "classifier bundle" and described["model"] == model
+    assert described["fine_tuned_from"] == str(pretrained) and described["band_agnostic"] == (
+        model == "less_vit_tiny")
     # a pretrained encoder only loads into the model it was made for
     other = "spectralgpt_tiny" if model == "less_vit_tiny" else "less_vit_tiny"
     assert_one_sentence_error(

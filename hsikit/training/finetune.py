@@ -7,44 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from hsikit.bundle import PRETRAINED_FORMAT, read_safetensors
-from hsikit.errors import InputError, validation_sentence
+from hsikit.bundle import PretrainedMeta, read_description
+from hsikit.errors import InputError
 from hsikit.models.layers import count_parameters, freeze_all_but_lora, inject_lora
 from hsikit.preprocess import Preprocessor
-
-
-class PretrainedMeta(BaseModel):
-    """JSON header of a pretrained-encoder file written by ``hsikit pretrain``."""
-
-    model_config = ConfigDict(extra="forbid")
-    format: str
-    format_version: int
-    hsikit_version: str
-    model: str
-    objective: str
-    config: dict
-    band_wavelengths: list[float | None]
-    patch_size: int
-    training: dict
 
 
 def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
     """(model name, weights without the ``model.`` prefix, kind) from a bundle or pretrained
     file; the JSON is validated before any array is used."""
-    from hsikit.bundle import BundleMeta
-
-    header, arrays = read_safetensors(path)
-    try:
-        if header.get("format") == PRETRAINED_FORMAT:
-            name, kind = PretrainedMeta.model_validate(header).model, "pretrained encoder"
-        else:
-            name, kind = BundleMeta.model_validate(header).model.name, "bundle"
-    except ValidationError as exc:
-        raise InputError(path, f"the description is invalid ({validation_sentence(exc)})",
-                         "the file is damaged or was edited") from exc
+    meta, arrays = read_description(path)
+    if isinstance(meta, PretrainedMeta):
+        name, kind = meta.model, "pretrained encoder"
+    else:
+        name, kind = meta.model.name, "bundle"
     weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()
                if k.startswith("model.")}
     return name, weights, kind
@@ -59,7 +37,7 @@ def bundle_preprocessor(path: str | Path, pca: int | None, patch_size: int,
     from hsikit.bundle import load_bundle
 
     path = Path(path)
-    if read_safetensors(path)[0].get("format") == PRETRAINED_FORMAT:
+    if isinstance(read_description(path)[0], PretrainedMeta):
         return None
     bundle = load_bundle(path)
     meta = bundle.meta

@@ -18,13 +18,12 @@ import torch
 from pydantic import Field, model_validator
 
 from hsikit import __version__
-from hsikit.bundle import HEADER_KEY, PRETRAINED_FORMAT
+from hsikit.bundle import HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
 from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
 from hsikit.models.pretraining import build_pretrainer
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.splits import TRAIN, VAL, Split, SplitSpec
-from hsikit.training.finetune import PretrainedMeta
 from hsikit.training.run import DataOptions, TrainConfig, architecture_for, load_sources
 from hsikit.training.samples import Source, extract, read_spectra
 from hsikit.writers.atomic import check_writable_folder, staged_output

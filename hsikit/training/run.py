@@ -313,13 +313,12 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                                    if len(scores) else np.empty(0, int),
                                    model_table.values, [e.name for e in model_table.entries])
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
-    parameters = (model.parameter_count() if entry.family == "classical"
-                  else sum(p.numel() for p in model.parameters()))
+    parameters = bundle.parameter_count
     report.update(
         model=config.model, protocol=config.split, seed=config.seed, init_seed=config.init_seed,
         data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
-        parameters=int(parameters),
+        parameters=parameters,
         trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
         samples={r: int(len(v)) for r, v in y.items()},
         classes_without_training_pixels=dropped, fit=fit_info,
