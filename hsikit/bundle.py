@@ -202,7 +202,7 @@ def load_bundle(path: str | Path) -> Bundle:
     entry = get_entry(meta.model.name)
     model = create_model(meta.model.name, meta.in_bands, meta.num_classes, **meta.model.config)
     weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
-    _load_weights(path, model, entry.family, weights)
+    _load_weights(path, model, meta.model.name, entry.family, weights)
     prep = {k.removeprefix("preprocess."): v for k, v in arrays.items()
             if k.startswith("preprocess.")}
     try:
@@ -216,7 +216,8 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(meta, model, preprocessor)
 
 
-def _load_weights(path: Path, model: Any, family: str, weights: dict[str, np.ndarray]) -> None:
+def _load_weights(path: Path, model: Any, name: str, family: str,
+                  weights: dict[str, np.ndarray]) -> None:
     try:
         if family == "classical":
             model.load_state_dict(weights)
@@ -229,5 +230,5 @@ def _load_weights(path: Path, model: Any, family: str, weights: dict[str, np.nda
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()
         reason = first[1].strip() if len(first) > 1 else first[0]
-        raise InputError(path, f"the weights do not fit the '{path.name}' architecture "
+        raise InputError(path, f"the weights do not fit the '{name}' architecture "
                          f"({reason})", "the file is damaged or was edited") from exc

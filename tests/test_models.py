@@ -229,3 +229,21 @@ def test_models_lists_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal)
         assert f" {name} " in listing.stdout, name
     only = run_cli("models", "lola_specvit_proj_*").stdout
     assert "lola_specvit_proj_small" in only and "cnn3d" not in only
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
+    """A bundle whose tensors do not fit its declared model is named, never half-loaded."""
+    from hsikit.errors import InputError
+
+    model, config = _build("cnn3d")
+    model.leftover = torch.nn.Linear(2, 2)  # as from an older or edited architecture
+    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
+                        np.zeros(BANDS), np.ones(BANDS))
+    meta = new_meta(model=ModelSpec(name="cnn3d", family="torch", config=config),
+                    in_bands=BANDS, num_classes=CLASSES, patch_size=_patch_size("cnn3d"),
+                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
+                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
+    path = save_bundle(tmp_path / "old.safetensors", meta, model, prep)
+    with pytest.raises(InputError, match=r"do not fit the 'cnn3d' architecture \(Unexpected "
+                                         r"key\(s\) in state_dict: \"leftover.bias\""):
+        load_bundle(path)
