@@ -603,7 +603,7 @@ def main() -> None:
     # pixel-grid scenes (benchmark .mat files) are expected; 'hsikit info' says "no CRS"
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="hsikit")
     except HsikitError as exc:
         if _state["debug"]:
             raise
@@ -612,7 +612,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except __import__("click").ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         exc.show()
         sys.exit(exc.exit_code)
 

@@ -159,3 +159,16 @@ def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):
     result = run_cli("train", "--dataset", "indian_pines", *args, "-o", tmp_path / "m.safetensors")
     assert_one_sentence_error(result, "invalid training options", fragment)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["train", "--bogus"], "No such option: --bogus"),
+    (["classify"], "Missing argument 'scene'"),
+    (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+])
+def test_usage_errors_show_the_usage_not_a_traceback(run_cli, args, complaint):
+    """A mistyped command line gets the command's usage line and the complaint, exit 2."""
+    result = run_cli(*args)
+    assert result.code == 2, (result.code, result.stderr)
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr
+    assert result.stderr.startswith(f"Usage: hsikit {args[0]}") and complaint in result.stderr
