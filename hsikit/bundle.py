@@ -9,7 +9,7 @@ the weights strictly: a wrong name or shape is refused with one sentence.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from hsikit import __version__
 from hsikit.classes import ClassTable
 from hsikit.errors import InputError, validation_sentence
 from hsikit.preprocess import Preprocessor
+from hsikit.smoothing import Smoothing
 from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
@@ -52,6 +53,7 @@ class BundleMeta(BaseModel):
     classes: list[dict[str, Any]]
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    smoothing: Smoothing | None = None  # applied to the probabilities of every map
 
 
 class PretrainedMeta(BaseModel):
@@ -85,6 +87,10 @@ class Bundle:
         if self.meta.model.family == "classical":
             return self.model.parameter_count()
         return int(sum(p.numel() for p in self.model.parameters()))
+
+    def with_smoothing(self, smoothing: Smoothing | None) -> Bundle:
+        """This bundle applying other smoothing (None: none) to its maps."""
+        return replace(self, meta=self.meta.model_copy(update={"smoothing": smoothing}))
 
     @property
     def band_agnostic(self) -> bool:

@@ -32,6 +32,12 @@ SceneArg = Annotated[str, typer.Argument(help="Scene file or folder, or a catalo
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path.")]
 MemberOpt = Annotated[int | None, typer.Option(help="Ensemble member index (ERA5); default 0.")]
 TimeOpt = Annotated[str | None, typer.Option(help="Time index or ISO time (ERA5); default first.")]
+SmoothOpt = Annotated[int | None, typer.Option(
+    min=0, help="Edge-preserving smoothing of the class probabilities (guided filter) with "
+                "this radius in pixels; 0 = off.")]
+SmoothEpsOpt = Annotated[float | None, typer.Option(
+    help="The smoothing's ε (> 0): guide steps above about √ε count as field edges (default "
+         "0.01).")]
 
 
 @app.callback()
@@ -140,11 +146,17 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
     if summary["fine_tuned_from"]:
         rows.append(("fine-tuned from", summary["fine_tuned_from"]
                      + (" (LoRA, merged)" if summary["lora"] else "")))
+    if summary["smoothing"]:
+        rows.append(("smoothing", "guided filter, radius {radius}, ε {eps:g} (every map; "
+                                  "'hsikit classify --smooth 0' turns it off)"
+                     .format(**summary["smoothing"])))
     scores = summary["test_metrics"]
-    rows.append(("test scores", f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa "
-                 f"{scores['kappa']:.4f} on {scores['n_test']:,} test pixels"
-                 if scores.get("n_test") else "none (no test pixels)"))
-    return rows
+    text = (f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa {scores['kappa']:.4f} on "
+            f"{scores['n_test']:,} test pixels" if scores.get("n_test") else
+            "none (no test pixels)")
+    if "unsmoothed" in scores:
+        text += f" (unsmoothed: OA {scores['unsmoothed']['oa']:.2%})"
+    return rows + [("test scores", text)]
 
 
 def _few(values: list[float]) -> str:
@@ -237,6 +249,10 @@ def _print_metrics(report: dict) -> None:
     out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
               f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
               f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels")
+    if "unsmoothed" in report:
+        raw = report["unsmoothed"]
+        out.print(f"  with smoothing (radius {report['smoothing']['radius']}); without: OA "
+                  f"{raw['oa']:.2%}  AA {raw['aa']:.2%}  kappa {raw['kappa']:.4f}")
 
 
 @app.command()
@@ -302,13 +318,18 @@ def train(
     lora_cycles: Annotated[int | None, typer.Option(help="Cyclical LoRA-strength schedule "
                                                          "with this many cosine restarts.")
                            ] = None,
+    smooth: SmoothOpt = None,
+    smooth_eps: SmoothEpsOpt = None,
 ) -> None:
-    """Train a classifier on labelled scenes and write a bundle and a report."""
+    """Train a classifier on labelled scenes and write a bundle and a report. With --smooth
+    the bundle smooths every map it makes, and the test metrics are those of the smoothed map."""
+    from hsikit.smoothing import chosen_smoothing
     from hsikit.training.finetune import initial_model_name
     from hsikit.training.run import train as run_training
 
     if model is None and init is not None:
         model = initial_model_name(init)
+    chosen_smoothing(smooth, smooth_eps)  # refuses --smooth-eps without --smooth
     config = _train_config(scenes, labels, dataset, model=model, class_field=class_field,
                            name_field=name_field, split=split, train_ratio=train_ratio,
                            per_class=per_class, block_size=block_size,
@@ -321,7 +342,8 @@ def train(
                            refit=refit, ema=ema, seed=seed, init_seed=init_seed,
                            threads=threads,
                            init=str(init) if init else None, lora=lora,
-                           lora_rank=lora_rank, lora_cycles=lora_cycles)
+                           lora_rank=lora_rank, lora_cycles=lora_cycles, smooth=smooth,
+                           smooth_eps=smooth_eps)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
     _print_metrics(result.report)
@@ -376,18 +398,24 @@ def classify(
     window: Annotated[int, typer.Option(help="Window side in pixels.")] = 256,
     threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    smooth: SmoothOpt = None,
+    smooth_eps: SmoothEpsOpt = None,
 ) -> None:
-    """Map a scene with a bundle, or train on --labels and map in one go."""
+    """Map a scene with a bundle, or train on --labels and map in one go. --smooth overrides
+    the bundle's own smoothing (--smooth 0 turns it off)."""
     from rich.progress import Progress
 
     from hsikit.bundle import load_bundle
     from hsikit.inference import classify_scene
+    from hsikit.smoothing import chosen_smoothing
     from hsikit.writers.atomic import check_writable_folder
 
     if (bundle is None) == (labels is None):
         raise InputError(None, "give either a bundle (-m) or labels (--labels)",
                          "see 'hsikit classify --help'")
     check_writable_folder(output)
+    if labels is not None:
+        chosen_smoothing(smooth, smooth_eps)  # bad options are refused before training
     if threads:
         import torch
 
@@ -397,10 +425,13 @@ def classify(
 
         bundle = output.with_suffix(".safetensors")
         config = _train_config([scene], [labels], None, model=model, class_field=class_field,
-                               seed=seed, threads=threads)
+                               seed=seed, threads=threads, smooth=smooth, smooth_eps=smooth_eps)
         result = run_training(config, bundle, output.with_name(output.stem + "_report"))
         _print_metrics(result.report)
     loaded = load_bundle(bundle)
+    if smooth is not None or smooth_eps is not None:
+        loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps,
+                                                        loaded.meta.smoothing))
     opened = _scene(scene)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("classifying", total=None)

@@ -3,24 +3,70 @@ checked against its data checksum), or on independent reference labels."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hsikit.bundle import Bundle, load_bundle
 from hsikit.errors import InputError
+from hsikit.inference import map_scores, predict_batches
 from hsikit.metrics import classification_report
+from hsikit.scene import Scene
 from hsikit.splits import TEST, Split, SplitSpec
-from hsikit.training.run import predict_batches, rebuild_test_set
-from hsikit.training.samples import Source, extract
+from hsikit.training.run import TrainConfig, load_sources
+from hsikit.training.samples import Samples, Source, extract, read_spectra
 
 
-def _report(bundle: Bundle, x: np.ndarray, y: np.ndarray, protocol: str) -> dict:
+@dataclass
+class TestPixels:
+    """Labelled pixels to score: patches, class indices of the bundle, and where they lie."""
+
+    x: np.ndarray  # [N, C, P, P]
+    y: np.ndarray  # [N] class indices
+    where: np.ndarray  # [N, 3] scene index, row, col
+    scenes: list[Scene]
+
+    @classmethod
+    def of(cls, samples: Samples, y: np.ndarray, scenes: list[Scene]) -> TestPixels:
+        """The test role of ``samples`` with class indices ``y``; pixels with y < 0 dropped."""
+        keep = y >= 0
+        return cls(samples.x["test"][keep], y[keep], samples.where["test"][keep], scenes)
+
+
+def test_report(bundle: Bundle, pixels: TestPixels) -> dict:
+    """Accuracy of the bundle on labelled pixels, as its maps classify them: with smoothing,
+    from the smoothed map (the unsmoothed figures kept beside them for comparison)."""
     table = bundle.classes
     values = np.asarray(table.values)
-    scores = predict_batches(bundle, x)
-    report = classification_report(values[y], values[scores.argmax(1)], table.values,
-                                   [e.name for e in table.entries])
+
+    def report_for(scores: np.ndarray) -> dict:
+        predicted = values[scores.argmax(1)] if len(scores) else np.empty(0, int)
+        return classification_report(values[pixels.y], predicted, table.values,
+                                     [e.name for e in table.entries])
+
+    patch_report = report_for(predict_batches(bundle, pixels.x))
+    if bundle.meta.smoothing is None:
+        return patch_report
+    report = report_for(map_scores(bundle, pixels.where, pixels.scenes))
+    report.update(smoothing=bundle.meta.smoothing.model_dump(),
+                  unsmoothed={k: patch_report[k] for k in ("oa", "aa", "kappa")})
+    return report
+
+
+def _own_test_pixels(bundle: Bundle) -> tuple[TestPixels, str]:
+    """The bundle's own test pixels and the data checksum, recomputed from its config."""
+    config = TrainConfig.model_validate(bundle.meta.training["config"])
+    sources, _ = load_sources(config)
+    _, checksum = read_spectra(sources)
+    samples = extract(sources, bundle.preprocessor, config.patch_size)
+    lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
+    y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)
+    return TestPixels.of(samples, y, [s.scene for s in sources]), checksum
+
+
+def _report(bundle: Bundle, pixels: TestPixels, protocol: str) -> dict:
+    report = test_report(bundle, pixels)
     config = bundle.meta.training.get("config", {})
     report.update(model=bundle.meta.model.name, protocol=protocol, seed=config.get("seed"),
                   init_seed=config.get("init_seed", config.get("seed")))  # older bundles: seed
@@ -28,7 +74,7 @@ def _report(bundle: Bundle, x: np.ndarray, y: np.ndarray, protocol: str) -> dict
 
 
 def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
-                 class_field: str | None, dataset: str | None) -> tuple[np.ndarray, np.ndarray]:
+                 class_field: str | None, dataset: str | None) -> TestPixels:
     from hsikit.datasets import load, resolve_scene
     from hsikit.labels import load_labels
 
@@ -52,8 +98,7 @@ def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
     source = Source(scene, values, Split(SplitSpec(), roles),
                     bundle.preprocessor.match_bands(scene), scene.path)
     samples = extract([source], bundle.preprocessor, bundle.meta.patch_size)
-    y = lookup[samples.y["test"]]
-    return samples.x["test"][y >= 0], y[y >= 0]
+    return TestPixels.of(samples, lookup[samples.y["test"]], [scene])
 
 
 def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
@@ -66,15 +111,15 @@ def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
         if not bundle.meta.training.get("config"):
             raise InputError(bundle_path, "the bundle records no training configuration",
                              "evaluate on a scene with --labels instead")
-        x, y, checksum = rebuild_test_set(bundle)
+        pixels, checksum = _own_test_pixels(bundle)
         if checksum != bundle.meta.training.get("data_checksum"):
             raise InputError(bundle_path, "the training data found now differ from the data the "
                              "bundle was trained on (checksum mismatch)",
                              "evaluate on independent data with SCENE --labels")
-        report = _report(bundle, x, y, bundle.meta.training.get("split_protocol", "?"))
+        report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
-        x, y = _independent(bundle, scene or "", labels, class_field, dataset)
-        report = _report(bundle, x, y, "independent reference data")
+        pixels = _independent(bundle, scene or "", labels, class_field, dataset)
+        report = _report(bundle, pixels, "independent reference data")
     if report_dir is not None:
         import json
 

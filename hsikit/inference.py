@@ -2,50 +2,98 @@
 
 Memory is bounded by the window and batch sizes, not by the scene: nothing holds an H×W×K
 probability array, and each window's probabilities are written and dropped before the next.
-Nodata pixels are never classified; they stay 0 (nodata) in every output.
+Nodata pixels are never classified; they stay 0 (nodata) in every output. A bundle with
+smoothing predicts a margin around each window so that windows join seamlessly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from rasterio.windows import Window
 
 from hsikit.bundle import Bundle
-from hsikit.patches import batched_pixels, halo_windows, patches_at, read_block
+from hsikit.patches import around, batched_pixels, halo_windows, patches_at, read_block
 from hsikit.scene import Scene
+from hsikit.smoothing import guided_filter
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
 
+PREDICT_BATCH = 2048
+WINDOW = 256  # pixels per side of a streamed window
 
-def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = 256,
+
+def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
+    """``[N, K]`` class probabilities of ``[N, C, P, P]`` patches, a batch at a time."""
+    out = [bundle_like.predict_proba(x[i:i + PREDICT_BATCH])
+           for i in range(0, len(x), PREDICT_BATCH)]
+    return np.concatenate(out) if out else np.empty((0, 0))
+
+
+def window_scores(scene: Scene, bundle: Bundle, *, window: int = WINDOW,
+                  batch_size: int = 1024, only: set[tuple[int, int]] | None = None
+                  ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, ``[K, h, w]`` class probabilities, ``[h, w]`` valid mask) across the scene, as
+    the map gets them: with the bundle's smoothing, probabilities are predicted over the window
+    plus the filter's margin, filtered, then cut back. Invalid pixels have all-zero scores.
+    ``only``: the (row, col) offsets of the windows wanted; the others are skipped."""
+    bundle, bands = bundle.for_scene(scene)
+    patch, smoothing = bundle.meta.patch_size, bundle.meta.smoothing
+    margin = smoothing.margin if smoothing is not None else 0
+    for outer in halo_windows(scene.height, scene.width, window, margin):
+        core, region = outer.core, outer.read  # region: the core and its margin, in the scene
+        (r0, r1), (c0, c1) = core.toranges()
+        if only is not None and (r0, c0) not in only:
+            continue
+        block, valid = read_block(scene, around(region, patch // 2, scene.height, scene.width),
+                                  bands, bundle.preprocessor.transform)
+        scores = np.zeros((len(bundle.classes), *valid.shape), np.float32)
+        for rows, cols in batched_pixels(valid, batch_size):
+            scores[:, rows, cols] = bundle.predict_proba(patches_at(block, rows, cols, patch)).T
+        if smoothing is not None:
+            half = patch // 2
+            guide = bundle.preprocessor.guide(block[:, half:half + valid.shape[0],
+                                                    half:half + valid.shape[1]])
+            scores = guided_filter(guide, scores, valid, smoothing)
+        cut = (slice(r0 - region.row_off, r1 - region.row_off),
+               slice(c0 - region.col_off, c1 - region.col_off))
+        yield core, scores[(slice(None), *cut)], valid[cut]
+
+
+def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np.ndarray:
+    """``[N, K]`` class probabilities of chosen pixels exactly as the maps give them (smoothing
+    included); ``where`` holds (scene index, row, col) per pixel."""
+    out = np.zeros((len(where), len(bundle.classes)), np.float32)
+    for index, scene in enumerate(scenes):
+        pick = np.flatnonzero(where[:, 0] == index)
+        rows, cols = where[pick, 1], where[pick, 2]
+        key_rows, key_cols = rows // WINDOW * WINDOW, cols // WINDOW * WINDOW
+        wanted = set(zip(key_rows.tolist(), key_cols.tolist()))
+        for core, scores, _ in window_scores(scene, bundle, only=wanted):
+            inside = (key_rows == core.row_off) & (key_cols == core.col_off)
+            out[pick[inside]] = scores[:, rows[inside] - core.row_off,
+                                       cols[inside] - core.col_off].T
+    return out
+
+
+def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = WINDOW,
                    batch_size: int = 1024, confidence: bool = False, probabilities: bool = False,
                    on_window: Callable[[int, int], None] | None = None) -> dict:
     """Write the class map (and optional confidence / probabilities) for ``scene``."""
-    bundle, bands = bundle.for_scene(scene)
-    patch = bundle.meta.patch_size
     table = bundle.classes
     values = np.asarray(table.values)
-    windows = list(halo_windows(scene.height, scene.width, window, patch // 2))
+    total = -(-scene.height // window) * -(-scene.width // window)
     classified = 0
     with ClassMapWriter(output, scene.grid, table, confidence=confidence,
                         probabilities=probabilities) as writer:
-        for done, hw in enumerate(windows, start=1):
-            block, valid = read_block(scene, hw, bands, bundle.preprocessor.transform)
-            classes = np.full(valid.shape, CLASS_NODATA, dtype=np.int64)
-            conf = np.zeros(valid.shape, np.float32) if confidence else None
-            probs = (np.zeros((len(table), *valid.shape), np.float32) if probabilities
-                     else None)
-            for rows, cols in batched_pixels(valid, batch_size):
-                scores = bundle.predict_proba(patches_at(block, rows, cols, patch))
-                classes[rows, cols] = values[scores.argmax(axis=1)]
-                if conf is not None:
-                    conf[rows, cols] = scores.max(axis=1)
-                if probs is not None:
-                    probs[:, rows, cols] = scores.T
+        for done, (core, scores, valid) in enumerate(
+                window_scores(scene, bundle, window=window, batch_size=batch_size), start=1):
+            classes = np.where(valid, values[scores.argmax(axis=0)], CLASS_NODATA)
             classified += int(valid.sum())
-            writer.write(hw.core, classes, confidence=conf, probabilities=probs)
+            writer.write(core, classes, confidence=scores.max(axis=0) if confidence else None,
+                         probabilities=scores if probabilities else None)
             if on_window is not None:
-                on_window(done, len(windows))
+                on_window(done, total)
     return {"pixels": scene.width * scene.height, "classified": classified,
             "nodata": scene.width * scene.height - classified}

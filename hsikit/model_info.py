@@ -52,8 +52,9 @@ def summarize_model_file(path: str | Path) -> dict[str, Any]:
         "split": meta.training.get("split_protocol"),
         "seed": config.get("seed"), "fine_tuned_from": config.get("init"),
         "lora": bool(config.get("lora")),
-        "test_metrics": {k: meta.metrics[k] for k in ("oa", "aa", "kappa", "n_test")
-                         if k in meta.metrics},
+        "smoothing": meta.smoothing.model_dump() if meta.smoothing else None,
+        "test_metrics": {k: meta.metrics[k] for k in ("oa", "aa", "kappa", "n_test",
+                                                      "unsmoothed") if k in meta.metrics},
     }
 
 

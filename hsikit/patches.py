@@ -27,15 +27,20 @@ class HaloWindow:
     pad: tuple[int, int, int, int]
 
 
+def around(core: Window, halo: int, height: int, width: int) -> HaloWindow:
+    """``core`` with a halo of ``halo`` pixels, clipped to a ``height × width`` scene."""
+    row, col, h, w = core.row_off, core.col_off, core.height, core.width
+    r0, r1 = max(0, row - halo), min(height, row + h + halo)
+    c0, c1 = max(0, col - halo), min(width, col + w + halo)
+    pad = (halo - (row - r0), halo - (r1 - row - h), halo - (col - c0), halo - (c1 - col - w))
+    return HaloWindow(core, Window(c0, r0, c1 - c0, r1 - r0), pad)
+
+
 def halo_windows(height: int, width: int, size: int, halo: int) -> Iterator[HaloWindow]:
     for row in range(0, height, size):
         for col in range(0, width, size):
-            h, w = min(size, height - row), min(size, width - col)
-            r0, r1 = max(0, row - halo), min(height, row + h + halo)
-            c0, c1 = max(0, col - halo), min(width, col + w + halo)
-            pad = (halo - (row - r0), halo - (r1 - row - h), halo - (col - c0),
-                   halo - (c1 - col - w))
-            yield HaloWindow(Window(col, row, w, h), Window(c0, r0, c1 - c0, r1 - r0), pad)
+            core = Window(col, row, min(size, width - col), min(size, height - row))
+            yield around(core, halo, height, width)
 
 
 def pad_block(block: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:

@@ -192,8 +192,9 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
         summary = classify_scene(scene, bundle, folder_path / "map.tif")
         extra["pixels_per_second"] = summary["classified"] / (time.perf_counter() - started)
     report = result.report
-    return {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
-                                   "trainable_parameters", "samples", "fit", "per_class")} | {
+    kept = ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
+            "trainable_parameters", "samples", "fit", "per_class", "unsmoothed")
+    return {k: report[k] for k in kept if k in report} | {
         "pixels_per_second": None, "peak_rss_mb": _peak_rss_mb(), **extra}
 
 

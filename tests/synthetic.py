@@ -120,14 +120,15 @@ def enmap_product(folder: Path, *, bands: int = 8, rows: int = 30, cols: int = 2
 
 
 def class_scene(folder: Path, *, bands: int = 24, rows: int = 48, cols: int = 60,
-                classes: int = 4, seed: int = 0, nodata_block: bool = True
+                classes: int = 4, seed: int = 0, nodata_block: bool = True, noise: float = 60.0
                 ) -> tuple[Path, Path, np.ndarray]:
     """A scene whose classes have distinct mean spectra, as vertical stripes of fields, with a
-    nodata block; returns (scene.tif, labels.tif, labels array)."""
+    nodata block; returns (scene.tif, labels.tif, labels array). A larger ``noise`` (standard
+    deviation per band) makes pixels ambiguous, as in real scenes."""
     rng = np.random.default_rng(seed)
     truth = (np.arange(cols)[None, :] * classes // cols + 1).repeat(rows, 0).astype("uint8")
     means = rng.uniform(500, 3000, size=(classes, bands))
-    data = means[truth - 1].transpose(2, 0, 1) + rng.normal(0, 60, size=(bands, rows, cols))
+    data = means[truth - 1].transpose(2, 0, 1) + rng.normal(0, noise, size=(bands, rows, cols))
     data = data.astype("float32")
     if nodata_block:
         data[:, :6, :8] = -9999

@@ -23,10 +23,10 @@ from hsikit.models import architecture_config, create_model, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.scene import Scene
+from hsikit.smoothing import DEFAULT_EPS, Smoothing
 from hsikit.splits import TEST, TRAIN, Split, SplitSpec, make_split
 from hsikit.training.samples import Samples, Source, extract, read_spectra
 
-PREDICT_BATCH = 2048
 
 
 class DataOptions(BaseModel):
@@ -96,6 +96,15 @@ class TrainConfig(DataOptions):
     lora_alpha: float | None = Field(None, gt=0, description="default: 2 × rank")
     lora_cycles: int = Field(0, ge=0, description="> 0: cyclical LoRA-strength schedule")
     lora_min_strength: float = Field(0.25, ge=0, le=1)
+    smooth: int = Field(0, ge=0, description="radius of the edge-preserving smoothing (guided "
+                        "filter) of the class probabilities, which the bundle applies to every "
+                        "map and the test metrics include; 0 = off")
+    smooth_eps: float = Field(DEFAULT_EPS, gt=0, description="the guided filter's ε: guide "
+                              "steps above about √ε count as edges")
+
+    @property
+    def smoothing(self) -> Smoothing | None:
+        return Smoothing(radius=self.smooth, eps=self.smooth_eps) if self.smooth else None
 
     @model_validator(mode="after")
     def _sources(self) -> TrainConfig:
@@ -132,7 +141,8 @@ class TrainConfig(DataOptions):
         return SplitSpec(protocol=protocol, seed=self.seed, train_ratio=self.train_ratio,
                          per_class=self.per_class, val_fraction=self.val_fraction,
                          train_fraction=self.train_fraction, block_size=self.block_size,
-                         patch_size=max(self.buffer_patch or 1, self.patch_size or 1))
+                         patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
+                         + 2 * (self.smoothing.margin if self.smoothing else 0))
 
 
 @dataclass
@@ -229,16 +239,11 @@ def _class_indices(samples: Samples, table: ClassTable) -> tuple[ClassTable, dic
     return model_table, {role: lookup[y] for role, y in samples.y.items()}
 
 
-def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
-    out = [bundle_like.predict_proba(x[i:i + PREDICT_BATCH]) for i in range(0, len(x),
-                                                                            PREDICT_BATCH)]
-    return np.concatenate(out) if out else np.empty((0, 0))
-
-
 def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
           progress: bool = True) -> TrainResult:
     import torch
 
+    from hsikit.evaluation import TestPixels, test_report
     from hsikit.training.report import write_report
     from hsikit.writers.atomic import check_writable_folder
 
@@ -264,10 +269,11 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     first = sources[0].scene
     preprocessor = _preprocessor(config, spectra, first)
     samples = extract(sources, preprocessor, config.patch_size)
-    model_table, y = _class_indices(samples, table)
-    keep = {role: y[role] >= 0 for role in y}
-    x = {role: samples.x[role][keep[role]] for role in y}
-    y = {role: y[role][keep[role]] for role in y}
+    model_table, indices = _class_indices(samples, table)
+    keep = {role: indices[role] >= 0 for role in indices}
+    x = {role: samples.x[role][keep[role]] for role in ("train", "val")}
+    y = {role: indices[role][keep[role]] for role in indices}
+    test_pixels = TestPixels.of(samples, indices["test"], [s.scene for s in sources])
     model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
                     if entry.family == "torch" else {})
     import lightning as L
@@ -304,14 +310,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         band_wavelengths=[None if not np.isfinite(w) else float(w)
                           for w in preprocessor.band_wavelengths],
         band_names=preprocessor.band_names, pca=config.pca or None,
-        classes=model_table.to_records(),
+        classes=model_table.to_records(), smoothing=config.smoothing,
     )
     bundle = Bundle(meta, model, preprocessor)
-    scores = predict_batches(bundle, x["test"])
-    values = np.asarray(model_table.values)
-    report = classification_report(values[y["test"]], values[scores.argmax(1)]
-                                   if len(scores) else np.empty(0, int),
-                                   model_table.values, [e.name for e in model_table.entries])
+    report = test_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     parameters = bundle.parameter_count
     report.update(
@@ -326,7 +328,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     )
     meta.training = {"config": config.model_dump(), "data_checksum": checksum,
                      "split_protocol": config.split, "sources": [s.name for s in sources]}
-    meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class")}
+    meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class",
+                                           "unsmoothed") if k in report}
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
     return TrainResult(bundle_path, report, bundle)
@@ -377,15 +380,3 @@ def _start_from(model: Any, config: TrainConfig) -> dict:
     else:
         info["trainable_parameters"] = count_parameters(model)["trainable"]
     return info
-
-
-def rebuild_test_set(bundle: Bundle) -> tuple[np.ndarray, np.ndarray, str]:
-    """The bundle's own test pixels (patches, class indices) and the data checksum, recomputed."""
-    config = TrainConfig.model_validate(bundle.meta.training["config"])
-    sources, _ = load_sources(config)
-    _, checksum = read_spectra(sources)
-    samples = extract(sources, bundle.preprocessor, config.patch_size)
-    lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
-    y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)
-    return samples.x["test"][y >= 0], y[y >= 0], checksum
-
