@@ -220,6 +220,23 @@ def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget
     assert info["refit_on"] == "train" and "time budget" in info["refit_note"]
 
 
+def test_training_runs_in_train_mode_whatever_mode_the_model_comes_in(tmp_path):
+    """Lightning keeps the modes it finds: a model left in eval mode (after an earlier fit, or
+    by a caller) would otherwise train with frozen batch-norm statistics and no dropout."""
+    from hsikit.training.task import Recipe, fit_torch
+
+    x, y = _batch("cnn3d")
+    model, _ = _build("cnn3d")
+    modes: set[bool] = set()
+    model.register_forward_hook(
+        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None)
+    recipe = Recipe(epochs=2, batch_size=4, warmup_epochs=0, refit=True, keep="last",
+                    progress=False)
+    fit_torch(model.eval(), x, y, x, y, recipe, 0, str(tmp_path))
+    assert modes == {True}
+    assert not model.training  # handed back ready for inference
+
+
 def test_models_lists_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal):
     """The name is what the user types next, so it is never cut to ``lola_specvit_proj_…``."""
     listing = run_cli("models")

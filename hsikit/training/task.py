@@ -235,6 +235,7 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     if has_val and recipe.keep == "best":
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
     trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
+    model.train()  # Lightning keeps the modes it finds, and a caller's model may be in eval mode
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
     if best.state is not None and recipe.keep == "best":
@@ -262,7 +263,7 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
         return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
-    model.train()  # Lightning keeps the modes it finds: the chosen model was left in eval mode
+    model.train()  # the chosen model was left in eval mode
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
     trainer = _trainer(replace(recipe, max_minutes=left), _schedule_callbacks(recipe), False,
