@@ -239,7 +239,7 @@ def test_era5_single_level(shared_data):
     assert scene.transform == Affine(0.25, 0.0, -10.125, 0.0, -0.25, 60.125)
 
 
-@pytest.mark.parametrize("store", ["era5.nc", "era5.zarr"])
+@pytest.mark.parametrize("store", ["era5.nc", "era5.zarr", "era5_v3.zarr"])
 def test_gridded_ascending_latitudes_and_0_360_longitudes(tmp_path, store):
     import xarray as xr
 
@@ -253,7 +253,10 @@ def test_gridded_ascending_latitudes_and_0_360_longitudes(tmp_path, store):
     if store.endswith(".nc"):
         ds.to_netcdf(path, engine="h5netcdf")
     else:
-        ds.to_zarr(path)
+        # version 2 with consolidated metadata, as the public ERA5 stores (ARCO-ERA5); version 3
+        # has no consolidated metadata in its specification
+        version = 3 if "v3" in store else 2
+        ds.to_zarr(path, zarr_format=version, consolidated=version == 2)
     scene = open_scene(path)
     assert scene.format == ("NetCDF" if store.endswith(".nc") else "Zarr (xarray)")
     assert list(scene.band_values("name")) == ["t@850hPa", "t@500hPa"]

@@ -10,6 +10,7 @@ grid becomes EPSG:4326 with an exact affine transform. Data stay lazy (dask) unt
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,19 @@ def sniff(path: Path) -> bool:
     return engine_for(path) is not None
 
 
+def has_consolidated_metadata(store: Path) -> bool:
+    """Whether a Zarr store carries consolidated metadata (version 2's ``.zmetadata``, or the
+    ``consolidated_metadata`` entry of version 3's root ``zarr.json``). Said to xarray up front,
+    so a store without it opens without a warning about the failed consolidated attempt."""
+    if (store / ".zmetadata").is_file():
+        return True
+    root = store / "zarr.json"
+    try:
+        return json.loads(root.read_text()).get("consolidated_metadata") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _open_dataset(path: Path, engine: str) -> xr.Dataset:
     if engine == "cfgrib" and importlib.util.find_spec("cfgrib") is None:
         raise InputError(path, "reading GRIB needs cfgrib and eccodes, which are not installed",
@@ -58,6 +72,8 @@ def _open_dataset(path: Path, engine: str) -> xr.Dataset:
     kwargs: dict[str, Any] = {"chunks": {}}
     if engine == "cfgrib":  # never write .idx files beside the user's data
         kwargs["backend_kwargs"] = {"indexpath": ""}
+    if engine == "zarr":
+        kwargs["consolidated"] = has_consolidated_metadata(path)
     try:
         return xr.open_dataset(path, engine=engine, **kwargs)
     except Exception as exc:  # engines raise many types for unreadable files
