@@ -19,7 +19,7 @@ from hsikit.training.samples import Samples, Source, extract, read_spectra
 
 
 @dataclass
-class TestPixels:
+class ReferencePixels:
     """Labelled pixels to score: patches, class indices of the bundle, and where they lie."""
 
     x: np.ndarray  # [N, C, P, P]
@@ -28,13 +28,13 @@ class TestPixels:
     scenes: list[Scene]
 
     @classmethod
-    def of(cls, samples: Samples, y: np.ndarray, scenes: list[Scene]) -> TestPixels:
+    def of(cls, samples: Samples, y: np.ndarray, scenes: list[Scene]) -> ReferencePixels:
         """The test role of ``samples`` with class indices ``y``; pixels with y < 0 dropped."""
         keep = y >= 0
         return cls(samples.x["test"][keep], y[keep], samples.where["test"][keep], scenes)
 
 
-def test_report(bundle: Bundle, pixels: TestPixels) -> dict:
+def accuracy_report(bundle: Bundle, pixels: ReferencePixels) -> dict:
     """Accuracy of the bundle on labelled pixels, as its maps classify them: with smoothing,
     from the smoothed map (the unsmoothed figures kept beside them for comparison)."""
     table = bundle.classes
@@ -54,7 +54,7 @@ def test_report(bundle: Bundle, pixels: TestPixels) -> dict:
     return report
 
 
-def _own_test_pixels(bundle: Bundle) -> tuple[TestPixels, str]:
+def _own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     """The bundle's own test pixels and the data checksum, recomputed from its config."""
     config = TrainConfig.model_validate(bundle.meta.training["config"])
     sources, _ = load_sources(config)
@@ -62,11 +62,11 @@ def _own_test_pixels(bundle: Bundle) -> tuple[TestPixels, str]:
     samples = extract(sources, bundle.preprocessor, config.patch_size)
     lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
     y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)
-    return TestPixels.of(samples, y, [s.scene for s in sources]), checksum
+    return ReferencePixels.of(samples, y, [s.scene for s in sources]), checksum
 
 
-def _report(bundle: Bundle, pixels: TestPixels, protocol: str) -> dict:
-    report = test_report(bundle, pixels)
+def _report(bundle: Bundle, pixels: ReferencePixels, protocol: str) -> dict:
+    report = accuracy_report(bundle, pixels)
     config = bundle.meta.training.get("config", {})
     report.update(model=bundle.meta.model.name, protocol=protocol, seed=config.get("seed"),
                   init_seed=config.get("init_seed", config.get("seed")))  # older bundles: seed
@@ -74,7 +74,7 @@ def _report(bundle: Bundle, pixels: TestPixels, protocol: str) -> dict:
 
 
 def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
-                 class_field: str | None, dataset: str | None) -> TestPixels:
+                 class_field: str | None, dataset: str | None) -> ReferencePixels:
     from hsikit.datasets import load, resolve_scene
     from hsikit.labels import load_labels
 
@@ -98,7 +98,7 @@ def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
     source = Source(scene, values, Split(SplitSpec(), roles),
                     bundle.preprocessor.match_bands(scene), scene.path)
     samples = extract([source], bundle.preprocessor, bundle.meta.patch_size)
-    return TestPixels.of(samples, lookup[samples.y["test"]], [scene])
+    return ReferencePixels.of(samples, lookup[samples.y["test"]], [scene])
 
 
 def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,

@@ -243,7 +243,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
           progress: bool = True) -> TrainResult:
     import torch
 
-    from hsikit.evaluation import TestPixels, test_report
+    from hsikit.evaluation import ReferencePixels, accuracy_report
     from hsikit.training.report import write_report
     from hsikit.writers.atomic import check_writable_folder
 
@@ -273,7 +273,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     keep = {role: indices[role] >= 0 for role in indices}
     x = {role: samples.x[role][keep[role]] for role in ("train", "val")}
     y = {role: indices[role][keep[role]] for role in indices}
-    test_pixels = TestPixels.of(samples, indices["test"], [s.scene for s in sources])
+    test_pixels = ReferencePixels.of(samples, indices["test"], [s.scene for s in sources])
     model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
                     if entry.family == "torch" else {})
     import lightning as L
@@ -313,7 +313,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         classes=model_table.to_records(), smoothing=config.smoothing,
     )
     bundle = Bundle(meta, model, preprocessor)
-    report = test_report(bundle, test_pixels)
+    report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     parameters = bundle.parameter_count
     report.update(
