@@ -16,6 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import uniform_filter
 
+from hsikit.errors import InputError
+
 #: ε for a guide on the Preprocessor.guide() scale (standard deviation ≲ 1): guide steps
 #: larger than ~0.1 count as edges. Chosen on seed 0 of the Indian Pines benchmark.
 DEFAULT_EPS = 0.01
@@ -39,8 +41,6 @@ def chosen_smoothing(radius: int | None, eps: float | None, current: Smoothing |
                      ) -> Smoothing | None:
     """What ``--smooth RADIUS`` / ``--smooth-eps EPS`` ask for on top of ``current`` (a
     bundle's): radius 0 turns smoothing off, None keeps the current radius and ε."""
-    from hsikit.errors import InputError
-
     if eps is not None and not eps > 0:
         raise InputError(None, f"the smoothing's ε must be above 0, not {eps}",
                          "give --smooth-eps a small positive number such as 0.01")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import resource
+import warnings
 
 import h5py
 import numpy as np
@@ -257,7 +258,9 @@ def test_gridded_ascending_latitudes_and_0_360_longitudes(tmp_path, store):
         # has no consolidated metadata in its specification
         version = 3 if "v3" in store else 2
         ds.to_zarr(path, zarr_format=version, consolidated=version == 2)
-    scene = open_scene(path)
+    with warnings.catch_warnings():  # the user sees no warning about how the store was read
+        warnings.simplefilter("error", RuntimeWarning)
+        scene = open_scene(path)
     assert scene.format == ("NetCDF" if store.endswith(".nc") else "Zarr (xarray)")
     assert list(scene.band_values("name")) == ["t@850hPa", "t@500hPa"]
     assert scene.transform == Affine(90.0, 0.0, -225.0, 0.0, -10.0, 15.0)
