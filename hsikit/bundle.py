@@ -88,6 +88,13 @@ class Bundle:
             return self.model.parameter_count()
         return int(sum(p.numel() for p in self.model.parameters()))
 
+    def to(self, device: str) -> Bundle:
+        """This bundle predicting on ``device`` (a resolved torch device; classical models
+        always run on the CPU). Patches move there a batch at a time, probabilities come back."""
+        if self.meta.model.family == "torch":
+            self.model.to(device)
+        return self
+
     def with_smoothing(self, smoothing: Smoothing | None) -> Bundle:
         """This bundle applying other smoothing (None: none) to its maps."""
         return replace(self, meta=self.meta.model_copy(update={"smoothing": smoothing}))
@@ -116,15 +123,16 @@ class Bundle:
             return self.model.predict_proba(patches)
         import torch
 
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(patches))
+            x = torch.from_numpy(np.ascontiguousarray(patches)).to(device)
             if self.band_agnostic:
                 wavelengths = torch.as_tensor(self.preprocessor.band_wavelengths,
                                               dtype=torch.float32)
                 logits = self.model(x, wavelengths)
             else:
                 logits = self.model(x)
-            return torch.softmax(logits, dim=1).numpy()
+            return torch.softmax(logits, dim=1).cpu().numpy()
 
 
 def model_arrays(model: Any, family: str) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Column, Table
 
+from hsikit.devices import DEVICE_HELP
 from hsikit.errors import HsikitError, InputError, validation_sentence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -35,6 +36,7 @@ TimeOpt = Annotated[str | None, typer.Option(help="Time index or ISO time (ERA5)
 SmoothOpt = Annotated[int | None, typer.Option(
     min=0, help="Edge-preserving smoothing of the class probabilities (guided filter) with "
                 "this radius in pixels; 0 = off.")]
+DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
 SmoothEpsOpt = Annotated[float | None, typer.Option(
     help="The smoothing's ε (> 0): guide steps above about √ε count as field edges (default "
          "0.01).")]
@@ -310,6 +312,7 @@ def train(
         help="Seed of the model's own randomness (initial weights, batch order, dropout): "
              "vary it on a fixed split to see what initialisation alone changes.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    device: DeviceOpt = "auto",
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
                                                    "encoder (hsikit pretrain).")] = None,
     lora: Annotated[bool, typer.Option(help="LoRA fine-tuning: train only low-rank adapters "
@@ -340,7 +343,7 @@ def train(
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
                            refit=refit, ema=ema, seed=seed, init_seed=init_seed,
-                           threads=threads,
+                           threads=threads, device=device,
                            init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles, smooth=smooth,
                            smooth_eps=smooth_eps)
@@ -368,13 +371,15 @@ def pretrain(
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Self-supervised pretraining of a seed encoder on unlabelled pixels."""
     from hsikit.training.pretrain import PretrainConfig
     from hsikit.training.pretrain import pretrain as run_pretraining
 
     config = _options(PretrainConfig, "pretrain", scenes, labels, dataset, model=model,
-                      split=split, seed=seed, samples=samples, epochs=epochs, threads=threads)
+                      split=split, seed=seed, samples=samples, epochs=epochs, threads=threads,
+                      device=device)
     result = run_pretraining(config, output)
     out.print(f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
               f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "
@@ -397,6 +402,7 @@ def classify(
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 1024,
     window: Annotated[int, typer.Option(help="Window side in pixels.")] = 256,
     threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     smooth: SmoothOpt = None,
     smooth_eps: SmoothEpsOpt = None,
@@ -406,6 +412,7 @@ def classify(
     from rich.progress import Progress
 
     from hsikit.bundle import load_bundle
+    from hsikit.devices import resolve_device
     from hsikit.inference import classify_scene
     from hsikit.smoothing import chosen_smoothing
     from hsikit.writers.atomic import check_writable_folder
@@ -414,6 +421,7 @@ def classify(
         raise InputError(None, "give either a bundle (-m) or labels (--labels)",
                          "see 'hsikit classify --help'")
     check_writable_folder(output)
+    device = resolve_device(device)
     if labels is not None:
         chosen_smoothing(smooth, smooth_eps)  # bad options are refused before training
     if threads:
@@ -425,10 +433,11 @@ def classify(
 
         bundle = output.with_suffix(".safetensors")
         config = _train_config([scene], [labels], None, model=model, class_field=class_field,
-                               seed=seed, threads=threads, smooth=smooth, smooth_eps=smooth_eps)
+                               seed=seed, threads=threads, device=device, smooth=smooth,
+                               smooth_eps=smooth_eps)
         result = run_training(config, bundle, output.with_name(output.stem + "_report"))
         _print_metrics(result.report)
-    loaded = load_bundle(bundle)
+    loaded = load_bundle(bundle).to(device)
     if smooth is not None or smooth_eps is not None:
         loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps,
                                                         loaded.meta.smoothing))
@@ -460,12 +469,13 @@ def evaluate(
                                                      "recorded in the bundle.")] = None,
     report: Annotated[Path | None, typer.Option(help="Folder for metrics.json and "
                                                      "confusion.png.")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Accuracy of a bundle: on its own test split, or on independent labelled data."""
     from hsikit.evaluation import evaluate_bundle
 
     result = evaluate_bundle(bundle, scene=scene, labels=labels, class_field=class_field,
-                             dataset=dataset, report_dir=report)
+                             dataset=dataset, report_dir=report, device=device)
     _print_metrics(result)
     if report is not None:
         out.print(f"report: {report}/")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hsikit.bundle import Bundle, load_bundle
+from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.inference import map_scores, predict_batches
 from hsikit.metrics import classification_report
@@ -103,8 +104,10 @@ def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
 
 def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
                     labels: str | None = None, class_field: str | None = None,
-                    dataset: str | None = None, report_dir: str | Path | None = None) -> dict:
-    bundle = load_bundle(bundle_path)
+                    dataset: str | None = None, report_dir: str | Path | None = None,
+                    device: str = "auto") -> dict:
+    device = resolve_device(device)  # a missing GPU is refused before any reading
+    bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
     own_split = scene is None and (dataset is None or dataset == trained_on)
     if own_split:

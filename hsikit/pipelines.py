@@ -187,13 +187,13 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
                    folder_path / "report", progress=False)
     if job.get("map_scene", True):
         scene = load(config["dataset"]).scene
-        bundle = load_bundle(folder_path / "model.safetensors")
+        bundle = load_bundle(folder_path / "model.safetensors").to(result.report["device"])
         started = time.perf_counter()
         summary = classify_scene(scene, bundle, folder_path / "map.tif")
         extra["pixels_per_second"] = summary["classified"] / (time.perf_counter() - started)
     report = result.report
     kept = ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
-            "trainable_parameters", "samples", "fit", "per_class", "unsmoothed")
+            "trainable_parameters", "samples", "fit", "per_class", "unsmoothed", "device")
     return {k: report[k] for k in kept if k in report} | {
         "pixels_per_second": None, "peak_rss_mb": _peak_rss_mb(), **extra}
 

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from hsikit import __version__
 from hsikit.bundle import HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
+from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
 from hsikit.models.pretraining import build_pretrainer
@@ -90,15 +91,16 @@ def _subsample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
 
 
-def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, batch: int = 256
-                 ) -> float:
-    """Mean reconstruction loss on held-out patches with fixed masks (comparable across runs)."""
-    pretrainer.eval()
+def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: str = "cpu",
+                 batch: int = 256) -> float:
+    """Mean reconstruction loss on held-out patches with fixed masks (comparable across runs:
+    the masks are drawn on the CPU whatever the device)."""
+    pretrainer.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     losses, weights = [], []
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            chunk = torch.from_numpy(x[start:start + batch])
+            chunk = torch.from_numpy(x[start:start + batch]).to(device)
             losses.append(float(pretrainer.loss(chunk, generator)))
             weights.append(len(chunk))
     return float(np.average(losses, weights=weights))
@@ -114,6 +116,7 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     if objective is None:
         raise InputError(None, f"{config.model} has no self-supervised objective",
                          "pretrain a less_vit_* or spectralgpt_* model")
+    device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -140,15 +143,15 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     architecture = architecture_for(config.model, patch_size, preprocessor, first)
     classifier = create_model(config.model, preprocessor.out_channels, 2, **architecture)
     pretrainer = build_pretrainer(objective, classifier)
-    before = heldout_loss(pretrainer, x_held, config.seed)
+    before = heldout_loss(pretrainer, x_held, config.seed, device)
     recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                     batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
-                    progress=progress)
+                    progress=progress, device=device)
     fit_pretraining(pretrainer, x_train, x_held, recipe, config.seed)
-    after = heldout_loss(pretrainer, x_held, config.seed)
+    after = heldout_loss(pretrainer, x_held, config.seed, device)
     training = {"objective": objective, "train_patches": int(len(x_train)),
                 "heldout_patches": int(len(x_held)), "heldout_loss_before": before,
-                "heldout_loss_after": after, "data_checksum": checksum,
+                "heldout_loss_after": after, "device": device, "data_checksum": checksum,
                 "seconds": round(time.perf_counter() - started, 1),
                 "config": config.model_dump()}
     meta = PretrainedMeta(format=PRETRAINED_FORMAT, format_version=1,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hsikit.bundle import Bundle, ModelSpec, new_meta, save_bundle
 from hsikit.classes import ClassEntry, ClassTable
+from hsikit.devices import DEVICE_HELP, device_name, resolve_device
 from hsikit.errors import InputError
 from hsikit.metrics import classification_report
 from hsikit.models import architecture_config, create_model, get_entry
@@ -46,6 +47,7 @@ class DataOptions(BaseModel):
                                      "models with different patches on one split")
     seed: int = 0
     threads: int | None = Field(None, gt=0)
+    device: Annotated[str, AfterValidator(device_name)] = Field("auto", description=DEVICE_HELP)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataOptions:
@@ -259,6 +261,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
+    device = resolve_device(config.device) if entry.family == "torch" else "cpu"
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -294,7 +297,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                         batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
                         label_smoothing=config.label_smoothing, balanced=config.balanced,
                         patience=config.patience, keep=config.keep,
-                        max_minutes=config.max_minutes, progress=progress,
+                        max_minutes=config.max_minutes, progress=progress, device=device,
                         context_dropout=config.context_dropout, refit=bool(config.refit),
                         ema=config.ema, lora_cycles=config.lora_cycles,
                         lora_min_strength=config.lora_min_strength)
@@ -312,13 +315,13 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         band_names=preprocessor.band_names, pca=config.pca or None,
         classes=model_table.to_records(), smoothing=config.smoothing,
     )
-    bundle = Bundle(meta, model, preprocessor)
+    bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     parameters = bundle.parameter_count
     report.update(
         model=config.model, protocol=config.split, seed=config.seed, init_seed=config.init_seed,
-        data_checksum=checksum,
+        device=device, data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
         parameters=parameters,
         trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
@@ -326,8 +329,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         classes_without_training_pixels=dropped, fit=fit_info,
         split=[s.split.describe(s.labels) for s in sources],
     )
-    meta.training = {"config": config.model_dump(), "data_checksum": checksum,
-                     "split_protocol": config.split, "sources": [s.name for s in sources]}
+    meta.training = {"config": config.model_dump(), "device": device,
+                     "data_checksum": checksum, "split_protocol": config.split,
+                     "sources": [s.name for s in sources]}
     meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class",
                                            "unsmoothed") if k in report}
     save_bundle(bundle_path, meta, model, preprocessor)

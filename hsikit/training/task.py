@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from hsikit.devices import lightning_device
 from hsikit.models.layers import set_lora_strength
 
 
@@ -47,6 +48,7 @@ class Recipe:
     refit: bool = False  # retrain on training + validation pixels for the epochs chosen
     ema: float = 0.0  # > 0: decay of an exponential moving average of the weights
     progress: bool = True
+    device: str = "cpu"  # resolved: "cpu" or "cuda:N" (hsikit.devices)
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
     lora_min_strength: float = 0.25
 
@@ -67,7 +69,7 @@ def schedule(step: int, recipe: Recipe, steps_per_epoch: int) -> tuple[float, fl
 
 def dihedral_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random flips and transposes of each patch (all 8 symmetries of the square), per sample."""
-    flags = torch.rand(3, x.shape[0], generator=generator) < 0.5
+    flags = (torch.rand(3, x.shape[0], generator=generator) < 0.5).to(x.device)
     for flag, transform in zip(flags, (lambda t: t.flip(-1), lambda t: t.flip(-2),
                                        lambda t: t.transpose(-1, -2))):
         x = torch.where(flag[:, None, None, None], transform(x), x)
@@ -87,9 +89,9 @@ def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | N
     b, _, h, w = x.shape
     chosen = torch.rand(b, 1, 1, 1, generator=generator) < rate
     share = torch.rand(b, 1, 1, 1, generator=generator)
-    filled = torch.rand(b, 1, h, w, generator=generator) < share
+    filled = (chosen & (torch.rand(b, 1, h, w, generator=generator) < share)).to(x.device)
     centre = x[:, :, h // 2, w // 2, None, None]
-    return torch.where(chosen & filled, centre, x)
+    return torch.where(filled, centre, x)
 
 
 class PatchClassifierTask(L.LightningModule):
@@ -308,13 +310,16 @@ class MaskedPretrainTask(L.LightningModule):
 
 def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool,
              max_epochs: int | None = None) -> L.Trainer:
-    """``max_epochs`` stops before the end of the schedule, which stays ``recipe.epochs`` long."""
+    """``max_epochs`` stops before the end of the schedule, which stays ``recipe.epochs`` long.
+    On a GPU some kernels have no deterministic version: those warn instead of failing."""
     if recipe.progress:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
+    accelerator, devices = lightning_device(recipe.device)
     return L.Trainer(
         max_epochs=max_epochs or recipe.epochs,
         max_time=None if recipe.max_minutes is None else {"minutes": recipe.max_minutes},
-        accelerator="cpu", devices=1, deterministic=True,
+        accelerator=accelerator, devices=devices,
+        deterministic=True if accelerator == "cpu" else "warn",
         logger=logger, callbacks=callbacks, enable_checkpointing=False,
         enable_progress_bar=recipe.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=1,
