@@ -25,9 +25,10 @@ def resolve_device(requested: str = "auto") -> str:
     """``"cpu"`` or ``"cuda:N"`` for ``requested``; refuses a GPU that torch does not see."""
     import torch
 
-    match = DEVICE_NAME.fullmatch(requested)
-    if match is None:
-        raise InputError(None, f"--device {requested} is not a device", f"use {DEVICE_HELP}")
+    try:
+        match = DEVICE_NAME.fullmatch(device_name(requested))
+    except ValueError as exc:
+        raise InputError(None, f"--device {exc}") from exc
     found = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if requested == "auto":
         return "cuda:0" if found else "cpu"

@@ -237,6 +237,22 @@ def test_training_runs_in_train_mode_whatever_mode_the_model_comes_in(tmp_path):
     assert not model.training  # handed back ready for inference
 
 
+def test_pretraining_runs_in_train_mode_after_the_held_out_loss_left_it_in_eval_mode():
+    from hsikit.models.pretraining import build_pretrainer
+    from hsikit.training.task import Recipe, fit_pretraining
+
+    model, _ = _build("less_vit_tiny")
+    pretrainer = build_pretrainer("hyper_mae", model).eval()
+    modes: set[bool] = set()
+    pretrainer.decoder.register_forward_hook(
+        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None)
+    x, _ = _batch("less_vit_tiny")
+    fit_pretraining(pretrainer, x, x[:4], Recipe(epochs=1, batch_size=4, warmup_epochs=0,
+                                                 progress=False), 0)
+    assert modes == {True}
+    assert not pretrainer.training
+
+
 def test_models_lists_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal):
     """The name is what the user types next, so it is never cut to ``lola_specvit_proj_…``."""
     listing = run_cli("models")

@@ -105,6 +105,12 @@ class PatchClassifierTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        """Lightning keeps the modes it finds, and a model handed over in eval mode (a caller's,
+        or the chosen model before its refit) would train with frozen batch-norm statistics and
+        no dropout."""
+        self.model.train()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         if self.recipe.augment:
@@ -237,7 +243,6 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     if has_val and recipe.keep == "best":
         callbacks.append(EarlyStopping("val_oa", mode="max", patience=recipe.patience))
     trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
-    model.train()  # Lightning keeps the modes it finds, and a caller's model may be in eval mode
     task = PatchClassifierTask(model, recipe, steps_per_epoch=len(train))
     trainer.fit(task, train, val)
     if best.state is not None and recipe.keep == "best":
@@ -265,7 +270,6 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
         return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
-    model.train()  # the chosen model was left in eval mode
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
     trainer = _trainer(replace(recipe, max_minutes=left), _schedule_callbacks(recipe), False,
@@ -306,6 +310,7 @@ class MaskedPretrainTask(L.LightningModule):
         self.log("val_loss", self.model.loss(batch[0], generator), on_epoch=True, prog_bar=True)
 
     configure_optimizers = PatchClassifierTask.configure_optimizers
+    on_fit_start = PatchClassifierTask.on_fit_start
 
 
 def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool,
@@ -333,6 +338,6 @@ def fit_pretraining(pretrainer: nn.Module, x_train: np.ndarray, x_val: np.ndarra
     dummy = np.zeros(len(x_train), np.int64)
     train = _loader(x_train, dummy, recipe.batch_size, True, False, seed)
     val = _loader(x_val, np.zeros(len(x_val), np.int64), 256, False, False, seed)
-    task = MaskedPretrainTask(pretrainer.train(), recipe, steps_per_epoch=len(train))
+    task = MaskedPretrainTask(pretrainer, recipe, steps_per_epoch=len(train))
     _trainer(recipe, [], False).fit(task, train, val)
     pretrainer.eval()
