@@ -45,12 +45,15 @@ def test_training_augmentations_stay_on_the_batchs_device():
 
 
 @NO_GPU
-@pytest.mark.parametrize("command", ["train", "pretrain", "classify", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "train_svm", "pretrain", "classify", "evaluate"])
 def test_asking_for_a_gpu_the_machine_lacks_is_refused_before_any_work(tmp_path, run_cli,
                                                                        command):
+    """Also for a CPU-only model: the same flag is not refused by one command and ignored by
+    another."""
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     output = tmp_path / "out.safetensors"
     args = {"train": ["train", scene, "--labels", labels, "-o", output],
+            "train_svm": ["train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output],
             "pretrain": ["pretrain", scene, "-o", output],
             "classify": ["classify", scene, "--labels", labels, "-o", tmp_path / "map.tif"],
             "evaluate": ["evaluate", tmp_path / "absent.safetensors"]}[command]

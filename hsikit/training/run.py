@@ -261,7 +261,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
-    device = resolve_device(config.device) if entry.family == "torch" else "cpu"
+    device = resolve_device(config.device)  # a missing GPU is refused whatever the model
+    if entry.family == "classical":
+        device = "cpu"  # scikit-learn models run on the CPU
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
