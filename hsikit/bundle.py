@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hsikit import __version__
 from hsikit.classes import ClassTable
@@ -25,7 +25,7 @@ from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: smoothing records its guide's components
 HEADER_KEY = "hsikit"
 
 
@@ -54,6 +54,15 @@ class BundleMeta(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     smoothing: Smoothing | None = None  # applied to the probabilities of every map
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_format_1(cls, data: Any) -> Any:
+        """Format 1 smoothed under the first principal component alone: keep its maps as
+        they were when it is read today (the guide's default is now the first three)."""
+        if isinstance(data, dict) and data.get("format_version") == 1 and data.get("smoothing"):
+            data = {**data, "smoothing": {"guide": 1, **data["smoothing"]}}
+        return data
 
 
 class PretrainedMeta(BaseModel):
@@ -193,6 +202,10 @@ def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str,
     """The validated description of a bundle or pretrained-encoder file, and its arrays."""
     header, arrays = read_safetensors(path)
     pretrained = header.get("format") == PRETRAINED_FORMAT
+    version = header.get("format_version")
+    if not pretrained and isinstance(version, int) and version > FORMAT_VERSION:
+        raise InputError(path, f"bundle format {version} is newer than this hsikit reads "
+                         f"({FORMAT_VERSION})", "upgrade hsikit")
     try:
         return (PretrainedMeta if pretrained else BundleMeta).model_validate(header), arrays
     except ValidationError as exc:
@@ -210,9 +223,6 @@ def load_bundle(path: str | Path) -> Bundle:
         raise InputError(path, "this is a pretrained encoder (from 'hsikit pretrain'), not a "
                          "trained classifier", "fine-tune it on labelled pixels first "
                          f"('hsikit train … --init {path.name}') and use the bundle that writes")
-    if meta.format_version > FORMAT_VERSION:
-        raise InputError(path, f"bundle format {meta.format_version} is newer than this hsikit "
-                         f"reads ({FORMAT_VERSION})", "upgrade hsikit")
     entry = get_entry(meta.model.name)
     model = create_model(meta.model.name, meta.in_bands, meta.num_classes, **meta.model.config)
     weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}

@@ -40,6 +40,9 @@ DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
 SmoothEpsOpt = Annotated[float | None, typer.Option(
     help="The smoothing's ε (> 0): guide steps above about √ε count as field edges (default "
          "0.01).")]
+SmoothGuideOpt = Annotated[int | None, typer.Option(
+    help="Principal components in the smoothing's guide image: 3 (default) a colour guide, "
+         "1 the first component alone.")]
 
 
 @app.callback()
@@ -149,9 +152,12 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
         rows.append(("fine-tuned from", summary["fine_tuned_from"]
                      + (" (LoRA, merged)" if summary["lora"] else "")))
     if summary["smoothing"]:
-        rows.append(("smoothing", "guided filter, radius {radius}, ε {eps:g} (every map; "
-                                  "'hsikit classify --smooth 0' turns it off)"
-                     .format(**summary["smoothing"])))
+        smoothing = summary["smoothing"]
+        guide = (f"first {min(smoothing['guide'], summary['pca'])} principal component(s)"
+                 if summary["pca"] else "mean band")
+        rows.append(("smoothing", f"guided filter, radius {smoothing['radius']}, ε "
+                                  f"{smoothing['eps']:g}, guided by the {guide} (every map; "
+                                  "'hsikit classify --smooth 0' turns it off)"))
     scores = summary["test_metrics"]
     text = (f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa {scores['kappa']:.4f} on "
             f"{scores['n_test']:,} test pixels" if scores.get("n_test") else
@@ -323,6 +329,7 @@ def train(
                            ] = None,
     smooth: SmoothOpt = None,
     smooth_eps: SmoothEpsOpt = None,
+    smooth_guide: SmoothGuideOpt = None,
 ) -> None:
     """Train a classifier on labelled scenes and write a bundle and a report. With --smooth
     the bundle smooths every map it makes, and the test metrics are those of the smoothed map."""
@@ -332,7 +339,7 @@ def train(
 
     if model is None and init is not None:
         model = initial_model_name(init)
-    chosen_smoothing(smooth, smooth_eps)  # refuses --smooth-eps without --smooth
+    chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refuses them without --smooth
     config = _train_config(scenes, labels, dataset, model=model, class_field=class_field,
                            name_field=name_field, split=split, train_ratio=train_ratio,
                            per_class=per_class, block_size=block_size,
@@ -346,7 +353,7 @@ def train(
                            threads=threads, device=device,
                            init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles, smooth=smooth,
-                           smooth_eps=smooth_eps)
+                           smooth_eps=smooth_eps, smooth_guide=smooth_guide)
     report_dir = report or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
     _print_metrics(result.report)
@@ -406,6 +413,7 @@ def classify(
     seed: Annotated[int, typer.Option()] = 0,
     smooth: SmoothOpt = None,
     smooth_eps: SmoothEpsOpt = None,
+    smooth_guide: SmoothGuideOpt = None,
 ) -> None:
     """Map a scene with a bundle, or train on --labels and map in one go. --smooth overrides
     the bundle's own smoothing (--smooth 0 turns it off)."""
@@ -423,7 +431,7 @@ def classify(
     check_writable_folder(output)
     device = resolve_device(device)
     if labels is not None:
-        chosen_smoothing(smooth, smooth_eps)  # bad options are refused before training
+        chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
     if threads:
         import torch
 
@@ -434,12 +442,12 @@ def classify(
         bundle = output.with_suffix(".safetensors")
         config = _train_config([scene], [labels], None, model=model, class_field=class_field,
                                seed=seed, threads=threads, device=device, smooth=smooth,
-                               smooth_eps=smooth_eps)
+                               smooth_eps=smooth_eps, smooth_guide=smooth_guide)
         result = run_training(config, bundle, output.with_name(output.stem + "_report"))
         _print_metrics(result.report)
     loaded = load_bundle(bundle).to(device)
-    if smooth is not None or smooth_eps is not None:
-        loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps,
+    if (smooth, smooth_eps, smooth_guide) != (None, None, None):
+        loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps, smooth_guide,
                                                         loaded.meta.smoothing))
     opened = _scene(scene)
     with Progress(console=err, transient=True) as progress:

@@ -54,7 +54,7 @@ def window_scores(scene: Scene, bundle: Bundle, *, window: int = WINDOW,
         if smoothing is not None:
             half = patch // 2
             guide = bundle.preprocessor.guide(block[:, half:half + valid.shape[0],
-                                                    half:half + valid.shape[1]])
+                                                    half:half + valid.shape[1]], smoothing.guide)
             scores = guided_filter(guide, scores, valid, smoothing)
         cut = (slice(r0 - region.row_off, r1 - region.row_off),
                slice(c0 - region.col_off, c1 - region.col_off))

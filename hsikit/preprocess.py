@@ -56,13 +56,15 @@ class Preprocessor:
             standard = self.components @ (standard - self.pca_mean[:, None])
         return standard.reshape(-1, *shape).astype("float32")
 
-    def guide(self, block: np.ndarray) -> np.ndarray:
-        """``[h, w]`` guide image for edge-preserving smoothing from a transformed block: the
-        first principal component, or without PCA the mean standardised band. Both are scaled
-        by the band count so their spread is about one for any sensor, and one ε suits all."""
+    def guide(self, block: np.ndarray, components: int) -> np.ndarray:
+        """``[C, h, w]`` guide image for edge-preserving smoothing from a transformed block: the
+        first ``components`` principal components, or without PCA the mean standardised band
+        (one channel: guides from band-group means lost accuracy where measured). Both are
+        scaled by the band count so their spread is about one for any sensor, and one ε suits
+        all."""
         if self.components is not None:
-            return block[0] / np.sqrt(self.mean.size)
-        return block.mean(axis=0)
+            return block[:components] / np.sqrt(self.mean.size)
+        return block.mean(axis=0, keepdims=True)
 
     def state(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean, "std": self.std, "band_wavelengths": self.band_wavelengths}

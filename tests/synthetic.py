@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,18 @@ def class_scene(folder: Path, *, bands: int = 24, rows: int = 48, cols: int = 60
                           band_wavelengths=wavelengths(bands))
     labels = write_geotiff(folder / "labels.tif", truth[None], nodata=None)
     return scene, labels, truth
+
+
+def edited_bundle(bundle: Path, out: Path, edit: Callable[[dict], dict | str]) -> Path:
+    """A copy of ``bundle`` whose hsikit description is ``edit(description)``: a dict, or text
+    written as it is. What a tampered file or one from another hsikit version looks like."""
+    raw = bundle.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    described = edit(json.loads(header["__metadata__"]["hsikit"]))
+    header["__metadata__"] = {"hsikit": described if isinstance(described, str)
+                              else json.dumps(described)}
+    body = json.dumps(header).encode()
+    body += b" " * (-len(body) % 8)  # safetensors keeps the arrays 8-byte aligned
+    out.write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + size:])
+    return out

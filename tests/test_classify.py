@@ -110,23 +110,12 @@ class _Exploit:
 def test_tampered_bundles_are_refused(tmp_path, run_cli):
     scene, labels, _ = synthetic.class_scene(tmp_path)
     bundle = _train(run_cli, tmp_path, scene, labels)
-    raw = bundle.read_bytes()
-    header_len = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + header_len])
-
-    bad_json = tmp_path / "bad_json.safetensors"
-    edited = dict(header)
-    edited["__metadata__"] = {"hsikit": "{not json"}
-    body = json.dumps(edited).encode().ljust(header_len + 64)
-    bad_json.write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + header_len:])
-
-    wrong_shape = tmp_path / "wrong_shape.safetensors"
-    meta = json.loads(header["__metadata__"]["hsikit"])
-    meta["in_bands"] = meta["in_bands"] + 3
-    edited = dict(header)
-    edited["__metadata__"] = {"hsikit": json.dumps(meta)}
-    body = json.dumps(edited).encode().ljust(header_len + 64)
-    wrong_shape.write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + header_len:])
+    bad_json = synthetic.edited_bundle(bundle, tmp_path / "bad_json.safetensors",
+                                       lambda meta: "{not json")
+    wrong_shape = synthetic.edited_bundle(bundle, tmp_path / "wrong_shape.safetensors",
+                                          lambda meta: {**meta, "in_bands": meta["in_bands"] + 3})
+    future = synthetic.edited_bundle(bundle, tmp_path / "future.safetensors",
+                                     lambda meta: {**meta, "format_version": 99, "new_key": 1})
 
     marker = tmp_path / "pwned"
     pickled = tmp_path / "pickle.safetensors"
@@ -134,6 +123,7 @@ def test_tampered_bundles_are_refused(tmp_path, run_cli):
 
     for path, fragment in ((bad_json, "the bundle description is invalid"),
                            (wrong_shape, "do not match"),
+                           (future, "bundle format 99 is newer than this hsikit reads"),
                            (pickled, "not a safetensors bundle")):
         result = run_cli("classify", scene, "-m", path, "-o", tmp_path / "map.tif")
         assert_one_sentence_error(result, path.name, fragment)

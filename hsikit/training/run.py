@@ -24,7 +24,7 @@ from hsikit.models import architecture_config, create_model, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.scene import Scene
-from hsikit.smoothing import DEFAULT_EPS, Smoothing
+from hsikit.smoothing import DEFAULT_EPS, DEFAULT_GUIDE, Smoothing
 from hsikit.splits import TEST, TRAIN, Split, SplitSpec, make_split
 from hsikit.training.samples import Samples, Source, extract, read_spectra
 
@@ -103,10 +103,13 @@ class TrainConfig(DataOptions):
                         "map and the test metrics include; 0 = off")
     smooth_eps: float = Field(DEFAULT_EPS, gt=0, description="the guided filter's ε: guide "
                               "steps above about √ε count as edges")
+    smooth_guide: int = Field(DEFAULT_GUIDE, ge=1, description="principal components in the "
+                              "guided filter's guide image (3: colour, 1: grey)")
 
     @property
     def smoothing(self) -> Smoothing | None:
-        return Smoothing(radius=self.smooth, eps=self.smooth_eps) if self.smooth else None
+        return (Smoothing(radius=self.smooth, eps=self.smooth_eps, guide=self.smooth_guide)
+                if self.smooth else None)
 
     @model_validator(mode="after")
     def _sources(self) -> TrainConfig:
