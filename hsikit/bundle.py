@@ -25,7 +25,7 @@ from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
-FORMAT_VERSION = 2  # 2: smoothing records its guide's components
+FORMAT_VERSION = 3  # 2: smoothing records its guide's components; 3: ensemble members
 HEADER_KEY = "hsikit"
 
 
@@ -34,6 +34,23 @@ class ModelSpec(BaseModel):
     name: str
     family: Literal["torch", "classical"]
     config: dict[str, Any] = Field(default_factory=dict)
+    members: int = Field(1, ge=1, description="networks of this architecture whose class "
+                         "probabilities are averaged (a deep ensemble); 1: a single model")
+
+    @model_validator(mode="after")
+    def _members_are_networks(self) -> ModelSpec:
+        if self.members > 1 and self.family != "torch":
+            raise ValueError("only neural models form ensembles")
+        return self
+
+    def build(self, in_bands: int, num_classes: int) -> Any:
+        """The untrained architecture: one model, or the ensemble of ``members`` of them."""
+        from hsikit.models import create_model
+        from hsikit.models.ensemble import MeanEnsemble
+
+        models = [create_model(self.name, in_bands, num_classes, **self.config)
+                  for _ in range(self.members)]
+        return models[0] if self.members == 1 else MeanEnsemble(models)
 
 
 class BundleMeta(BaseModel):
@@ -215,7 +232,7 @@ def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str,
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    from hsikit.models import create_model, get_entry
+    from hsikit.models import get_entry
 
     path = Path(path)
     meta, arrays = read_description(path)
@@ -224,7 +241,7 @@ def load_bundle(path: str | Path) -> Bundle:
                          "trained classifier", "fine-tune it on labelled pixels first "
                          f"('hsikit train … --init {path.name}') and use the bundle that writes")
     entry = get_entry(meta.model.name)
-    model = create_model(meta.model.name, meta.in_bands, meta.num_classes, **meta.model.config)
+    model = meta.model.build(meta.in_bands, meta.num_classes)
     weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
     _load_weights(path, model, meta.model.name, entry.family, weights)
     prep = {k.removeprefix("preprocess."): v for k, v in arrays.items()

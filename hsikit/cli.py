@@ -141,7 +141,8 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
     rows = [
         ("kind", f"classifier bundle (hsikit {summary['hsikit_version']})"),
         ("model", f"{summary['model']} ({summary['family']}), {summary['parameters']:,} "
-                  "parameters"),
+                  "parameters" + (f" in an ensemble of {summary['members']} networks (class "
+                                  "probabilities averaged)" if summary["members"] > 1 else "")),
         ("input", f"{bands}{agnostic}; {preprocessing}; {summary['patch_size']} × "
                   f"{summary['patch_size']} patches"),
         ("classes", f"{len(classes)}: " + ", ".join(classes[:8])
@@ -317,6 +318,9 @@ def train(
     init_seed: Annotated[int | None, typer.Option(
         help="Seed of the model's own randomness (initial weights, batch order, dropout): "
              "vary it on a fixed split to see what initialisation alone changes.")] = None,
+    members: Annotated[int | None, typer.Option(
+        help="A deep ensemble: train this many networks from different initial weights and "
+             "average their class probabilities (a --max-minutes budget is shared).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     device: DeviceOpt = "auto",
     init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
@@ -350,7 +354,7 @@ def train(
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
                            refit=refit, ema=ema, seed=seed, init_seed=init_seed,
-                           threads=threads, device=device,
+                           members=members, threads=threads, device=device,
                            init=str(init) if init else None, lora=lora,
                            lora_rank=lora_rank, lora_cycles=lora_cycles, smooth=smooth,
                            smooth_eps=smooth_eps, smooth_guide=smooth_guide)

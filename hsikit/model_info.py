@@ -42,7 +42,8 @@ def summarize_model_file(path: str | Path) -> dict[str, Any]:
     config = meta.training.get("config", {})
     return {
         "path": str(path), "kind": "classifier bundle", "model": meta.model.name,
-        "family": meta.model.family, "hsikit_version": meta.hsikit_version,
+        "family": meta.model.family, "members": meta.model.members,
+        "hsikit_version": meta.hsikit_version,
         "parameters": bundle.parameter_count,
         "bands": len(meta.band_names),
         "wavelength_range_nm": _wavelength_range(meta.band_wavelengths),

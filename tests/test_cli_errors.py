@@ -153,6 +153,7 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     (["--context-dropout", "1.5"], "context_dropout"),
     (["--ema", "1"], "ema"),
     (["--init-seed", "-1"], "init_seed"),
+    (["--members", "0"], "members"),
     (["--weight-decay", "-0.01"], "weight_decay"),
 ])
 def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):

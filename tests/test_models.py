@@ -9,6 +9,7 @@ import torch
 from hsikit.bundle import ModelSpec, load_bundle, new_meta, save_bundle
 from hsikit.classes import ClassTable
 from hsikit.models import architecture_config, create_model, get_entry, list_models
+from hsikit.models.ensemble import MeanEnsemble
 from hsikit.preprocess import Preprocessor
 
 BANDS, CLASSES, BATCH = 16, 3, 12
@@ -90,6 +91,29 @@ def test_bundle_round_trip_gives_identical_scores(tmp_path, name):
     expected = _scores(model, family, x)
     got = _scores(loaded.model, family, x)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cnn3d", "less_vit_tiny"])
+def test_ensemble_predicts_its_members_mean_probabilities_and_round_trips(tmp_path, name):
+    """softmax(ensemble logits) is the members' mean probability, wavelengths passed through;
+    a bundle of ``members: 2`` rebuilds the same ensemble."""
+    members = [_build(name, seed=s)[0].eval() for s in (0, 1)]
+    ensemble = MeanEnsemble(members).eval()
+    x = torch.from_numpy(_batch(name)[0])
+    extra = [torch.tensor(WAVELENGTHS)] if ensemble.uses_wavelengths else []
+    with torch.no_grad():
+        expected = torch.stack([m(x, *extra).softmax(1) for m in members]).mean(0)
+        torch.testing.assert_close(ensemble(x, *extra).softmax(1), expected)
+    config = _build(name)[1]
+    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
+                        np.zeros(BANDS), np.ones(BANDS))
+    meta = new_meta(model=ModelSpec(name=name, family="torch", config=config, members=2),
+                    in_bands=BANDS, num_classes=CLASSES, patch_size=_patch_size(name),
+                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
+                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
+    loaded = load_bundle(save_bundle(tmp_path / "ensemble.safetensors", meta, ensemble, prep))
+    np.testing.assert_allclose(loaded.predict_proba(x.numpy()), expected.numpy(), atol=1e-6)
+    assert loaded.parameter_count == sum(p.numel() for p in ensemble.parameters())
 
 
 @pytest.mark.parametrize("name", TRAINABLE_HERE)

@@ -80,7 +80,50 @@ def test_init_seed_changes_the_weights_and_leaves_the_split_and_pca_alone(tmp_pa
     assert _metrics(tmp_path / "e")["oa"] == _metrics(tmp_path / "other_report")["oa"]
 
 
-@pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"]])
+def test_members_train_an_ensemble_of_the_single_runs_and_its_maps_average_them(tmp_path,
+                                                                               run_cli):
+    """--members 2 --init-seed 3 holds exactly the networks of --init-seed 3 and 1003 trained
+    alone, and its probability map is theirs averaged; report, info and refusals say so."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    common = ["train", scene, "--labels", labels, "--model", "cnn3d", *QUICK, "--pca", "8",
+              "--patch-size", "5"]
+    runs = {"ensemble": ["--members", "2", "--init-seed", "3"], "first": ["--init-seed", "3"],
+            "second": ["--init-seed", "1003"]}
+    maps, printed = {}, {}
+    for name, extra in runs.items():
+        result = run_cli(*common, *extra, "-o", tmp_path / f"{name}.safetensors")
+        assert result.code == 0, result.stderr + result.stdout
+        printed[name] = " ".join(result.stdout.split())
+        mapped = run_cli("classify", scene, "-m", tmp_path / f"{name}.safetensors",
+                         "-o", tmp_path / f"{name}.tif", "--probabilities")
+        assert mapped.code == 0, mapped.stderr
+        with rasterio.open(tmp_path / f"{name}_probabilities.tif") as src:
+            maps[name] = src.read().astype(np.float64)
+    assert "2 members, initial weights seeds 3, 1003" in printed["ensemble"]
+    ensemble = read_safetensors(tmp_path / "ensemble.safetensors")[1]
+    for index, single in enumerate(("first", "second")):
+        arrays = read_safetensors(tmp_path / f"{single}.safetensors")[1]
+        for key in (k for k in arrays if k.startswith("model.")):
+            member_key = key.replace("model.", f"model.members.{index}.", 1)
+            np.testing.assert_array_equal(ensemble[member_key], arrays[key])
+    # stored as whole percent: the mean of two rounded values is within one of the ensemble's
+    np.testing.assert_allclose(maps["ensemble"], (maps["first"] + maps["second"]) / 2, atol=1)
+    report = _metrics(tmp_path / "ensemble_report")
+    single = _metrics(tmp_path / "first_report")
+    assert [m["init_seed"] for m in report["fit"]["members"]] == [3, 1003]
+    assert report["parameters"] == report["trainable_parameters"] == 2 * single["parameters"]
+    assert all((tmp_path / "ensemble_report" / f"member_{i}" / "curves.png").is_file()
+               for i in (0, 1))
+    info = run_cli("info", tmp_path / "ensemble.safetensors")
+    assert "in an ensemble of 2 networks" in " ".join(info.stdout.split())
+    refused = run_cli(*common, "--init", tmp_path / "ensemble.safetensors",
+                      "-o", tmp_path / "tuned.safetensors")
+    assert_one_sentence_error(refused, "ensemble.safetensors", "an ensemble of 2 networks")
+    assert not (tmp_path / "tuned.safetensors").exists()
+
+
+@pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"],
+                                    ["--members", "2"]])
 def test_gradient_training_options_are_refused_for_classical_models(tmp_path, run_cli, option):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", *option,

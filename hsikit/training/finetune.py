@@ -21,6 +21,10 @@ def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
     meta, arrays = read_description(path)
     if isinstance(meta, PretrainedMeta):
         name, kind = meta.model, "pretrained encoder"
+    elif meta.model.members > 1:
+        raise InputError(path, f"this bundle is an ensemble of {meta.model.members} networks, "
+                         "and training starts from one network's weights",
+                         "start from a bundle trained without --members")
     else:
         name, kind = meta.model.name, "bundle"
     weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()

@@ -84,7 +84,12 @@ def curves_png(metrics_csv: Path, path: Path) -> bool:
 
 
 def seed_text(report: dict) -> str:
-    """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's."""
+    """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's,
+    or an ensemble's member seeds."""
+    members = report.get("fit", {}).get("members")
+    if members:
+        seeds = ", ".join(str(member["init_seed"]) for member in members)
+        return f"seed {report['seed']}, {len(members)} members, initial weights seeds {seeds}"
     if report["init_seed"] == report["seed"]:
         return f"seed {report['seed']}"
     return f"seed {report['seed']}, initial weights seed {report['init_seed']}"
@@ -105,7 +110,8 @@ def write_report(folder: Path, config: Any, report: dict, sources: list, table: 
     confusion_png(folder / "confusion.png", matrix, names,
                   f"{report['model']} — {report['protocol']} split, {seed_text(report)}: "
                   f"OA {report['oa']:.2%}")
-    curves_png(folder / "metrics.csv", folder / "curves.png")
+    for log in [folder / "metrics.csv", *sorted(folder.glob("member_*/metrics.csv"))]:
+        curves_png(log, log.with_name("curves.png"))  # an ensemble: one folder per member
     for index, source in enumerate(sources):
         stem = "split" if len(sources) == 1 else f"split_{index}"
         write_class_map(folder / f"{stem}.tif", source.split.roles, source.scene.grid,

@@ -20,7 +20,7 @@ from hsikit.classes import ClassEntry, ClassTable
 from hsikit.devices import DEVICE_HELP, device_name, resolve_device
 from hsikit.errors import InputError
 from hsikit.metrics import classification_report
-from hsikit.models import architecture_config, create_model, get_entry
+from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.scene import Scene
@@ -92,6 +92,10 @@ class TrainConfig(DataOptions):
                                   "random forest's trees); default: seed. The split and PCA "
                                   "follow seed, so varying this alone measures what "
                                   "initialisation changes on a fixed split")
+    members: int = Field(1, ge=1, description="a deep ensemble: this many networks trained on "
+                         "the same pixels from different initial weights (member i: init seed "
+                         "+ 1000 i), their class probabilities averaged; a time budget is "
+                         "shared equally among them")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
@@ -257,10 +261,11 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     if entry.family == "classical" and config.init:
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
                          "from earlier weights", "drop --init, or choose a neural model")
-    if entry.family == "classical" and (config.ema or config.context_dropout):
-        raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema and "
-                         "--context-dropout do not apply to it", "drop them, or choose a neural "
-                         "model")
+    if entry.family == "classical" and (config.ema or config.context_dropout
+                                        or config.members > 1):
+        raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema, "
+                         "--context-dropout and --members do not apply to it", "drop them, or "
+                         "choose a neural model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
@@ -284,35 +289,21 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     test_pixels = ReferencePixels.of(samples, indices["test"], [s.scene for s in sources])
     model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
                     if entry.family == "torch" else {})
-    import lightning as L
-
-    L.seed_everything(config.init_seed, workers=True, verbose=False)  # the initial weights
-    model = create_model(config.model, preprocessor.out_channels, len(model_table), **model_config)
-    start_info = _start_from(model, config) if entry.family == "torch" else {}
+    spec = ModelSpec(name=config.model, family=entry.family, config=model_config,
+                     members=config.members)
     report_dir.mkdir(parents=True, exist_ok=True)
     fit_started = time.perf_counter()
     if entry.family == "classical":
+        model = spec.build(preprocessor.out_channels, len(model_table))
         x_val, y_val = (x["val"], y["val"]) if config.refit is not False else (None, None)
         model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
-        from hsikit.training.task import Recipe, fit_torch
-
-        recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                        batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
-                        label_smoothing=config.label_smoothing, balanced=config.balanced,
-                        patience=config.patience, keep=config.keep,
-                        max_minutes=config.max_minutes, progress=progress, device=device,
-                        context_dropout=config.context_dropout, refit=bool(config.refit),
-                        ema=config.ema, lora_cycles=config.lora_cycles,
-                        lora_min_strength=config.lora_min_strength)
-        fit_info = fit_torch(model, x["train"], y["train"], x["val"], y["val"], recipe,
-                             config.init_seed, str(report_dir)) | start_info
-        if config.lora:
-            merge_lora(model)  # the bundle holds the plain architecture, adapters folded in
+        model, fit_info = _fit_networks(config, spec, preprocessor.out_channels,
+                                        len(model_table), x, y, device, progress, report_dir)
     fit_seconds = time.perf_counter() - fit_started
     meta = new_meta(
-        model=ModelSpec(name=config.model, family=entry.family, config=model_config),
+        model=spec,
         in_bands=preprocessor.out_channels, num_classes=len(model_table),
         patch_size=config.patch_size,
         band_wavelengths=[None if not np.isfinite(w) else float(w)
@@ -373,6 +364,43 @@ def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, sc
                          "bands have none (or PCA is on)",
                          "use a scene with wavelength metadata and --pca 0")
     return config_out
+
+
+def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_classes: int,
+                  x: dict[str, np.ndarray], y: dict[str, np.ndarray], device: str,
+                  progress: bool, report_dir: Path) -> tuple[Any, dict]:
+    """The trained network, or the ensemble of ``config.members`` networks (each from its own
+    seed, logging into its own ``member_i`` folder), and what the fit reports."""
+    import lightning as L
+
+    from hsikit.models.ensemble import MeanEnsemble, member_seeds
+    from hsikit.training.task import Recipe, fit_torch
+
+    budget = config.max_minutes / config.members if config.max_minutes else None
+    recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                    batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
+                    label_smoothing=config.label_smoothing, balanced=config.balanced,
+                    patience=config.patience, keep=config.keep, max_minutes=budget,
+                    progress=progress, device=device, context_dropout=config.context_dropout,
+                    refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
+                    lora_min_strength=config.lora_min_strength)
+    single = ModelSpec(name=spec.name, family=spec.family, config=spec.config)
+    networks, infos = [], []
+    for index, seed in enumerate(member_seeds(config.init_seed, config.members)):
+        L.seed_everything(seed, workers=True, verbose=False)  # the initial weights
+        network = single.build(in_bands, num_classes)
+        start_info = _start_from(network, config)
+        log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
+        info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
+                         str(log_dir)) | start_info
+        if config.lora:
+            merge_lora(network)  # the bundle holds the plain architecture, adapters folded in
+        networks.append(network)
+        infos.append(info | {"init_seed": seed})
+    if config.members == 1:
+        return networks[0], infos[0]
+    trainable = sum(int(info["trainable_parameters"]) for info in infos)
+    return MeanEnsemble(networks), {"members": infos, "trainable_parameters": trainable}
 
 
 def _start_from(model: Any, config: TrainConfig) -> dict:
