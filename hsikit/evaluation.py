@@ -70,7 +70,8 @@ def _report(bundle: Bundle, pixels: ReferencePixels, protocol: str) -> dict:
     report = accuracy_report(bundle, pixels)
     config = bundle.meta.training.get("config", {})
     report.update(model=bundle.meta.model.name, protocol=protocol, seed=config.get("seed"),
-                  init_seed=config.get("init_seed", config.get("seed")))  # older bundles: seed
+                  init_seed=config.get("init_seed", config.get("seed")),  # older bundles: seed
+                  members=bundle.meta.model.members)
     return report
 
 

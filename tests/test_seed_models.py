@@ -114,6 +114,9 @@ def test_members_train_an_ensemble_of_the_single_runs_and_its_maps_average_them(
     assert report["parameters"] == report["trainable_parameters"] == 2 * single["parameters"]
     assert all((tmp_path / "ensemble_report" / f"member_{i}" / "curves.png").is_file()
                for i in (0, 1))
+    evaluated = run_cli("evaluate", tmp_path / "ensemble.safetensors", "--report", tmp_path / "e")
+    assert "2 members, initial weights seeds 3, 1003" in " ".join(evaluated.stdout.split())
+    assert _metrics(tmp_path / "e")["oa"] == report["oa"]
     info = run_cli("info", tmp_path / "ensemble.safetensors")
     assert "in an ensemble of 2 networks" in " ".join(info.stdout.split())
     refused = run_cli(*common, "--init", tmp_path / "ensemble.safetensors",

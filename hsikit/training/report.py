@@ -86,10 +86,12 @@ def curves_png(metrics_csv: Path, path: Path) -> bool:
 def seed_text(report: dict) -> str:
     """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's,
     or an ensemble's member seeds."""
-    members = report.get("fit", {}).get("members")
-    if members:
-        seeds = ", ".join(str(member["init_seed"]) for member in members)
-        return f"seed {report['seed']}, {len(members)} members, initial weights seeds {seeds}"
+    members = report.get("members", 1)
+    if members > 1:
+        from hsikit.models.ensemble import member_seeds
+
+        seeds = ", ".join(map(str, member_seeds(report["init_seed"], members)))
+        return f"seed {report['seed']}, {members} members, initial weights seeds {seeds}"
     if report["init_seed"] == report["seed"]:
         return f"seed {report['seed']}"
     return f"seed {report['seed']}, initial weights seed {report['init_seed']}"

@@ -317,6 +317,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     parameters = bundle.parameter_count
     report.update(
         model=config.model, protocol=config.split, seed=config.seed, init_seed=config.init_seed,
+        members=config.members,
         device=device, data_checksum=checksum,
         train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
         parameters=parameters,
