@@ -73,6 +73,17 @@ def test_same_seed_same_model(name):
     np.testing.assert_array_equal(_scores(a, family, x), _scores(b, family, x))
 
 
+def _saved_and_loaded(tmp_path, spec: ModelSpec, model):
+    """``model`` written as a bundle (identity preprocessing, three classes) and read back."""
+    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
+                        np.zeros(BANDS), np.ones(BANDS))
+    meta = new_meta(model=spec, in_bands=BANDS, num_classes=CLASSES,
+                    patch_size=_patch_size(spec.name),
+                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
+                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
+    return load_bundle(save_bundle(tmp_path / f"{spec.name}.safetensors", meta, model, prep))
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_bundle_round_trip_gives_identical_scores(tmp_path, name):
     model, config = _build(name)
@@ -80,14 +91,8 @@ def test_bundle_round_trip_gives_identical_scores(tmp_path, name):
     family = get_entry(name).family
     if family == "classical":
         model.fit(x, y)
-    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
-                        np.zeros(BANDS), np.ones(BANDS))
-    meta = new_meta(model=ModelSpec(name=name, family=family, config=config), in_bands=BANDS,
-                    num_classes=CLASSES, patch_size=_patch_size(name),
-                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
-                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
-    path = save_bundle(tmp_path / f"{name}.safetensors", meta, model, prep)
-    loaded = load_bundle(path)
+    loaded = _saved_and_loaded(tmp_path, ModelSpec(name=name, family=family, config=config),
+                               model)
     expected = _scores(model, family, x)
     got = _scores(loaded.model, family, x)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
@@ -104,14 +109,8 @@ def test_ensemble_predicts_its_members_mean_probabilities_and_round_trips(tmp_pa
     with torch.no_grad():
         expected = torch.stack([m(x, *extra).softmax(1) for m in members]).mean(0)
         torch.testing.assert_close(ensemble(x, *extra).softmax(1), expected)
-    config = _build(name)[1]
-    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
-                        np.zeros(BANDS), np.ones(BANDS))
-    meta = new_meta(model=ModelSpec(name=name, family="torch", config=config, members=2),
-                    in_bands=BANDS, num_classes=CLASSES, patch_size=_patch_size(name),
-                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
-                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
-    loaded = load_bundle(save_bundle(tmp_path / "ensemble.safetensors", meta, ensemble, prep))
+    spec = ModelSpec(name=name, family="torch", config=_build(name)[1], members=2)
+    loaded = _saved_and_loaded(tmp_path, spec, ensemble)
     np.testing.assert_allclose(loaded.predict_proba(x.numpy()), expected.numpy(), atol=1e-6)
     assert loaded.parameter_count == sum(p.numel() for p in ensemble.parameters())
 

@@ -107,7 +107,10 @@ def test_members_train_an_ensemble_of_the_single_runs_and_its_maps_average_them(
             member_key = key.replace("model.", f"model.members.{index}.", 1)
             np.testing.assert_array_equal(ensemble[member_key], arrays[key])
     # stored as whole percent: the mean of two rounded values is within one of the ensemble's
+    assert np.abs(maps["first"] - maps["second"]).max() > 2  # two different networks
     np.testing.assert_allclose(maps["ensemble"], (maps["first"] + maps["second"]) / 2, atol=1)
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "ensemble.tif") as out:
+        assert (out.crs, out.transform, out.nodata) == (src.crs, src.transform, 0)
     report = _metrics(tmp_path / "ensemble_report")
     single = _metrics(tmp_path / "first_report")
     assert [m["init_seed"] for m in report["fit"]["members"]] == [3, 1003]

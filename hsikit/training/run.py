@@ -385,7 +385,7 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
                     progress=progress, device=device, context_dropout=config.context_dropout,
                     refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
                     lora_min_strength=config.lora_min_strength)
-    single = ModelSpec(name=spec.name, family=spec.family, config=spec.config)
+    single = spec.model_copy(update={"members": 1})
     networks, infos = [], []
     for index, seed in enumerate(member_seeds(config.init_seed, config.members)):
         L.seed_everything(seed, workers=True, verbose=False)  # the initial weights
