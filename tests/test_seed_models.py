@@ -4,6 +4,7 @@ cyclical LoRA-strength schedule."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -126,6 +127,18 @@ def test_members_train_an_ensemble_of_the_single_runs_and_its_maps_average_them(
                       "-o", tmp_path / "tuned.safetensors")
     assert_one_sentence_error(refused, "ensemble.safetensors", "an ensemble of 2 networks")
     assert not (tmp_path / "tuned.safetensors").exists()
+
+
+def test_ensemble_members_share_what_is_left_of_the_time_budget():
+    """Each network gets an equal share of the budget still left, so the time an earlier
+    member did not use goes to the later ones, and a spent budget leaves each a second."""
+    from hsikit.training.run import member_minutes
+
+    assert member_minutes(None, 2) is None
+    left = member_minutes(time.perf_counter() + 600, 2)
+    assert 4.99 < left <= 5.0  # 10 minutes left for the last two networks
+    assert 9.99 < member_minutes(time.perf_counter() + 600, 1) <= 10.0
+    assert member_minutes(time.perf_counter() - 60, 2) == pytest.approx(1 / 2 / 60)
 
 
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"],

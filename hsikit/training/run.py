@@ -377,11 +377,11 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
     from hsikit.models.ensemble import MeanEnsemble, member_seeds
     from hsikit.training.task import Recipe, fit_torch
 
-    budget = config.max_minutes / config.members if config.max_minutes else None
+    deadline = time.perf_counter() + config.max_minutes * 60 if config.max_minutes else None
     recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                     batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
                     label_smoothing=config.label_smoothing, balanced=config.balanced,
-                    patience=config.patience, keep=config.keep, max_minutes=budget,
+                    patience=config.patience, keep=config.keep,
                     progress=progress, device=device, context_dropout=config.context_dropout,
                     refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
                     lora_min_strength=config.lora_min_strength)
@@ -392,6 +392,7 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
         network = single.build(in_bands, num_classes)
         start_info = _start_from(network, config)
         log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
+        recipe.max_minutes = member_minutes(deadline, config.members - index)
         info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
                          str(log_dir)) | start_info
         if config.lora:
@@ -402,6 +403,15 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
         return networks[0], infos[0]
     trainable = sum(int(info["trainable_parameters"]) for info in infos)
     return MeanEnsemble(networks), {"members": infos, "trainable_parameters": trainable}
+
+
+def member_minutes(deadline: float | None, members_left: int) -> float | None:
+    """A network's share of what is left of the training budget (``deadline`` on the
+    ``time.perf_counter`` clock), so time an earlier ensemble member did not use goes to the
+    later ones; a spent budget still leaves each a second."""
+    if deadline is None:
+        return None
+    return max(deadline - time.perf_counter(), 1.0) / members_left / 60
 
 
 def _start_from(model: Any, config: TrainConfig) -> dict:
