@@ -12,7 +12,12 @@ import json
 import multiprocessing
 import platform
 import resource
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -206,9 +211,24 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
 
 
+@contextmanager
+def _terminate_exits_cleanly() -> Iterator[None]:
+    """Turn SIGTERM (``kill``, a batch scheduler) into a normal exit while a run is in its
+    child process: Python's default handler ends the job at once and leaves the child training
+    on, orphaned, on the cores the next job needs; an exit lets the pool stop it first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _in_child(target: Any, *args: Any) -> dict:
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1, initializer=_quiet) as pool:
+    with context.Pool(1, initializer=_quiet) as pool, _terminate_exits_cleanly():
         try:
             return pool.apply(target, args)
         except Exception as exc:  # recorded in the results, the job goes on

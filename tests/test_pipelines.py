@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from hsikit.pipelines import Benchmark, _in_child, _peak_rss_mb, markdown_table, run_memory_check
@@ -84,6 +90,42 @@ def test_child_peak_memory_is_its_own():
     ballast = np.ones(60_000_000)  # ~460 MB resident here
     peak = _in_child(_child_peak)["peak_mb"]
     assert 0 < peak < ballast.nbytes / 2**20
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="needs Linux's /proc child lists")
+def test_a_terminated_job_stops_the_run_in_its_child_process():
+    """`kill` on a running job must not leave its run training on, orphaned."""
+    job = subprocess.Popen([sys.executable, "-c", "import time\n"
+                            "from hsikit.pipelines import _in_child\n"
+                            "_in_child(time.sleep, 120)"])
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := _children(job.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children, "the job started no child process"
+        time.sleep(2)  # the pool's worker is running the sleep
+        children = _children(job.pid)
+        job.terminate()
+        assert job.wait(30) == 128 + 15
+        deadline = time.monotonic() + 30
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children)
+    finally:
+        job.kill()
 
 
 def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
