@@ -53,6 +53,17 @@ def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run
     assert training["config"][key] == value
 
 
+def test_retraining_to_the_same_output_replaces_its_log_quietly(tmp_path, run_cli, recwarn):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    for epochs in ("3", "2"):
+        result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", *QUICK,
+                         "--epochs", epochs, "--pca", "8", "-o", tmp_path / "m.safetensors")
+        assert result.code == 0, result.stderr + result.stdout
+    logged = (tmp_path / "m_report" / "metrics.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[0] for row in logged} == {"0", "1"}  # the second run's epochs only
+    assert not [w for w in recwarn if "logs directory" in str(w.message)]
+
+
 def test_init_seed_changes_the_weights_and_leaves_the_split_and_pca_alone(tmp_path, run_cli):
     """--init-seed N on split seed 0: the same split.tif and PCA arrays, other weights; left
     out, the model follows the split seed (the bundle of plain --seed 0 is reproduced)."""

@@ -220,6 +220,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # training without validation (a refit, or --val-fraction 0) is intended
     warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")
+    # retraining into an existing report folder replaces its log, as it does the report
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists")
 
 
 def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
