@@ -140,6 +140,28 @@ def test_members_train_an_ensemble_of_the_single_runs_and_its_maps_average_them(
     assert not (tmp_path / "tuned.safetensors").exists()
 
 
+def test_a_refit_ensemble_chooses_the_epochs_once_and_trains_every_member_on_all_pixels(
+        tmp_path, run_cli):
+    """With --refit the first network is exactly the single refit run; the second skips the
+    selection run and trains on training + validation pixels for the epochs chosen there."""
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
+    common = ["train", scene, "--labels", labels, "--model", "cnn3d", *QUICK, "--epochs", "4",
+              "--pca", "8", "--patch-size", "5", "--refit", "--init-seed", "3"]
+    for name, extra in {"ensemble": ["--members", "2"], "single": []}.items():
+        result = run_cli(*common, *extra, "-o", tmp_path / f"{name}.safetensors")
+        assert result.code == 0, result.stderr + result.stdout
+    first, second = _metrics(tmp_path / "ensemble_report")["fit"]["members"]
+    assert first["refit_on"] == second["refit_on"] == "train+val"
+    assert second["refit_epochs"] == first["refit_epochs"] == first["best_epoch"] + 1
+    assert second["epochs_chosen_by"] == "member_0" and "best_epoch" not in second
+    assert second["init_seed"] == 1003
+    ensemble = read_safetensors(tmp_path / "ensemble.safetensors")[1]
+    single = read_safetensors(tmp_path / "single.safetensors")[1]
+    for key in (k for k in single if k.startswith("model.")):
+        np.testing.assert_array_equal(ensemble[key.replace("model.", "model.members.0.", 1)],
+                                      single[key])
+
+
 def test_ensemble_members_share_what_is_left_of_the_time_budget():
     """Each network gets an equal share of the budget still left, so the time an earlier
     member did not use goes to the later ones, and a spent budget leaves each a second."""

@@ -371,7 +371,10 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
                   x: dict[str, np.ndarray], y: dict[str, np.ndarray], device: str,
                   progress: bool, report_dir: Path) -> tuple[Any, dict]:
     """The trained network, or the ensemble of ``config.members`` networks (each from its own
-    seed, logging into its own ``member_i`` folder), and what the fit reports."""
+    seed, logging into its own ``member_i`` folder), and what the fit reports. With a refit the
+    first network's validation curve chooses the epochs once and the others train only on
+    training + validation pixels for that many: validation would choose alike for networks that
+    differ only in their initial weights, and each skips a selection run."""
     import lightning as L
 
     from hsikit.models.ensemble import MeanEnsemble, member_seeds
@@ -387,14 +390,21 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
                     lora_min_strength=config.lora_min_strength)
     single = spec.model_copy(update={"members": 1})
     networks, infos = [], []
+    chooser = None  # the member whose refit ran on training + validation pixels
     for index, seed in enumerate(member_seeds(config.init_seed, config.members)):
         L.seed_everything(seed, workers=True, verbose=False)  # the initial weights
         network = single.build(in_bands, num_classes)
         start_info = _start_from(network, config)
         log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
         recipe.max_minutes = member_minutes(deadline, config.members - index)
-        info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
-                         str(log_dir)) | start_info
+        if chooser is None:
+            info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
+                             str(log_dir)) | start_info
+            if info["refit_on"] == "train+val":
+                chooser = index
+        else:
+            info = start_info | _train_chosen_epochs(network, x, y, recipe, seed,
+                                                     infos[chooser]["refit_epochs"], chooser)
         if config.lora:
             merge_lora(network)  # the bundle holds the plain architecture, adapters folded in
         networks.append(network)
@@ -403,6 +413,21 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
         return networks[0], infos[0]
     trainable = sum(int(info["trainable_parameters"]) for info in infos)
     return MeanEnsemble(networks), {"members": infos, "trainable_parameters": trainable}
+
+
+def _train_chosen_epochs(network: Any, x: dict[str, np.ndarray], y: dict[str, np.ndarray],
+                         recipe: Any, seed: int, epochs: int, chooser: int) -> dict:
+    """A later ensemble member trained for the epochs member ``chooser``'s validation chose."""
+    from hsikit.training.task import train_for_epochs
+
+    epochs_run, completed = train_for_epochs(network, np.concatenate([x["train"], x["val"]]),
+                                             np.concatenate([y["train"], y["val"]]), recipe,
+                                             seed, epochs)
+    info = {"refit_on": "train+val", "refit_epochs": epochs_run,
+            "epochs_chosen_by": f"member_{chooser}"}
+    if not completed:
+        info["refit_note"] = f"cut short by the time budget after {epochs_run} of {epochs} epochs"
+    return info
 
 
 def member_minutes(deadline: float | None, members_left: int) -> float | None:

@@ -272,17 +272,27 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
         return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
+    epochs_run, completed = train_for_epochs(model, x, y, replace(recipe, max_minutes=left),
+                                             seed, epochs)
+    if not completed:
+        model.load_state_dict(chosen_state)
+        return {"refit_epochs": epochs_run,
+                "refit_note": "cut short by the time budget: validation-chosen weights"}
+    return {"refit_on": "train+val", "refit_epochs": epochs_run}
+
+
+def train_for_epochs(model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int,
+                     epochs: int) -> tuple[int, bool]:
+    """Train from the model's current weights on all of ``x``, without validation, for the
+    first ``epochs`` of the schedule (an epoch count chosen on validation beforehand); returns
+    the epochs run and whether they all ran within ``recipe.max_minutes``."""
+    _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
-    trainer = _trainer(replace(recipe, max_minutes=left), _schedule_callbacks(recipe), False,
-                       max_epochs=epochs)
+    trainer = _trainer(recipe, _schedule_callbacks(recipe), False, max_epochs=epochs)
     trainer.fit(PatchClassifierTask(model, recipe, steps_per_epoch=len(train)), train)
     model.eval()
-    if _out_of_time(trainer):
-        model.load_state_dict(chosen_state)
-        return {"refit_epochs": trainer.current_epoch,
-                "refit_note": "cut short by the time budget: validation-chosen weights"}
-    return {"refit_on": "train+val", "refit_epochs": trainer.current_epoch}
+    return trainer.current_epoch, not _out_of_time(trainer)
 
 
 def _out_of_time(trainer: L.Trainer) -> bool:
