@@ -163,15 +163,16 @@ def test_a_refit_ensemble_chooses_the_epochs_once_and_trains_every_member_on_all
 
 
 def test_ensemble_members_share_what_is_left_of_the_time_budget():
-    """Each network gets an equal share of the budget still left, so the time an earlier
+    """Each training gets an equal share of the budget still left, so the time an earlier
     member did not use goes to the later ones, and a spent budget leaves each a second."""
     from hsikit.training.run import member_minutes
 
-    assert member_minutes(None, 2) is None
-    left = member_minutes(time.perf_counter() + 600, 2)
-    assert 4.99 < left <= 5.0  # 10 minutes left for the last two networks
-    assert 9.99 < member_minutes(time.perf_counter() + 600, 1) <= 10.0
-    assert member_minutes(time.perf_counter() - 60, 2) == pytest.approx(1 / 2 / 60)
+    assert member_minutes(None, 1, 2) is None
+    assert 4.99 < member_minutes(time.perf_counter() + 600, 1, 2) <= 5.0  # 10 minutes, 2 left
+    assert 9.99 < member_minutes(time.perf_counter() + 600, 1, 1) <= 10.0
+    # a refit ensemble's first network: selection and refit of the three trainings left
+    assert 5.99 < member_minutes(time.perf_counter() + 540, 2, 3) <= 6.0
+    assert member_minutes(time.perf_counter() - 60, 1, 2) == pytest.approx(1 / 2 / 60)
 
 
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"],

@@ -396,7 +396,10 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
         network = single.build(in_bands, num_classes)
         start_info = _start_from(network, config)
         log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
-        recipe.max_minutes = member_minutes(deadline, config.members - index)
+        # a network that chooses the epochs runs about two trainings (selection, refit)
+        choosing = 2 if recipe.refit and chooser is None else 1
+        recipe.max_minutes = member_minutes(deadline, choosing, config.members - index
+                                            + choosing - 1)
         if chooser is None:
             info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
                              str(log_dir)) | start_info
@@ -430,13 +433,15 @@ def _train_chosen_epochs(network: Any, x: dict[str, np.ndarray], y: dict[str, np
     return info
 
 
-def member_minutes(deadline: float | None, members_left: int) -> float | None:
+def member_minutes(deadline: float | None, trainings: int, trainings_left: int
+                   ) -> float | None:
     """A network's share of what is left of the training budget (``deadline`` on the
-    ``time.perf_counter`` clock), so time an earlier ensemble member did not use goes to the
-    later ones; a spent budget still leaves each a second."""
+    ``time.perf_counter`` clock): ``trainings`` of the ``trainings_left`` still to run, so time
+    an earlier ensemble member did not use goes to the later ones; a spent budget still leaves
+    each a second."""
     if deadline is None:
         return None
-    return max(deadline - time.perf_counter(), 1.0) / members_left / 60
+    return max(deadline - time.perf_counter(), 1.0) * trainings / trainings_left / 60
 
 
 def _start_from(model: Any, config: TrainConfig) -> dict:
