@@ -94,8 +94,8 @@ class TrainConfig(DataOptions):
                                   "initialisation changes on a fixed split")
     members: int = Field(1, ge=1, description="a deep ensemble: this many networks trained on "
                          "the same pixels from different initial weights (member i: init seed "
-                         "+ 1000 i), their class probabilities averaged; a time budget is "
-                         "shared equally among them")
+                         "+ 1000 i), their class probabilities averaged; with a refit the "
+                         "first chooses the epochs for all; a time budget is shared")
     init: str | None = Field(None, description="bundle or pretrained encoder to start from")
     lora: bool = Field(False, description="train only LoRA adapters and the head")
     lora_rank: int = Field(8, gt=0)
