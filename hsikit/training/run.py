@@ -396,10 +396,10 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
         network = single.build(in_bands, num_classes)
         start_info = _start_from(network, config)
         log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
-        # a network that chooses the epochs runs about two trainings (selection, refit)
-        choosing = 2 if recipe.refit and chooser is None else 1
-        recipe.max_minutes = member_minutes(deadline, choosing, config.members - index
-                                            + choosing - 1)
+        # the network that chooses the epochs trains twice (selection, refit), the others once
+        trainings = 2 if recipe.refit and chooser is None else 1
+        trainings_left = config.members - index + trainings - 1
+        recipe.max_minutes = member_minutes(deadline, trainings, trainings_left)
         if chooser is None:
             info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
                              str(log_dir)) | start_info
