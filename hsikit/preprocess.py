@@ -56,6 +56,11 @@ class Preprocessor:
             standard = self.components @ (standard - self.pca_mean[:, None])
         return standard.reshape(-1, *shape).astype("float32")
 
+    def dark_point(self) -> np.ndarray:
+        """``[k]`` model input of an all-zero spectrum: ``transform`` is affine, so a spectrum
+        scaled by ``s`` maps to this point plus ``s`` times its input's offset from it."""
+        return self.transform(np.zeros((self.mean.size, 1)))[:, 0]
+
     def guide(self, block: np.ndarray, components: int) -> np.ndarray:
         """``[C, h, w]`` guide image for edge-preserving smoothing from a transformed block: the
         first ``components`` principal components, or without PCA the mean standardised band

@@ -151,6 +151,7 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     (["--label-smoothing", "-0.1"], "label_smoothing"),
     (["--max-minutes", "0"], "max_minutes"),
     (["--context-dropout", "1.5"], "context_dropout"),
+    (["--brightness", "1"], "brightness"),
     (["--ema", "1"], "ema"),
     (["--init-seed", "-1"], "init_seed"),
     (["--members", "0"], "members"),

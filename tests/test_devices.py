@@ -14,7 +14,7 @@ import torch
 
 from hsikit.bundle import read_safetensors
 from hsikit.models import architecture_config, create_model, get_entry, list_models
-from hsikit.training.task import context_dropout, dihedral_augment
+from hsikit.training.task import brightness_augment, context_dropout, dihedral_augment
 from tests import synthetic
 from tests.conftest import assert_one_sentence_error
 
@@ -42,6 +42,8 @@ def test_training_augmentations_stay_on_the_batchs_device():
     generator = torch.Generator().manual_seed(0)
     assert dihedral_augment(x, generator).device.type == "meta"
     assert context_dropout(x, 0.5, generator).device.type == "meta"
+    dark_point = torch.zeros(5, device="meta")
+    assert brightness_augment(x, 0.2, dark_point, generator).device.type == "meta"
 
 
 @NO_GPU

@@ -39,6 +39,7 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("option, key, value", [("--context-dropout", "context_dropout", 0.5),
+                                                ("--brightness", "brightness", 0.2),
                                                 ("--ema", "ema", 0.9),
                                                 ("--weight-decay", "weight_decay", 0.001)])
 def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli, option,
@@ -176,7 +177,7 @@ def test_ensemble_members_share_what_is_left_of_the_time_budget():
 
 
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"],
-                                    ["--members", "2"]])
+                                    ["--brightness", "0.2"], ["--members", "2"]])
 def test_gradient_training_options_are_refused_for_classical_models(tmp_path, run_cli, option):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", *option,
@@ -210,6 +211,26 @@ def test_context_dropout_fills_neighbours_with_the_centre_spectrum():
     share = (~kept).float().mean((1, 2))
     assert 60 < (share == 0).sum() < 140  # about half the patches untouched
     assert share.max() > 0.7  # the filled share varies per patch, up to nearly all
+
+
+@pytest.mark.parametrize("pca", [None, 3])
+def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
+    """Scaling the model input about the preprocessor's dark point is what a brighter or darker
+    surface would give: the augmentation needs no raw spectra."""
+    from hsikit.preprocess import Preprocessor
+    from hsikit.training.task import brightness_augment
+
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(500, 5000, size=(6, 4, 5, 5))  # patches, bands, rows, cols
+    fitted = Preprocessor.fit(raw.transpose(0, 2, 3, 1).reshape(-1, 4), np.arange(4.0),
+                              list("abcd"), pca=pca)
+    x = torch.from_numpy(np.stack([fitted.transform(patch) for patch in raw]))
+    generator = torch.Generator().manual_seed(0)
+    out = brightness_augment(x, 0.3, torch.from_numpy(fitted.dark_point()), generator)
+    scale = 1 + 0.3 * (2 * torch.rand(6, generator=torch.Generator().manual_seed(0)) - 1)
+    assert ((scale >= 0.7) & (scale <= 1.3)).all() and scale.std() > 0.05
+    expected = np.stack([fitted.transform(s * patch) for s, patch in zip(scale.numpy(), raw)])
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_less_vit_trained_on_200_indian_pines_bands_maps_a_150_band_subset(tmp_path, run_cli):

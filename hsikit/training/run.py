@@ -82,6 +82,9 @@ class TrainConfig(DataOptions):
                                       "after this many minutes")
     context_dropout: float = Field(0.0, ge=0, le=1, description="share of training patches "
                                    "whose neighbours are partly overwritten by the centre pixel")
+    brightness: float = Field(0.0, ge=0, lt=1, description="each training patch scaled by a "
+                              "random factor in 1 ± this (a brighter or darker surface of the "
+                              "same class); 0 = off")
     refit: bool | None = Field(None, description="train the final model on training + "
                                "validation pixels once the choices are made on validation; "
                                "default: yes for classical models, no for neural ones")
@@ -262,10 +265,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
                          "from earlier weights", "drop --init, or choose a neural model")
     if entry.family == "classical" and (config.ema or config.context_dropout
-                                        or config.members > 1):
+                                        or config.brightness or config.members > 1):
         raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema, "
-                         "--context-dropout and --members do not apply to it", "drop them, or "
-                         "choose a neural model")
+                         "--context-dropout, --brightness and --members do not apply to it",
+                         "drop them, or choose a neural model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
     check_writable_folder(report_dir)
@@ -299,8 +302,8 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
-        model, fit_info = _fit_networks(config, spec, preprocessor.out_channels,
-                                        len(model_table), x, y, device, progress, report_dir)
+        model, fit_info = _fit_networks(config, spec, preprocessor, len(model_table), x, y,
+                                        device, progress, report_dir)
     fit_seconds = time.perf_counter() - fit_started
     meta = new_meta(
         model=spec,
@@ -367,9 +370,9 @@ def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, sc
     return config_out
 
 
-def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_classes: int,
-                  x: dict[str, np.ndarray], y: dict[str, np.ndarray], device: str,
-                  progress: bool, report_dir: Path) -> tuple[Any, dict]:
+def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocessor,
+                  num_classes: int, x: dict[str, np.ndarray], y: dict[str, np.ndarray],
+                  device: str, progress: bool, report_dir: Path) -> tuple[Any, dict]:
     """The trained network, or the ensemble of ``config.members`` networks (each from its own
     seed, logging into its own ``member_i`` folder), and what the fit reports. With a refit the
     first network's validation curve chooses the epochs once and the others train only on
@@ -386,6 +389,7 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
                     label_smoothing=config.label_smoothing, balanced=config.balanced,
                     patience=config.patience, keep=config.keep,
                     progress=progress, device=device, context_dropout=config.context_dropout,
+                    brightness=config.brightness, dark_point=preprocessor.dark_point(),
                     refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
                     lora_min_strength=config.lora_min_strength)
     single = spec.model_copy(update={"members": 1})
@@ -393,7 +397,7 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, in_bands: int, num_class
     chooser = None  # the member whose refit ran on training + validation pixels
     for index, seed in enumerate(member_seeds(config.init_seed, config.members)):
         L.seed_everything(seed, workers=True, verbose=False)  # the initial weights
-        network = single.build(in_bands, num_classes)
+        network = single.build(preprocessor.out_channels, num_classes)
         start_info = _start_from(network, config)
         log_dir = report_dir if config.members == 1 else report_dir / f"member_{index}"
         # the network that chooses the epochs trains twice (selection, refit), the others once

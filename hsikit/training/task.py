@@ -45,6 +45,8 @@ class Recipe:
     max_minutes: float | None = None  # training-time budget: stop after this many minutes
     augment: bool = True
     context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
+    brightness: float = 0.0  # > 0: each patch scaled by a random factor in 1 ± this
+    dark_point: np.ndarray | None = None  # [C] model input of a zero spectrum: what is scaled about
     refit: bool = False  # retrain on training + validation pixels for the epochs chosen
     ema: float = 0.0  # > 0: decay of an exponential moving average of the weights
     progress: bool = True
@@ -94,6 +96,21 @@ def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | N
     return torch.where(filled, centre, x)
 
 
+def brightness_augment(x: torch.Tensor, spread: float, dark_point: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each patch as if its surface were brighter or darker by a random factor in
+    ``1 ± spread``: unseen fields of a class differ in illumination, soil moisture and canopy
+    cover, which scale a spectrum more than they change its shape.
+
+    The model sees preprocessed spectra (standardised, maybe PCA), an affine map of the physical
+    ones, so scaling a physical spectrum by ``s`` is scaling its model input by ``s`` about
+    ``dark_point``, the model input of a zero spectrum (``Preprocessor.dark_point``).
+    """
+    scale = 1 + spread * (2 * torch.rand(x.shape[0], 1, 1, 1, generator=generator) - 1)
+    origin = dark_point.to(x.dtype).view(1, -1, 1, 1)
+    return origin + scale.to(x.device) * (x - origin)
+
+
 class PatchClassifierTask(L.LightningModule):
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
         super().__init__()
@@ -101,6 +118,8 @@ class PatchClassifierTask(L.LightningModule):
         self.recipe = recipe
         self.steps_per_epoch = steps_per_epoch
         self.loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        dark_point = (torch.as_tensor(recipe.dark_point) if recipe.brightness else None)
+        self.register_buffer("dark_point", dark_point, persistent=False)  # on the batch's device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -117,6 +136,8 @@ class PatchClassifierTask(L.LightningModule):
             x = dihedral_augment(x)
         if self.recipe.context_dropout:
             x = context_dropout(x, self.recipe.context_dropout)
+        if self.recipe.brightness:
+            x = brightness_augment(x, self.recipe.brightness, self.dark_point)
         loss = self.loss(self.model(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
