@@ -54,6 +54,11 @@ class Recipe:
     lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
     lora_min_strength: float = 0.25
 
+    def __post_init__(self) -> None:
+        if self.brightness and self.dark_point is None:
+            raise ValueError("brightness augmentation needs the dark point it scales about "
+                             "(Preprocessor.dark_point)")
+
 
 def schedule(step: int, recipe: Recipe, steps_per_epoch: int) -> tuple[float, float]:
     """(learning-rate factor, LoRA strength) at optimiser step ``step``."""
@@ -118,7 +123,7 @@ class PatchClassifierTask(L.LightningModule):
         self.recipe = recipe
         self.steps_per_epoch = steps_per_epoch
         self.loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-        dark_point = (torch.as_tensor(recipe.dark_point) if recipe.brightness else None)
+        dark_point = torch.as_tensor(recipe.dark_point) if recipe.brightness else None
         self.register_buffer("dark_point", dark_point, persistent=False)  # on the batch's device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
