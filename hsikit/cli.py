@@ -309,6 +309,9 @@ def train(
     brightness: Annotated[float | None, typer.Option(
         help="Scale each training patch by a random factor in 1 ± this (a brighter or darker "
              "surface of the same class; e.g. 0.2); 0 = off.")] = None,
+    mixup: Annotated[float | None, typer.Option(
+        help="Mix training patches in pairs, labels alike, in shares drawn from Beta(this, "
+             "this) (mixed pixels; e.g. 0.4); 0 = off.")] = None,
     refit: Annotated[bool | None, typer.Option(
         "--refit/--no-refit", help="Train the final model on training + validation pixels "
         "once the choices are made on validation (default: classical models yes, neural no).")
@@ -356,7 +359,7 @@ def train(
                            balanced=balanced, val_fraction=val_fraction,
                            label_smoothing=label_smoothing, keep=keep,
                            max_minutes=max_minutes, context_dropout=context_dropout,
-                           brightness=brightness,
+                           brightness=brightness, mixup=mixup,
                            refit=refit, ema=ema, seed=seed, init_seed=init_seed,
                            members=members, threads=threads, device=device,
                            init=str(init) if init else None, lora=lora,

@@ -152,6 +152,7 @@ def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     (["--max-minutes", "0"], "max_minutes"),
     (["--context-dropout", "1.5"], "context_dropout"),
     (["--brightness", "1"], "brightness"),
+    (["--mixup", "-0.4"], "mixup"),
     (["--ema", "1"], "ema"),
     (["--init-seed", "-1"], "init_seed"),
     (["--members", "0"], "members"),

@@ -14,7 +14,8 @@ import torch
 
 from hsikit.bundle import read_safetensors
 from hsikit.models import architecture_config, create_model, get_entry, list_models
-from hsikit.training.task import brightness_augment, context_dropout, dihedral_augment
+from hsikit.training.task import (brightness_augment, context_dropout, dihedral_augment,
+                                  mixed_targets, mixup)
 from tests import synthetic
 from tests.conftest import assert_one_sentence_error
 
@@ -44,6 +45,10 @@ def test_training_augmentations_stay_on_the_batchs_device():
     assert context_dropout(x, 0.5, generator).device.type == "meta"
     dark_point = torch.zeros(5, device="meta")
     assert brightness_augment(x, 0.2, dark_point, generator).device.type == "meta"
+    mixed, partner, share = mixup(x, 0.4)
+    assert mixed.device.type == "meta"
+    y = torch.zeros(8, dtype=torch.long, device="meta")
+    assert mixed_targets(y, partner, share, 4).device.type == "meta"
 
 
 @NO_GPU

@@ -40,6 +40,7 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
 
 @pytest.mark.parametrize("option, key, value", [("--context-dropout", "context_dropout", 0.5),
                                                 ("--brightness", "brightness", 0.2),
+                                                ("--mixup", "mixup", 0.4),
                                                 ("--ema", "ema", 0.9),
                                                 ("--weight-decay", "weight_decay", 0.001)])
 def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli, option,
@@ -177,7 +178,8 @@ def test_ensemble_members_share_what_is_left_of_the_time_budget():
 
 
 @pytest.mark.parametrize("option", [["--ema", "0.9"], ["--context-dropout", "0.5"],
-                                    ["--brightness", "0.2"], ["--members", "2"]])
+                                    ["--brightness", "0.2"], ["--mixup", "0.4"],
+                                    ["--members", "2"]])
 def test_gradient_training_options_are_refused_for_classical_models(tmp_path, run_cli, option):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", *option,
@@ -235,6 +237,36 @@ def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="dark point"):
         Recipe(brightness=0.2)
+
+
+@pytest.mark.parametrize("pca", [None, 3])
+def test_mixup_mixes_the_physical_spectra_and_the_labels_in_the_same_shares(pca):
+    """A mixed model input is the model input of the mixed physical spectra (the preprocessing
+    is affine), and each target holds the two classes in the shares their patches were mixed."""
+    from hsikit.preprocess import Preprocessor
+    from hsikit.training.task import mixed_targets, mixup
+
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(500, 5000, size=(64, 4, 5, 5))  # patches, bands, rows, cols
+    fitted = Preprocessor.fit(raw.transpose(0, 2, 3, 1).reshape(-1, 4), np.arange(4.0),
+                              list("abcd"), pca=pca)
+    x = torch.from_numpy(np.stack([fitted.transform(patch) for patch in raw]))
+    y = torch.from_numpy(rng.integers(0, 5, 64))
+    torch.manual_seed(0)
+    mixed, partner, share = mixup(x, 0.4)
+    assert sorted(partner.tolist()) == list(range(64))  # every patch is someone's partner
+    assert ((share > 0) & (share < 1)).all() and share.std() > 0.2  # Beta(0.4, 0.4): U-shaped
+    weight = share.double().numpy()[:, None, None, None]
+    expected = np.stack([fitted.transform(p)
+                         for p in weight * raw + (1 - weight) * raw[partner.numpy()]])
+    np.testing.assert_allclose(mixed.numpy(), expected, rtol=1e-4, atol=1e-4)
+    targets = mixed_targets(y, partner, share, 6)
+    assert targets.shape == (64, 6) and torch.allclose(targets.sum(1), torch.ones(64))
+    same = y == y[partner]
+    assert torch.allclose(targets[same, y[same]], torch.ones(int(same.sum())))
+    rows = torch.arange(64)[~same]
+    assert torch.allclose(targets[rows, y[rows]], share[rows])
+    assert torch.allclose(targets[rows, y[partner][rows]], 1 - share[rows])
 
 
 def test_less_vit_trained_on_200_indian_pines_bands_maps_a_150_band_subset(tmp_path, run_cli):

@@ -85,6 +85,8 @@ class TrainConfig(DataOptions):
     brightness: float = Field(0.0, ge=0, lt=1, description="each training patch scaled by a "
                               "random factor in 1 ± this (a brighter or darker surface of the "
                               "same class); 0 = off")
+    mixup: float = Field(0.0, ge=0, description="training patches mixed in pairs, with their "
+                         "labels, in shares drawn from Beta(mixup, mixup); 0 = off")
     refit: bool | None = Field(None, description="train the final model on training + "
                                "validation pixels once the choices are made on validation; "
                                "default: yes for classical models, no for neural ones")
@@ -265,9 +267,11 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
                          "from earlier weights", "drop --init, or choose a neural model")
     if entry.family == "classical" and (config.ema or config.context_dropout
-                                        or config.brightness or config.members > 1):
+                                        or config.brightness or config.mixup
+                                        or config.members > 1):
         raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema, "
-                         "--context-dropout, --brightness and --members do not apply to it",
+                         "--context-dropout, --brightness, --mixup and --members do not apply "
+                         "to it",
                          "drop them, or choose a neural model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
     check_writable_folder(bundle_path)
@@ -390,6 +394,7 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocess
                     patience=config.patience, keep=config.keep,
                     progress=progress, device=device, context_dropout=config.context_dropout,
                     brightness=config.brightness, dark_point=preprocessor.dark_point(),
+                    mixup=config.mixup,
                     refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
                     lora_min_strength=config.lora_min_strength)
     single = spec.model_copy(update={"members": 1})

@@ -46,6 +46,7 @@ class Recipe:
     augment: bool = True
     context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
     brightness: float = 0.0  # > 0: each patch scaled by a random factor in 1 ± this
+    mixup: float = 0.0  # > 0: alpha of the Beta(alpha, alpha) share in which patch pairs mix
     dark_point: np.ndarray | None = None  # [C] model input of a zero spectrum: what is scaled about
     refit: bool = False  # retrain on training + validation pixels for the epochs chosen
     ema: float = 0.0  # > 0: decay of an exponential moving average of the weights
@@ -116,6 +117,31 @@ def brightness_augment(x: torch.Tensor, spread: float, dark_point: torch.Tensor,
     return origin + scale.to(x.device) * (x - origin)
 
 
+def mixup(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each patch mixed with a partner from the batch in a share ``λ ~ Beta(alpha, alpha)``:
+    ``λ x_i + (1 − λ) x_partner``; returns the mixed patches, the partners' indices and the
+    shares, from which ``mixed_targets`` makes the matching targets.
+
+    A pixel that covers two surfaces has, to first order, the area-weighted mean of their
+    spectra (the linear mixing model), so a mixed patch is a plausible scene pixel whose class
+    shares are its target. The model input is an affine map of the physical spectra
+    (standardised, maybe PCA), and affine maps keep weighted means, so mixing model inputs is
+    mixing the physical spectra. Draws from torch's global generator, which training seeds
+    (Beta sampling takes no other).
+    """
+    share = torch.distributions.Beta(alpha, alpha).sample((x.shape[0],)).to(x.device, x.dtype)
+    partner = torch.randperm(x.shape[0]).to(x.device)
+    weight = share.view(-1, 1, 1, 1)
+    return weight * x + (1 - weight) * x[partner], partner, share
+
+
+def mixed_targets(y: torch.Tensor, partner: torch.Tensor, share: torch.Tensor,
+                  num_classes: int) -> torch.Tensor:
+    """The ``[B, num_classes]`` class probabilities of ``mixup``'s patches."""
+    one_hot = nn.functional.one_hot(y, num_classes).to(share.dtype)
+    return share[:, None] * one_hot + (1 - share[:, None]) * one_hot[partner]
+
+
 class PatchClassifierTask(L.LightningModule):
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
         super().__init__()
@@ -143,7 +169,12 @@ class PatchClassifierTask(L.LightningModule):
             x = context_dropout(x, self.recipe.context_dropout)
         if self.recipe.brightness:
             x = brightness_augment(x, self.recipe.brightness, self.dark_point)
-        loss = self.loss(self.model(x), y)
+        if self.recipe.mixup:
+            x, partner, share = mixup(x, self.recipe.mixup)
+        logits = self.model(x)
+        if self.recipe.mixup:
+            y = mixed_targets(y, partner, share, logits.shape[1])
+        loss = self.loss(logits, y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
