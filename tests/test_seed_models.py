@@ -215,18 +215,24 @@ def test_context_dropout_fills_neighbours_with_the_centre_spectrum():
     assert share.max() > 0.7  # the filled share varies per patch, up to nearly all
 
 
+def _preprocessed_patches(count: int, pca: int | None) -> tuple:
+    """Random physical 4-band 5 × 5 patches, the preprocessor fitted on them, and its output:
+    what the training augmentations see."""
+    from hsikit.preprocess import Preprocessor
+
+    raw = np.random.default_rng(0).uniform(500, 5000, size=(count, 4, 5, 5))
+    fitted = Preprocessor.fit(raw.transpose(0, 2, 3, 1).reshape(-1, 4), np.arange(4.0),
+                              list("abcd"), pca=pca)
+    return raw, fitted, np.stack([fitted.transform(patch) for patch in raw])
+
+
 @pytest.mark.parametrize("pca", [None, 3])
 def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
     """Scaling the model input about the preprocessor's dark point is what a brighter or darker
     surface would give: the augmentation needs no raw spectra."""
-    from hsikit.preprocess import Preprocessor
     from hsikit.training.task import brightness_augment
 
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(500, 5000, size=(6, 4, 5, 5))  # patches, bands, rows, cols
-    fitted = Preprocessor.fit(raw.transpose(0, 2, 3, 1).reshape(-1, 4), np.arange(4.0),
-                              list("abcd"), pca=pca)
-    x = np.stack([fitted.transform(patch) for patch in raw])
+    raw, fitted, x = _preprocessed_patches(6, pca)
     dark = fitted.dark_point()
     out = brightness_augment(torch.from_numpy(x), 0.3, torch.from_numpy(dark),
                              torch.Generator().manual_seed(0)).numpy()
@@ -243,15 +249,11 @@ def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
 def test_mixup_mixes_the_physical_spectra_and_the_labels_in_the_same_shares(pca):
     """A mixed model input is the model input of the mixed physical spectra (the preprocessing
     is affine), and each target holds the two classes in the shares their patches were mixed."""
-    from hsikit.preprocess import Preprocessor
     from hsikit.training.task import mixed_targets, mixup
 
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(500, 5000, size=(64, 4, 5, 5))  # patches, bands, rows, cols
-    fitted = Preprocessor.fit(raw.transpose(0, 2, 3, 1).reshape(-1, 4), np.arange(4.0),
-                              list("abcd"), pca=pca)
-    x = torch.from_numpy(np.stack([fitted.transform(patch) for patch in raw]))
-    y = torch.from_numpy(rng.integers(0, 5, 64))
+    raw, fitted, x = _preprocessed_patches(64, pca)
+    x = torch.from_numpy(x)
+    y = torch.from_numpy(np.random.default_rng(1).integers(0, 5, 64))
     torch.manual_seed(0)
     mixed, partner, share = mixup(x, 0.4)
     assert sorted(partner.tolist()) == list(range(64))  # every patch is someone's partner
