@@ -21,7 +21,7 @@ from hsikit.classes import ClassTable
 from hsikit.errors import InputError, validation_sentence
 from hsikit.preprocess import Preprocessor
 from hsikit.smoothing import Smoothing
-from hsikit.writers.atomic import staged_output
+from hsikit.writers.atomic import claim_input, staged_output
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
@@ -194,6 +194,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
     if not path.is_file():
         raise InputError(path, "no such model file", "check the path")
+    claim_input(path, "model file")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             header = (handle.metadata() or {}).get(HEADER_KEY)

@@ -7,6 +7,7 @@ shows the traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -46,12 +47,16 @@ SmoothGuideOpt = Annotated[int | None, typer.Option(
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
-          ) -> None:
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (and the "
+                                                           "libraries' own log messages).")
+                           ] = False) -> None:
     _state["debug"] = debug
+    if debug:
+        logging.basicConfig(level=logging.WARNING)
 
 
 def _scene(argument: str, member: int | None = None, time: str | None = None):
+    """The scene a SCENE argument names; what its reader had to skip is printed as warnings."""
     from hsikit.datasets import resolve_scene
 
     options: dict[str, Any] = {}
@@ -59,7 +64,11 @@ def _scene(argument: str, member: int | None = None, time: str | None = None):
         options["member"] = member
     if time is not None:
         options["time"] = int(time) if time.lstrip("-").isdigit() else time
-    return resolve_scene(argument, **options)
+    opened = resolve_scene(argument, **options)
+    for warning in opened.warnings:
+        err.print(f"[bold yellow]warning:[/] {opened.path}: {warning}", highlight=False,
+                  soft_wrap=True)
+    return opened
 
 
 @app.command()
@@ -659,6 +668,12 @@ def data_labels(name: str, output: OutputOpt,
 
 def main() -> None:
     """Console entry point: one sentence and exit 2 for expected errors."""
+    from hsikit.writers.atomic import forget_inputs
+
+    forget_inputs()
+    # libraries log what they skip (cfgrib) or warn about (GDAL); readers route what matters
+    # into their sentence or the scene's warnings, so nothing else reaches the terminal
+    logging.getLogger().addHandler(logging.NullHandler())
     warnings.filterwarnings("ignore", module="pyproj")
     # pixel-grid scenes (benchmark .mat files) are expected; 'hsikit info' says "no CRS"
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)

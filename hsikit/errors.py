@@ -52,6 +52,13 @@ class DownloadError(HsikitError):
     """A download failed or its checksum did not match."""
 
 
+def error_reason(exc: BaseException) -> str:
+    """The first line of a library's error message, for a sentence (its type when empty)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip().rstrip(".") if text else ""
+    return first[:300] or type(exc).__name__
+
+
 def validation_problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
     """pydantic's most specific complaint as (location, message).
 

@@ -48,7 +48,7 @@ def summarize(scene: Scene) -> dict[str, Any]:
     fraction, exact = nodata_fraction(scene)
     scale, offset = scene.band_values("scale"), scene.band_values("offset")
     crs = scene.crs
-    truth = scene.ground_truth
+    truth = scene.truth_counts() if scene.has_ground_truth else None
     return {
         "path": scene.path,
         "format": scene.format,
@@ -73,7 +73,6 @@ def summarize(scene: Scene) -> dict[str, Any]:
         "offset": sorted({float(v) for v in offset}),
         "band_names": [str(n) for n in scene.band_values("name")],
         "ground_truth": None if truth is None else {
-            "classes": int(np.unique(truth[truth > 0]).size),
-            "labelled_pixels": int((truth > 0).sum())},
+            "classes": len(truth), "labelled_pixels": sum(truth.values())},
         "notes": list(scene.notes),
     }

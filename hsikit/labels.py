@@ -7,6 +7,7 @@ For vector labels the class table comes from the class field: integer values kee
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 from hsikit.classes import ClassEntry, ClassTable, palette_colour
 from hsikit.errors import InputError, LabelError
 from hsikit.scene import Scene
+from hsikit.writers.atomic import claim_input
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")
 
@@ -37,6 +39,9 @@ def load_labels(path: str | Path, scene: Scene, class_field: str | None = None,
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder", "check the label path")
+    for file in [path, *path.parent.glob(f"{glob.escape(path.stem)}.*")]:  # .shp's .dbf, .prj …
+        if file == path or path.suffix.lower() == ".shp":
+            claim_input(file, "labels file")
     if path.suffix.lower() in VECTOR_SUFFIXES:
         return rasterize_vector(path, scene, class_field, name_field)
     return _label_raster(path, scene)

@@ -20,18 +20,37 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from xarray.backends import BackendArray
 from xarray.core import indexing
+from xarray.indexes import RangeIndex
+
+from hsikit.errors import FormatError, HsikitError, error_reason
 
 #: ``read(bands, rows, cols) -> ndarray[len(bands), n_rows, n_cols]`` in the file's dtype.
 WindowReader = Callable[[np.ndarray, slice, slice], np.ndarray]
 
 
-class LazyCube(BackendArray):
-    """Exposes a window reader to xarray; xarray slices it lazily and calls us with plain slices."""
+#: The grid of a scene without georeferencing: one unit per pixel, north-up (row 0 at the top),
+#: as GIS clients and the PNG quicklooks show it. GDAL's default (0, 1, 0, 0, 0, 1) is south-up.
+PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+#: Larger windows are read in row bands of about this many values (bounded memory for counts).
+BLOCK_VALUES = 2**24
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, reader: WindowReader) -> None:
+
+def is_pixel_grid(transform: Affine, crs: CRS | None) -> bool:
+    return crs is None and (transform.almost_equals(PIXEL_GRID) or transform.is_identity)
+
+
+class LazyCube(BackendArray):
+    """Exposes a window reader to xarray; xarray slices it lazily and calls us with plain slices.
+
+    Whatever a reader raises while reading (a corrupt chunk, a truncated file) becomes the
+    file's one sentence: a lazy read must fail as clearly as an open."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, reader: WindowReader,
+                 path: str) -> None:
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self._reader = reader
+        self._path = path
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(
@@ -44,7 +63,17 @@ class LazyCube(BackendArray):
         squeeze = [axis for axis, k in enumerate(key) if isinstance(k, (int, np.integer))]
         rows = _as_slice(row_key, self.shape[1])
         cols = _as_slice(col_key, self.shape[2])
-        out = self._reader(np.atleast_1d(bands), rows, cols)
+        try:
+            out = self._reader(np.atleast_1d(bands), rows, cols)
+        except HsikitError:
+            raise
+        except MemoryError as exc:
+            raise FormatError(self._path, f"reading rows {rows.start}–{rows.stop} needs more "
+                              "memory than this machine has", "use smaller windows") from exc
+        except Exception as exc:  # any library's error on damaged data
+            raise FormatError(self._path, f"reading rows {rows.start}–{rows.stop} failed "
+                              f"({error_reason(exc)})", "the file is truncated or corrupt; "
+                              "re-download or re-export it") from exc
         return out.squeeze(axis=tuple(squeeze)) if squeeze else out
 
 
@@ -124,10 +153,13 @@ class Scene:
     path: str
     format: str
     notes: list[str] = field(default_factory=list)
-    #: Ground truth that came with the cube (``.mat`` files, catalog datasets), else None.
-    ground_truth: np.ndarray | None = None
+    #: Ground truth that came with the cube (``.mat`` files, catalog datasets), else None:
+    #: an array, or a ``(rows, cols) -> array`` reader that is only called when it is used.
+    truth: np.ndarray | Callable[[slice, slice], np.ndarray] | None = None
     #: Optional native validity mask reader (GDAL mask band); ``(rows, cols) -> bool[h, w]``.
     mask_reader: Callable[[slice, slice], np.ndarray] | None = None
+    #: What the reader had to skip or guess; the CLI prints each (never silently partial).
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_reader(
@@ -143,16 +175,20 @@ class Scene:
         transform: Affine | None = None,
         nodata: float | None = None,
         notes: list[str] | None = None,
-        ground_truth: np.ndarray | None = None,
+        ground_truth: np.ndarray | Callable[[slice, slice], np.ndarray] | None = None,
         mask_reader: Callable[[slice, slice], np.ndarray] | None = None,
+        warnings: list[str] | None = None,
     ) -> Scene:
-        """Wrap a window reader; no pixel is read here."""
+        """Wrap a window reader; no pixel is read here. Without georeferencing the grid is
+        :data:`PIXEL_GRID`."""
         if min(shape) <= 0:
-            from hsikit.errors import FormatError
-
             raise FormatError(path, f"the raster is empty (bands × rows × cols = {shape})",
                               "check that the file was written completely")
-        lazy = indexing.LazilyIndexedArray(LazyCube(shape, np.dtype(dtype), reader))
+        if bands.wavelength.size != shape[0]:
+            raise FormatError(path, f"the band metadata describe {bands.wavelength.size} bands "
+                              f"but the image has {shape[0]}", "the file is inconsistent; "
+                              "re-export it")
+        lazy = indexing.LazilyIndexedArray(LazyCube(shape, np.dtype(dtype), reader, path))
         data = xr.DataArray(xr.Variable(("band", "y", "x"), lazy), dims=("band", "y", "x"))
         data = data.assign_coords(
             band=np.arange(1, shape[0] + 1),
@@ -164,18 +200,70 @@ class Scene:
             offset=("band", bands.offset),
         )
         data.attrs["spectral_metadata_source"] = bands.source
-        transform = transform or Affine.identity()
-        if transform.b == 0 and transform.d == 0:  # rectilinear: pixel-centre coordinates
-            cols, rows = np.arange(shape[2]) + 0.5, np.arange(shape[1]) + 0.5
-            data = data.assign_coords(x=transform.c + cols * transform.a,
-                                      y=transform.f + rows * transform.e)
+        if transform is None or is_pixel_grid(transform, crs):
+            transform = PIXEL_GRID
+        if transform.b == 0 and transform.d == 0:  # rectilinear: lazy pixel-centre coordinates
+            data = data.assign_coords(xr.Coordinates.from_xindex(_centres("x", shape[2],
+                                                                          transform.c,
+                                                                          transform.a)))
+            data = data.assign_coords(xr.Coordinates.from_xindex(_centres("y", shape[1],
+                                                                          transform.f,
+                                                                          transform.e)))
         data = data.rio.write_transform(transform)
         if crs is not None:
             data = data.rio.write_crs(crs)
         if nodata is not None:
             data = data.rio.write_nodata(nodata, encoded=False)
         return cls(data=data, path=path, format=format, notes=list(notes or []),
-                   ground_truth=ground_truth, mask_reader=mask_reader)
+                   truth=ground_truth, mask_reader=mask_reader, warnings=list(warnings or []))
+
+    # -- ground truth -----------------------------------------------------------------------
+    @property
+    def ground_truth(self) -> np.ndarray | None:
+        """The whole ground-truth plane (read on first use), or None."""
+        if callable(self.truth):
+            self.truth = self._read_truth(slice(None), slice(None))
+        return self.truth
+
+    @ground_truth.setter
+    def ground_truth(self, values: np.ndarray | None) -> None:
+        self.truth = values
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.truth is not None
+
+    def _read_truth(self, rows: slice, cols: slice) -> np.ndarray:
+        reader = self.truth
+        if not callable(reader):
+            return np.asarray(reader)[rows, cols]
+        try:
+            return np.asarray(reader(rows, cols))
+        except HsikitError:
+            raise
+        except Exception as exc:
+            raise FormatError(self.path, f"reading the ground truth failed ({error_reason(exc)})",
+                              "the file is truncated or corrupt; re-download or re-export it"
+                              ) from exc
+
+    def truth_counts(self) -> dict[int, int]:
+        """Labelled pixels per class value, read in row bands (memory bounded by the band)."""
+        if self.truth is None:
+            return {}
+        height, width = self._truth_shape()
+        step = max(1, BLOCK_VALUES // max(width, 1))
+        counts: dict[int, int] = {}
+        for row in range(0, height, step):
+            block = self._read_truth(slice(row, min(height, row + step)), slice(None))
+            values, found = np.unique(block[block > 0], return_counts=True)
+            for value, count in zip(values.tolist(), found.tolist()):
+                counts[int(value)] = counts.get(int(value), 0) + int(count)
+        return counts
+
+    def _truth_shape(self) -> tuple[int, int]:
+        if callable(self.truth):
+            return self.height, self.width
+        return tuple(np.shape(self.truth))  # type: ignore[return-value]
 
     # -- grid -------------------------------------------------------------------------------
     @property
@@ -299,6 +387,12 @@ class Scene:
         for row in range(0, self.height, size):
             for col in range(0, self.width, size):
                 yield Window(col, row, min(size, self.width - col), min(size, self.height - row))
+
+
+def _centres(dim: str, size: int, origin: float, step: float) -> RangeIndex:
+    """Pixel-centre coordinates as a range (no per-pixel array, whatever the size)."""
+    start = origin + 0.5 * step
+    return RangeIndex.arange(start, start + size * step, step, dim=dim)
 
 
 def _window_slices(window: Window, step: int = 1) -> tuple[slice, slice]:

@@ -22,9 +22,10 @@ from rasterio.crs import CRS
 
 from hsikit.errors import FormatError, InputError
 from hsikit.gdal_metadata import nm_factor
-from hsikit.scene import BandInfo, Scene
+from hsikit.scene import PIXEL_GRID, BandInfo, Scene
 
 DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".bin", ".IMG", ".DAT")
+MAX_HEADER_BYTES = 64 * 2**20
 REQUIRED_KEYS = ("samples", "lines", "bands", "data type", "interleave")
 #: ENVI ``data type`` code → numpy type.
 DTYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 6: "c8", 9: "c16", 12: "u2", 13: "u4",
@@ -59,6 +60,9 @@ def find_data_file(header: Path) -> Path | None:
 def read_header(header: Path) -> dict[str, Any]:
     from spectral.io import envi
 
+    if header.stat().st_size > MAX_HEADER_BYTES:
+        raise FormatError(header, f"the ENVI header is {header.stat().st_size / 2**20:.0f} MB, far "
+                          "larger than any real header", "check that this is an ENVI .hdr file")
     try:
         meta = envi.read_envi_header(str(header))
     except Exception as exc:  # spectral raises its own types for malformed headers
@@ -90,6 +94,9 @@ def open_scene(path: Path, **_: object) -> Scene:
     except ValueError as exc:
         raise FormatError(header, f"a size field of the ENVI header is not an integer ({exc})",
                           "fix samples / lines / bands / data type") from exc
+    if offset < 0:
+        raise FormatError(header, f"the header offset is negative ({offset})",
+                          "fix 'header offset'")
     if code not in DTYPES:
         raise FormatError(header, f"ENVI data type {code} is not supported",
                           f"use one of {sorted(DTYPES)}")
@@ -134,31 +141,49 @@ def open_scene(path: Path, **_: object) -> Scene:
         return out[:, :, :: cols.step or 1]
 
     crs, transform, notes = map_info_grid(meta, header)
+    info, band_notes = band_info_from_header(meta, bands, header)
     return Scene.from_reader(
         read, shape=(bands, lines, samples), dtype=dtype.newbyteorder("="),
-        bands=band_info_from_header(meta, bands), path=str(data_file), format="ENVI",
-        crs=crs, transform=transform, nodata=_nodata(meta), notes=notes,
+        bands=info, path=str(data_file), format="ENVI",
+        crs=crs, transform=transform, nodata=_nodata(meta, header), notes=notes + band_notes,
     )
 
 
-def _nodata(meta: dict[str, Any]) -> float | None:
+def _number(value: Any, key: str, header: Path) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise FormatError(header, f"the header's '{key}' is not a number ('{value}')",
+                          f"fix or remove '{key}'") from None
+
+
+def _nodata(meta: dict[str, Any], header: Path) -> float | None:
     value = meta.get("data ignore value")
-    return None if value is None else float(value)
+    return None if value is None else _number(value, "data ignore value", header)
 
 
-def band_info_from_header(meta: dict[str, Any], count: int) -> BandInfo:
+def band_info_from_header(meta: dict[str, Any], count: int, header: Path
+                          ) -> tuple[BandInfo, list[str]]:
+    """Band metadata from the header; a per-band list of the wrong length is refused (its values
+    could not be matched to bands), band names of the wrong length are replaced, with a note."""
     def floats(key: str) -> np.ndarray | None:
         values = meta.get(key)
         if values is None:
             return None
         values = values if isinstance(values, list) else [values]
-        arr = np.asarray([float(v) for v in values], dtype="float64")
-        return arr if arr.size == count else None
+        if len(values) != count:
+            raise FormatError(header, f"the header's '{key}' lists {len(values)} values for "
+                              f"{count} bands", f"give one value per band, or remove '{key}'")
+        return np.asarray([_number(v, key, header) for v in values], dtype="float64")
 
     wl, fwhm = floats("wavelength"), floats("fwhm")
     factor = nm_factor(meta.get("wavelength units"), [] if wl is None else list(wl))
     bbl = floats("bbl")
     names = meta.get("band names")
+    notes = []
+    if names is not None and not (isinstance(names, list) and len(names) == count):
+        notes.append(f"'band names' lists {len(names) if isinstance(names, list) else 1} names "
+                     f"for {count} bands: named band_1 … band_{count} instead")
     return BandInfo.build(
         count,
         wavelength=None if wl is None else wl * factor,
@@ -168,15 +193,15 @@ def band_info_from_header(meta: dict[str, Any], count: int) -> BandInfo:
         scale=floats("data gain values"),
         offset=floats("data offset values"),
         source="ENVI header" if wl is not None else "none",
-    )
+    ), notes
 
 
 def map_info_grid(meta: dict[str, Any], header: Path) -> tuple[CRS | None, Affine, list[str]]:
     """CRS and affine transform from ``map info`` (and ``coordinate system string``)."""
     info = meta.get("map info")
     if info is None:
-        return None, Affine.identity(), ["no map info: pixel grid, no CRS"]
-    fields = [str(f).strip() for f in info]
+        return None, PIXEL_GRID, ["no map info: pixel grid, no CRS"]
+    fields = [str(f).strip() for f in (info if isinstance(info, list) else [info])]
     try:
         ref_x, ref_y, easting, northing, size_x, size_y = (float(v) for v in fields[1:7])
     except (ValueError, IndexError) as exc:
@@ -186,7 +211,11 @@ def map_info_grid(meta: dict[str, Any], header: Path) -> tuple[CRS | None, Affin
     rotation = 0.0
     for item in fields:
         if item.lower().startswith("rotation="):
-            rotation = float(item.split("=", 1)[1])
+            rotation = _number(item.split("=", 1)[1], "map info rotation", header)
+    if not all(math.isfinite(v) for v in (ref_x, ref_y, easting, northing, size_x, size_y,
+                                          rotation)) or size_x == 0 or size_y == 0:
+        raise FormatError(header, f"map info has a non-finite or zero value ({', '.join(fields)})",
+                          "fix the reference point and pixel sizes")
     transform = (Affine.translation(easting, northing) @ Affine.rotation(rotation)
                  @ Affine.scale(size_x, -size_y) @ Affine.translation(-(ref_x - 1), -(ref_y - 1)))
     return _map_info_crs(meta, fields, header), transform, []
@@ -205,8 +234,11 @@ def _map_info_crs(meta: dict[str, Any], fields: list[str], header: Path) -> CRS 
     name = fields[0].lower()
     datum = next((f for f in fields[7:] if "wgs" in f.lower() or "nad" in f.lower()), "")
     if name == "utm" and len(fields) > 8 and "wgs" in datum.lower():
-        zone, hemisphere = int(float(fields[7])), fields[8].lower()
-        return CRS.from_epsg((32600 if hemisphere.startswith("n") else 32700) + zone)
+        zone, hemisphere = _number(fields[7], "map info zone", header), fields[8].lower()
+        if zone != int(zone) or not 1 <= zone <= 60:
+            raise FormatError(header, f"map info names UTM zone {fields[7]}",
+                              "UTM zones are 1 to 60")
+        return CRS.from_epsg((32600 if hemisphere.startswith("n") else 32700) + int(zone))
     if name.startswith("geographic") and "wgs" in datum.lower():
         return CRS.from_epsg(4326)
     try:  # some writers put an EPSG code or proj name

@@ -1,4 +1,8 @@
-"""GeoTIFF / COG and any other raster GDAL reads, through rasterio windows."""
+"""GeoTIFF / COG through rasterio windows, with GDAL restricted to an allow-list of drivers.
+
+GDAL would open almost anything, including formats that read other files or URLs named inside
+them (VRT, for one); each open here names the drivers it accepts, so a file that only looks
+like a TIFF cannot make GDAL reach outside it."""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from hsikit.errors import FormatError
+from hsikit.errors import FormatError, error_reason
 from hsikit.gdal_metadata import band_info_from_gdal
 from hsikit.scene import BandInfo, Scene
 
@@ -24,12 +28,25 @@ def sniff(path: Path) -> bool:
         return fh.read(4) in _TIFF_MAGIC
 
 
+#: The GDAL drivers hsikit uses: GeoTIFF / COG, and ENVI for images inside EnMAP products.
+ALLOWED_DRIVERS = ("GTiff", "ENVI")
+
+
+def open_dataset(location: str, driver: str = "GTiff") -> rasterio.DatasetReader:
+    """``rasterio.open`` for reading with one named, allowed GDAL driver."""
+    if driver not in ALLOWED_DRIVERS:
+        raise ValueError(f"GDAL driver {driver} is not allowed")
+    return rasterio.open(location, driver=driver)
+
+
 def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
-               bands: BandInfo | None = None, **_: object) -> Scene:
-    """Open a GDAL raster lazily; ``path`` may be a GDAL virtual path (``/vsizip/…``)."""
+               bands: BandInfo | None = None, driver: str = "GTiff",
+               **_: object) -> Scene:
+    """Open a GDAL raster lazily; ``path`` may be a GDAL virtual path (``/vsizip/…``) that
+    hsikit built itself (EnMAP zips)."""
     location = str(path)
     try:
-        with rasterio.open(location) as src:
+        with open_dataset(location, driver) as src:
             count, height, width = src.count, src.height, src.width
             dtype = np.dtype(src.dtypes[0])
             if count and len(set(src.dtypes)) > 1:  # promote mixed band types losslessly
@@ -51,8 +68,8 @@ def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
             crs, transform, nodata = src.crs, src.transform, src.nodata
             if count and height and width:
                 _probe_last_block(src)
-    except RasterioIOError as exc:
-        raise FormatError(location, f"GDAL cannot read this raster ({_gdal_reason(exc)})",
+    except (RasterioError, ValueError, MemoryError) as exc:
+        raise FormatError(location, f"GDAL cannot read this raster ({error_reason(exc)})",
                           "check that the file is complete and is a GeoTIFF or another GDAL format"
                           ) from exc
 
@@ -61,13 +78,13 @@ def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
         shape = (len(band_ids), len(range(*rows.indices(height))),
                  len(range(*cols.indices(width))))
         try:
-            with rasterio.open(location) as src:
+            with open_dataset(location, driver) as src:
                 out = src.read([int(b) + 1 for b in band_ids], window=window,
                                out_shape=shape if (rows.step or 1) > 1 or (cols.step or 1) > 1
                                else None, out_dtype=dtype)
         except RasterioError as exc:
             raise FormatError(location, f"reading rows {rows.start}–{rows.stop} failed "
-                              f"({_gdal_reason(exc)})",
+                              f"({error_reason(exc)})",
                               "the file is truncated or corrupt; re-download or re-export it"
                               ) from exc
         return out
@@ -75,7 +92,7 @@ def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
     def read_mask(rows: slice, cols: slice) -> np.ndarray:
         window = Window.from_slices((rows.start, rows.stop), (cols.start, cols.stop))
         shape = (len(range(*rows.indices(height))), len(range(*cols.indices(width))))
-        with rasterio.open(location) as src:
+        with open_dataset(location, driver) as src:
             return src.dataset_mask(window=window, out_shape=shape) > 0
 
     return Scene.from_reader(
@@ -91,8 +108,3 @@ def _probe_last_block(src: rasterio.DatasetReader) -> None:
     row = max(0, src.height - block_h) if block_h else 0
     col = max(0, src.width - block_w) if block_w else 0
     src.read(src.count, window=Window(col, row, min(block_w, src.width), min(block_h, src.height)))
-
-
-def _gdal_reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rstrip(".")

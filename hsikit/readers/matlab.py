@@ -3,13 +3,17 @@
 Benchmark scenes are stored ``(rows, cols, bands)``; the same scene re-saved as v7.3 appears
 transposed to HDF5 readers, so v7.3 arrays are reversed back to MATLAB's axis order. The cube is the
 3-D numeric array; ground truth is a 2-D integer array whose shape matches the cube's rows and
-columns (or, in a ground-truth-only file, the only such array). v7.3 cubes are read window by
-window; v5 files are usually zlib-compressed and cannot be windowed, so a v5 cube is decompressed
-on first read (never at open).
+columns (or, in a ground-truth-only file, the only such array). v7.3 cubes and ground truth are
+read window by window, and only when used; v5 files are usually zlib-compressed and cannot be
+windowed, so a v5 variable is decompressed whole on first read (never at open) — and refused
+first if its declared size exceeds the memory this machine has free (a small file can declare
+a huge array).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,7 +22,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from hsikit.errors import FormatError
+from hsikit.errors import FormatError, error_reason
+from hsikit.readers.hdf5 import check_self_contained
 from hsikit.scene import BandInfo, Scene
 
 GT_HINTS = ("gt", "label", "truth", "class", "map", "tr", "te")
@@ -26,11 +31,19 @@ _INTEGER_CLASSES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint
                     "logical"}
 
 
+_ITEM_BYTES = {"double": 8, "single": 4, "int64": 8, "uint64": 8, "int32": 4, "uint32": 4,
+               "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "logical": 1}
+
+
 @dataclass(frozen=True)
 class MatVariable:
     name: str
     shape: tuple[int, ...]  # MATLAB axis order
     matlab_class: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.float64)) * _ITEM_BYTES.get(self.matlab_class, 8)
 
     @property
     def numeric(self) -> bool:
@@ -58,19 +71,24 @@ def _v73(path: Path) -> bool:
 def list_variables(path: Path) -> list[MatVariable]:
     """Names, MATLAB shapes and classes, without reading array data."""
     if _v73(path):
+        check_self_contained(path)
         found: list[MatVariable] = []
-        with h5py.File(path, "r") as h5:
-            def visit(name: str, obj: object) -> None:
-                if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
-                    cls = obj.attrs.get("MATLAB_class", b"")
-                    cls = cls.decode() if isinstance(cls, bytes) else str(cls)
-                    found.append(MatVariable(name, tuple(reversed(obj.shape)), cls))
-            h5.visititems(visit)
+        try:
+            with h5py.File(path, "r") as h5:
+                def visit(name: str, obj: object) -> None:
+                    if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
+                        cls = obj.attrs.get("MATLAB_class", b"")
+                        cls = cls.decode(errors="replace") if isinstance(cls, bytes) else str(cls)
+                        found.append(MatVariable(name, tuple(reversed(obj.shape)), cls))
+                h5.visititems(visit)
+        except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError … on damage
+            raise FormatError(path, f"not a readable MATLAB v7.3 file ({error_reason(exc)})",
+                              "the file is truncated or corrupt; re-save it from MATLAB") from exc
         return found
     try:
         return [MatVariable(name, tuple(shape), cls) for name, shape, cls in scipy.io.whosmat(path)]
     except Exception as exc:  # scipy raises ValueError / MatReadError / TypeError on junk
-        raise FormatError(path, f"not a readable MATLAB file ({exc})",
+        raise FormatError(path, f"not a readable MATLAB file ({error_reason(exc)})",
                           "re-save it from MATLAB as v5 or v7.3") from exc
 
 
@@ -87,17 +105,44 @@ def find_arrays(path: Path) -> tuple[MatVariable | None, MatVariable | None]:
     return cube, (planes[0] if planes else None)
 
 
+def available_memory() -> int:
+    """Bytes of memory free for new data (Linux ``MemAvailable``; else all of it)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 @cache
-def _load_v5(path: str, name: str) -> np.ndarray:
-    return scipy.io.loadmat(path, variable_names=[name])[name]
+def _load_v5(path: str, var: MatVariable) -> np.ndarray:
+    if var.nbytes > available_memory() // 2:
+        raise FormatError(path, f"the MATLAB v5 variable '{var.name}' is {var.nbytes / 2**30:.1f}"
+                          f" GB uncompressed, more than half the memory free here "
+                          f"({available_memory() / 2**30:.1f} GB)", "re-save it as MATLAB v7.3 "
+                          "(HDF5), which hsikit reads window by window")
+    values = scipy.io.loadmat(path, variable_names=[var.name])[var.name]
+    if values.shape != var.shape:
+        raise FormatError(path, f"the variable '{var.name}' holds {values.shape}, not the "
+                          f"{var.shape} its header declares", "the file is corrupt")
+    return values
 
 
-def read_variable(path: Path, var: MatVariable) -> np.ndarray:
-    """A whole variable in MATLAB axis order (used for ground truth and v5 cubes)."""
-    if _v73(path):
+def _v73_plane(path: Path, var: MatVariable) -> Callable[[slice, slice], np.ndarray]:
+    """``(rows, cols) -> array`` of a 2-D v7.3 variable (stored transposed)."""
+    def read(rows: slice, cols: slice) -> np.ndarray:
         with h5py.File(path, "r") as h5:
-            return np.asarray(h5[var.name][()]).T
-    return _load_v5(str(path), var.name)
+            return np.asarray(h5[var.name][cols, rows]).T
+    return read
+
+
+def _plane_reader(path: Path, var: MatVariable) -> Callable[[slice, slice], np.ndarray]:
+    if _v73(path):
+        return _v73_plane(path, var)
+    return lambda rows, cols: _load_v5(str(path), var)[rows, cols]
 
 
 def open_scene(path: Path, **_: object) -> Scene:
@@ -108,19 +153,18 @@ def open_scene(path: Path, **_: object) -> Scene:
         raise FormatError(path, f"no cube-like (3-D) or label-like (2-D) numeric array in the "
                           f"MATLAB file (variables: {names})",
                           "save the cube as rows × cols × bands")
-    ground_truth = read_variable(path, gt) if gt is not None else None
+    truth = _plane_reader(path, gt) if gt is not None else None
     notes = []
     if cube is None:
         notes.append(f"ground truth only ('{gt.name}'): the single band holds the class values")
-        labels = ground_truth
 
         def read_labels(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-            return labels[None, rows, cols][np.zeros(len(bands), int)]
+            return truth(rows, cols)[None][np.zeros(len(bands), int)]
 
         return Scene.from_reader(
-            read_labels, shape=(1, *labels.shape), dtype=labels.dtype,
+            read_labels, shape=(1, *gt.shape), dtype=_class_dtype(gt),
             bands=BandInfo.build(1, name=[gt.name]), path=str(path), format=f"MATLAB {version}",
-            notes=notes, ground_truth=ground_truth,
+            notes=notes, ground_truth=truth,
         )
 
     rows_n, cols_n, bands_n = cube.shape
@@ -133,15 +177,15 @@ def open_scene(path: Path, **_: object) -> Scene:
             return np.ascontiguousarray(block[bands - bands.min()].transpose(0, 2, 1))
     else:
         def read(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-            return np.ascontiguousarray(_load_v5(str(path), cube.name)[rows, cols][:, :, bands]
+            return np.ascontiguousarray(_load_v5(str(path), cube)[rows, cols][:, :, bands]
                                         .transpose(2, 0, 1))
-    dtype = np.dtype("float64") if cube.matlab_class == "double" else _class_dtype(cube)
     return Scene.from_reader(
-        read, shape=(bands_n, rows_n, cols_n), dtype=dtype, bands=BandInfo.build(bands_n),
-        path=str(path), format=f"MATLAB {version}", notes=notes, ground_truth=ground_truth,
+        read, shape=(bands_n, rows_n, cols_n), dtype=_class_dtype(cube),
+        bands=BandInfo.build(bands_n), path=str(path), format=f"MATLAB {version}", notes=notes,
+        ground_truth=truth,
     )
 
 
 def _class_dtype(var: MatVariable) -> np.dtype:
-    return np.dtype({"single": "float32", "logical": "uint8"}.get(var.matlab_class,
-                                                                  var.matlab_class))
+    return np.dtype({"double": "float64", "single": "float32", "logical": "uint8"}
+                    .get(var.matlab_class, var.matlab_class))

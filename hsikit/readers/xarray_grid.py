@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from hsikit.errors import FormatError, InputError
+from hsikit.errors import FormatError, InputError, error_reason
+from hsikit.readers.grib import message_problem
+from hsikit.readers.hdf5 import check_self_contained
 from hsikit.scene import BandInfo, Scene
 
 LAT_NAMES = ("latitude", "lat", "y")
@@ -65,20 +70,56 @@ def has_consolidated_metadata(store: Path) -> bool:
         return False
 
 
-def _open_dataset(path: Path, engine: str) -> xr.Dataset:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().strip().splitlines()[0])
+
+
+@contextmanager
+def _routed_logs(name: str) -> Iterator[list[str]]:
+    """Messages a library logs while the block runs, kept instead of printed on stderr."""
+    logger, handler = logging.getLogger(name), _Collect()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
+    """The dataset and the warnings for what its engine skipped."""
     if engine == "cfgrib" and importlib.util.find_spec("cfgrib") is None:
         raise InputError(path, "reading GRIB needs cfgrib and eccodes, which are not installed",
                          "install them with: pip install 'hsikit[era5]'")
     kwargs: dict[str, Any] = {"chunks": {}}
     if engine == "cfgrib":  # never write .idx files beside the user's data
         kwargs["backend_kwargs"] = {"indexpath": ""}
+        problem = message_problem(path)
+        if problem is not None:
+            raise FormatError(path, f"the GRIB file cannot be read whole: {problem}",
+                              "re-download it")
+    if engine == "h5netcdf":
+        check_self_contained(path)
     if engine == "zarr":
         kwargs["consolidated"] = has_consolidated_metadata(path)
-    try:
-        return xr.open_dataset(path, engine=engine, **kwargs)
-    except Exception as exc:  # engines raise many types for unreadable files
-        raise FormatError(path, f"cannot be opened as {engine} ({str(exc).splitlines()[0]})",
-                          "check that the file is complete") from exc
+    with _routed_logs("cfgrib") as logged:
+        try:
+            dataset = xr.open_dataset(path, engine=engine, **kwargs)
+        except Exception as exc:  # engines raise many types for unreadable files
+            raise FormatError(path, f"cannot be opened as {engine} ({error_reason(exc)})",
+                              "check that the file is complete") from exc
+    skipped = sorted({m.split(":", 1)[1].strip() for m in logged
+                      if m.startswith("skipping variable:")})
+    warnings = [f"GRIB variables that do not fit one grid with the others were skipped: "
+                f"{'; '.join(skipped)}"] if skipped else []
+    return dataset, warnings
 
 
 def _find(names: tuple[str, ...], dims: Any) -> str | None:
@@ -91,7 +132,12 @@ def _select(ds: xr.Dataset, dim: str, choice: int | str | None, what: str,
     if choice is None:
         index = 0
     elif isinstance(choice, str) and not choice.lstrip("-").isdigit():
-        matches = np.nonzero(values.astype(str) == np.datetime64(choice).astype(values.dtype)
+        try:
+            wanted = np.datetime64(choice)
+        except ValueError as exc:
+            raise InputError(path, f"{what} '{choice}' is not an ISO date and time",
+                             "write it as e.g. 2017-01-01T12:00, or give an index") from exc
+        matches = np.nonzero(values.astype(str) == wanted.astype(values.dtype)
                              .astype(str))[0] if np.issubdtype(values.dtype, np.datetime64) else []
         if len(matches) == 0:
             raise InputError(path, f"{what} '{choice}' is not in the file "
@@ -112,7 +158,7 @@ def _select(ds: xr.Dataset, dim: str, choice: int | str | None, what: str,
 def open_scene(path: Path, *, member: int | str | None = None, time: int | str | None = None,
                **_: object) -> Scene:
     engine = engine_for(path)
-    ds = _open_dataset(path, engine or "")
+    ds, warnings = _open_dataset(path, engine or "")
     lat = _find(LAT_NAMES, ds.dims) or _find(LAT_NAMES, ds.coords)
     lon = _find(LON_NAMES, ds.dims) or _find(LON_NAMES, ds.coords)
     if lat is None or lon is None:
@@ -159,6 +205,7 @@ def open_scene(path: Path, *, member: int | str | None = None, time: int | str |
         bands=BandInfo.build(len(names), name=names, source="none"), path=str(path),
         format={"cfgrib": "GRIB", "zarr": "Zarr (xarray)"}.get(engine or "", "NetCDF"),
         crs=crs, transform=transform, nodata=nodata, notes=notes + grid_notes,
+        warnings=warnings,
     )
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import zarr
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 
-from hsikit.errors import FormatError
+from hsikit.errors import FormatError, error_reason
 from hsikit.scene import BandInfo, Scene
 
 ARRAY_NAME = "cube"
@@ -27,47 +28,89 @@ def sniff(path: Path) -> bool:
         if file.is_file():
             try:
                 doc = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError, RecursionError):
                 return False
-            attrs = doc.get("attributes", doc) if meta == "zarr.json" else doc
-            return ATTR_KEY in attrs
+            attrs = doc.get("attributes", doc) if meta == "zarr.json" and isinstance(
+                doc, dict) else doc
+            return isinstance(attrs, dict) and ATTR_KEY in attrs
     return False
 
 
-def _floats(values: list[Any] | None, count: int, default: float) -> np.ndarray:
+def _attribute_error(path: Path, problem: str) -> FormatError:
+    return FormatError(path, f"the cube's '{ATTR_KEY}' attributes are invalid: {problem}",
+                       "write cubes with 'hsikit convert … -o cube.zarr'")
+
+
+def _list(meta: dict[str, Any], key: str, count: int, path: Path) -> list[Any] | None:
+    values = meta.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != count:
+        raise _attribute_error(path, f"'{key}' must list one value for each of the {count} bands")
+    return values
+
+
+def _floats(meta: dict[str, Any], key: str, count: int, default: float, path: Path
+            ) -> np.ndarray:
+    values = _list(meta, key, count, path)
     if values is None:
         return np.full(count, default)
-    return np.asarray([default if v is None else float(v) for v in values], dtype="float64")
+    try:
+        return np.asarray([default if v is None else float(v) for v in values], dtype="float64")
+    except (TypeError, ValueError) as exc:
+        raise _attribute_error(path, f"'{key}' holds a value that is not a number") from exc
+
+
+def _grid(meta: dict[str, Any], path: Path) -> tuple[CRS | None, Affine, float | None]:
+    transform = meta.get("transform")
+    try:
+        numbers = [float(v) for v in transform]
+    except (TypeError, ValueError) as exc:
+        raise _attribute_error(path, "'transform' must be six numbers") from exc
+    if len(numbers) < 6 or not np.all(np.isfinite(numbers[:6])):
+        raise _attribute_error(path, "'transform' must be six finite numbers")
+    try:
+        crs = CRS.from_wkt(meta["crs"]) if meta.get("crs") else None
+    except (CRSError, TypeError) as exc:
+        raise _attribute_error(path, f"'crs' is not a valid WKT ({error_reason(exc)})") from exc
+    nodata = float("nan") if meta.get("nodata_is_nan") else meta.get("nodata")
+    if nodata is not None and not isinstance(nodata, (int, float)):
+        raise _attribute_error(path, "'nodata' is not a number")
+    return crs, Affine(*numbers[:6]), None if nodata is None else float(nodata)
 
 
 def open_scene(path: Path, **_: object) -> Scene:
     try:
         group = zarr.open_group(str(path), mode="r")
         array = group[ARRAY_NAME]
+        meta = group.attrs[ATTR_KEY]
     except Exception as exc:
-        raise FormatError(path, f"not a readable hsikit Zarr cube ({exc})",
+        raise FormatError(path, f"not a readable hsikit Zarr cube ({error_reason(exc)})",
                           "write cubes with 'hsikit convert … -o cube.zarr'") from exc
-    meta = dict(group.attrs[ATTR_KEY])
+    if not isinstance(meta, dict):
+        raise _attribute_error(path, "they are not a JSON object")
+    if not isinstance(array, zarr.Array) or array.ndim != 3:
+        raise FormatError(path, f"'{ARRAY_NAME}' is not a 3-D array (band, y, x)",
+                          "write cubes with 'hsikit convert … -o cube.zarr'")
     count = int(array.shape[0])
+    bad = _list(meta, "bad_band", count, path)
     bands = BandInfo.build(
         count,
-        wavelength=_floats(meta.get("wavelength"), count, np.nan),
-        fwhm=_floats(meta.get("fwhm"), count, np.nan),
-        bad_band=meta.get("bad_band"),
-        name=meta.get("name"),
-        scale=_floats(meta.get("scale"), count, 1.0),
-        offset=_floats(meta.get("offset"), count, 0.0),
+        wavelength=_floats(meta, "wavelength", count, np.nan, path),
+        fwhm=_floats(meta, "fwhm", count, np.nan, path),
+        bad_band=None if bad is None else [bool(b) for b in bad],
+        name=_list(meta, "name", count, path),
+        scale=_floats(meta, "scale", count, 1.0, path),
+        offset=_floats(meta, "offset", count, 0.0, path),
         source="hsikit Zarr attributes",
     )
+    crs, transform, nodata = _grid(meta, path)
 
     def read(band_ids: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         lo, hi = int(band_ids.min()), int(band_ids.max()) + 1
         return np.asarray(array[lo:hi, rows, cols])[band_ids - lo]
 
-    crs = CRS.from_wkt(meta["crs"]) if meta.get("crs") else None
-    nodata = float("nan") if meta.get("nodata_is_nan") else meta.get("nodata")
     return Scene.from_reader(
         read, shape=tuple(array.shape), dtype=array.dtype, bands=bands, path=str(path),
-        format="Zarr", crs=crs, transform=Affine(*meta["transform"][:6]),
-        nodata=None if nodata is None else float(nodata),
+        format="Zarr", crs=crs, transform=transform, nodata=nodata,
     )

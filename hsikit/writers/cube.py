@@ -17,7 +17,7 @@ import zarr
 from hsikit.errors import OutputError
 from hsikit.gdal_metadata import gdal_band_metadata
 from hsikit.readers import envi, zarr_cube
-from hsikit.scene import Scene
+from hsikit.scene import Scene, is_pixel_grid
 from hsikit.writers.atomic import staged_output
 
 WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
@@ -106,7 +106,7 @@ def _write_envi(scene: Scene, header: Path) -> None:
         meta["fwhm"] = fwhm
     if scene.nodata is not None:
         meta["data ignore value"] = f"{scene.nodata:.10g}"
-    if scene.crs is not None or not scene.transform.is_identity:
+    if not is_pixel_grid(scene.transform, scene.crs):
         meta.update(envi.write_map_info(scene.crs, scene.transform))
     image = spy_envi.create_image(str(header), meta, ext=".img", force=True)
     cube = image.open_memmap(interleave="source", writable=True)  # (bands, rows, cols) for bsq
