@@ -9,6 +9,7 @@ the weights strictly: a wrong name or shape is refused with one sentence.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,8 @@ FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
 FORMAT_VERSION = 3  # 2: smoothing records its guide's components; 3: ensemble members
 HEADER_KEY = "hsikit"
+BUNDLE_SUFFIXES = (".safetensors",)
+MAX_PATCH = 255  # pixels per patch side: far above any model's, far below a memory bomb
 
 
 class ModelSpec(BaseModel):
@@ -53,8 +56,19 @@ class ModelSpec(BaseModel):
         return models[0] if self.members == 1 else MeanEnsemble(models)
 
 
+class ClassRecord(BaseModel):
+    """One class of the bundle's class table."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: int = Field(ge=1, le=65535)
+    name: str = Field(min_length=1)
+    colour: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+
+
 class BundleMeta(BaseModel):
-    """The JSON header. ``extra='forbid'`` so a tampered or foreign header is refused."""
+    """The JSON header. ``extra='forbid'`` so a tampered or foreign header is refused; the
+    class table, band lists and sizes are checked against each other before anything is built
+    from them."""
 
     model_config = ConfigDict(extra="forbid")
     format: Literal["hsikit-bundle"]
@@ -71,6 +85,22 @@ class BundleMeta(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     smoothing: Smoothing | None = None  # applied to the probabilities of every map
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BundleMeta:
+        records = [ClassRecord.model_validate(r) for r in self.classes]
+        if len({r.value for r in records}) != len(records):
+            raise ValueError("class values must be unique")
+        if len(records) != self.num_classes:
+            raise ValueError(f"num_classes is {self.num_classes} but {len(records)} classes "
+                             "are listed")
+        if len(self.band_names) != len(self.band_wavelengths):
+            raise ValueError("band_names and band_wavelengths differ in length")
+        if any(w is not None and not math.isfinite(w) for w in self.band_wavelengths):
+            raise ValueError("band_wavelengths must be finite numbers or null")
+        if self.patch_size % 2 == 0 or self.patch_size > MAX_PATCH:
+            raise ValueError(f"patch_size must be odd and at most {MAX_PATCH}")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +132,14 @@ class Bundle:
     meta: BundleMeta
     model: Any
     preprocessor: Preprocessor
+    #: The file it was loaded from (None for a bundle made in this process).
+    path: Path | None = None
+
+    def sha256(self) -> str | None:
+        """Checksum of the bundle file, for provenance (None when not loaded from a file)."""
+        from hsikit.writers.provenance import sha256_of
+
+        return None if self.path is None else sha256_of(self.path)
 
     @property
     def classes(self) -> ClassTable:
@@ -141,7 +179,7 @@ class Bundle:
         preprocessor, indices = self.preprocessor.subset(scene)
         if len(indices) == len(self.preprocessor.band_names):
             return self, indices
-        return Bundle(self.meta, self.model, preprocessor), indices
+        return replace(self, preprocessor=preprocessor), indices
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """``[B, C, P, P]`` preprocessed patches → ``[B, K]`` class probabilities."""
@@ -176,7 +214,7 @@ def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Pr
     tensors.update({f"preprocess.{k}": np.ascontiguousarray(v)
                     for k, v in preprocessor.state().items()})
     path = Path(path)
-    with staged_output(path) as stage:
+    with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a bundle") as stage:
         save_file(tensors, str(stage / path.name),
                   metadata={HEADER_KEY: meta.model_dump_json()})
     return path
@@ -207,8 +245,9 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
                          "use a bundle written by 'hsikit train'")
     try:
         parsed = json.loads(header)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"the bundle description is invalid ({exc})",
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(path, f"the bundle description is invalid ({reason})",
                          "the file is damaged or was edited") from exc
     if not isinstance(parsed, dict):
         raise InputError(path, "the bundle description is not a JSON object",
@@ -226,6 +265,9 @@ def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str,
                          f"({FORMAT_VERSION})", "upgrade hsikit")
     try:
         return (PretrainedMeta if pretrained else BundleMeta).model_validate(header), arrays
+    except RecursionError as exc:
+        raise InputError(path, "the bundle description is nested too deeply",
+                         "the file is damaged or was edited") from exc
     except ValidationError as exc:
         kind = "pretrained-encoder" if pretrained else "bundle"
         raise InputError(path, f"the {kind} description is invalid ({validation_sentence(exc)})",
@@ -233,6 +275,9 @@ def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str,
 
 
 def load_bundle(path: str | Path) -> Bundle:
+    """A bundle ready to predict. Nothing is built from the description until it agrees with
+    the arrays: preprocessing shapes and values first, then the architecture's parameter shapes
+    (from a build on torch's ``meta`` device, which allocates nothing) against the weights."""
     from hsikit.models import get_entry
 
     path = Path(path)
@@ -241,36 +286,81 @@ def load_bundle(path: str | Path) -> Bundle:
         raise InputError(path, "this is a pretrained encoder (from 'hsikit pretrain'), not a "
                          "trained classifier", "fine-tune it on labelled pixels first "
                          f"('hsikit train … --init {path.name}') and use the bundle that writes")
-    entry = get_entry(meta.model.name)
-    model = meta.model.build(meta.in_bands, meta.num_classes)
-    weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
-    _load_weights(path, model, meta.model.name, entry.family, weights)
+    try:
+        entry = get_entry(meta.model.name)
+    except InputError as exc:
+        raise InputError(path, f"the bundle's model is {exc.problem}", exc.hint) from exc
+    if entry.family != meta.model.family:
+        raise InputError(path, f"the bundle says {meta.model.name} is a {meta.model.family} "
+                         f"model, but it is {entry.family}", "the file is damaged or was edited")
     prep = {k.removeprefix("preprocess."): v for k, v in arrays.items()
             if k.startswith("preprocess.")}
+    preprocessor = _checked_preprocessor(path, meta, prep)
+    weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+    model = _built_model(path, meta, weights)
+    return Bundle(meta, model, preprocessor, path=path)
+
+
+def _damaged(path: Path, problem: str) -> InputError:
+    return InputError(path, problem, "the file is damaged or was edited")
+
+
+def _checked_preprocessor(path: Path, meta: BundleMeta, prep: dict[str, np.ndarray]
+                          ) -> Preprocessor:
+    bands = len(meta.band_names)
+    pca = "components" in prep or "pca_mean" in prep
+    expected = {"mean": (bands,), "std": (bands,), "band_wavelengths": (bands,)}
+    if pca:
+        expected.update(components=(meta.in_bands, bands), pca_mean=(bands,))
+    elif meta.in_bands != bands:
+        raise _damaged(path, f"the model takes {meta.in_bands} inputs but the bundle lists "
+                       f"{bands} bands and no PCA")
+    for key, shape in expected.items():
+        if key not in prep:
+            raise _damaged(path, f"the bundle lacks preprocessing array '{key}'")
+        if prep[key].shape != shape:
+            raise _damaged(path, f"preprocessing array '{key}' has shape {prep[key].shape}, not "
+                           f"{shape}")
+        values = prep[key].astype("float64")
+        finite = np.isfinite(values) | (key == "band_wavelengths") & np.isnan(values)
+        if not finite.all():
+            raise _damaged(path, f"preprocessing array '{key}' holds values that are not finite")
+    if np.any(prep["std"] <= 0):
+        raise _damaged(path, "preprocessing array 'std' holds values that are not positive")
+    return Preprocessor.from_state(prep, meta.band_names)
+
+
+def _built_model(path: Path, meta: BundleMeta, weights: dict[str, np.ndarray]) -> Any:
+    """The architecture with the bundle's weights, once their names and shapes agree."""
+    spec = meta.model
+    if spec.family == "classical":
+        model = _checked_build(path, spec, meta)
+        problem = model.array_problem(weights)
+        if problem is not None:
+            raise _damaged(path, f"the {spec.name} arrays do not fit together ({problem})")
+        model.load_state_dict(weights)
+        return model
+    import torch
+
+    with torch.device("meta"):
+        skeleton = _checked_build(path, spec, meta)
+    expected = {k: tuple(v.shape) or (1,) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) or (1,) for k, v in weights.items()}  # scalars are saved 1-D
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = [k for k in expected if k in found and expected[k] != found[k]]
+    if missing or unexpected or wrong:
+        first = (f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+                 if unexpected else f"'{wrong[0]}' is {found[wrong[0]]}, not {expected[wrong[0]]}")
+        raise _damaged(path, f"the weights do not fit the '{spec.name}' architecture ({first})")
+    model = _checked_build(path, spec, meta)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()},
+                          strict=True)
+    return model.eval()
+
+
+def _checked_build(path: Path, spec: ModelSpec, meta: BundleMeta) -> Any:
     try:
-        preprocessor = Preprocessor.from_state(prep, meta.band_names)
-    except KeyError as exc:
-        raise InputError(path, f"the bundle lacks preprocessing array {exc}",
-                         "the file is damaged") from exc
-    if preprocessor.out_channels != meta.in_bands or preprocessor.mean.size != len(meta.band_names):
-        raise InputError(path, "the preprocessing arrays do not match the model's input bands",
-                         "the file is damaged or was edited")
-    return Bundle(meta, model, preprocessor)
-
-
-def _load_weights(path: Path, model: Any, name: str, family: str,
-                  weights: dict[str, np.ndarray]) -> None:
-    try:
-        if family == "classical":
-            model.load_state_dict(weights)
-            return
-        import torch
-
-        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()},
-                              strict=True)
-        model.eval()
-    except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()
-        reason = first[1].strip() if len(first) > 1 else first[0]
-        raise InputError(path, f"the weights do not fit the '{name}' architecture "
-                         f"({reason})", "the file is damaged or was edited") from exc
+        return spec.build(meta.in_bands, meta.num_classes)
+    except Exception as exc:  # noqa: BLE001 — whatever a builder raises on a config it refuses
+        raise _damaged(path, f"the '{spec.name}' architecture cannot be built from the "
+                       f"bundle's description ({exc})") from exc

@@ -25,6 +25,11 @@ def palette_colour(index: int) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
+def default_class_name(value: int) -> str:
+    """The name of a class that comes without one: one rule for labels, maps and tables."""
+    return f"class {value}"
+
+
 def hex_colour(rgb: Sequence[int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
@@ -62,6 +67,15 @@ class ClassTable:
         return cls(tuple(ClassEntry(i + 1, str(n), palette_colour(i)) for i, n in enumerate(names)))
 
     @classmethod
+    def from_values(cls, values: Iterable[int], names: dict[int, str] | None = None
+                    ) -> ClassTable:
+        """Classes for the given values, named from ``names`` or by the default rule, colours
+        from the fixed palette in value order."""
+        names = names or {}
+        return cls(tuple(ClassEntry(v, names.get(v, default_class_name(v)), palette_colour(i))
+                         for i, v in enumerate(sorted(set(values)))))
+
+    @classmethod
     def from_records(cls, records: Iterable[dict]) -> ClassTable:
         return cls(tuple(ClassEntry(int(r["value"]), str(r["name"]), parse_colour(r["colour"]))
                          for r in sorted(records, key=lambda r: int(r["value"]))))
@@ -79,7 +93,7 @@ class ClassTable:
         return max(self.values, default=0)
 
     def name_of(self, value: int) -> str:
-        return next((e.name for e in self.entries if e.value == value), str(value))
+        return next((e.name for e in self.entries if e.value == value), default_class_name(value))
 
     def __len__(self) -> int:
         return len(self.entries)

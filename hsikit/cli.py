@@ -185,22 +185,26 @@ def _few(values: list[float]) -> str:
 def quicklook(
     scene: SceneArg,
     output: OutputOpt,
-    bands: Annotated[str | None, typer.Option(help="Three 1-based bands, e.g. 30,20,10.")] = None,
-    max_size: Annotated[int, typer.Option(help="Longest side in pixels.")] = 1024,
+    bands: Annotated[str | None, typer.Option(help="Three 1-based bands, e.g. 30,20,10 (or "
+                                                   "one, for grey).")] = None,
+    max_size: Annotated[int, typer.Option(min=1, help="Longest side in pixels.")] = 1024,
     member: MemberOpt = None,
     time: TimeOpt = None,
 ) -> None:
     """PNG quicklook: true colour for cubes, a legend for class maps."""
     from hsikit.writers.classmap import read_class_table
-    from hsikit.writers.quicklook import class_map_quicklook, scene_quicklook
+    from hsikit.writers.quicklook import (check_png_output, class_map_quicklook, decimation,
+                                          parse_bands, scene_quicklook)
 
+    chosen = None if bands is None else parse_bands(bands)
     opened = _scene(scene, member, time)
-    table = read_class_table(opened.path) if Path(opened.path).is_file() else None
+    check_png_output(output)
+    table = read_class_table(opened.path) if opened.format == "GeoTIFF" else None
     if table is not None:
-        class_map_quicklook(opened.read_raw(bands=[0])[0], table, output,
-                            title=Path(opened.path).name, max_size=max_size)
+        step = decimation(opened.height, opened.width, max_size)
+        class_map_quicklook(opened.read_raw(bands=[0], step=step)[0], table, output,
+                            title=Path(opened.path).name, source=opened.path)
     else:
-        chosen = None if bands is None else [int(b) - 1 for b in bands.split(",")]
         scene_quicklook(opened, output, chosen, max_size)
     out.print(f"wrote {output}")
 
@@ -209,9 +213,11 @@ def quicklook(
 def convert(scene: SceneArg, output: OutputOpt, member: MemberOpt = None,
             time: TimeOpt = None) -> None:
     """Copy a cube to GeoTIFF (.tif), ENVI (.hdr) or Zarr (.zarr) with its band metadata."""
-    from hsikit.writers.cube import write_cube
+    from hsikit.writers.cube import check_cube_output, write_cube
 
-    written = write_cube(_scene(scene, member, time), output)
+    opened = _scene(scene, member, time)
+    check_cube_output(output)
+    written = write_cube(opened, output)
     out.print(f"wrote {written}")
 
 
@@ -229,16 +235,41 @@ def rasterize(
     """Put labels on the scene grid and write them as a class-map COG."""
     from hsikit.labels import load_labels
     from hsikit.writers.classmap import write_class_map
+    from hsikit.writers.provenance import provenance
     from hsikit.writers.quicklook import class_map_quicklook
 
     opened = _scene(scene)
+    _check_map_outputs(output, png, inputs=[labels])
     placed = load_labels(labels, opened, class_field, name_field)
-    write_class_map(output, placed.values, opened.grid, placed.classes)
+    write_class_map(output, placed.values, opened.grid, placed.classes,
+                    tags=provenance(source=opened.path, labels=labels))
     if png is not None:
-        class_map_quicklook(placed.values, placed.classes, png, title=labels.name)
+        class_map_quicklook(placed.values, placed.classes, png, title=labels.name,
+                            source=str(labels))
     counts = placed.counts()
-    out.print(f"wrote {output}: {len(placed.classes)} classes, {sum(counts.values())} labelled "
-              "pixels")
+    out.print(f"wrote {_with_sidecars(output)}: {len(placed.classes)} classes, "
+              f"{sum(counts.values())} labelled pixels")
+
+
+def _check_map_outputs(output: Path, png: Path | None, *, inputs: list = (),
+                       confidence: bool = False, probabilities: bool = False) -> None:
+    """Every file a map command will write, refused before any work if one is unsafe."""
+    from hsikit.writers.classmap import check_class_map_output
+    from hsikit.writers.quicklook import check_png_output
+
+    check_class_map_output(output, confidence=confidence, probabilities=probabilities,
+                           inputs=tuple(str(i) for i in inputs))
+    if png is not None:
+        check_png_output(png, inputs=[str(i) for i in inputs])
+
+
+def _with_sidecars(output: Path) -> str:
+    """The map and the files that travel with it, as the user should keep them together."""
+    from hsikit.writers.classmap import sidecar_paths
+
+    paths = sidecar_paths(output)
+    return (f"{output} (keep with it: {paths['aux'].name} for class names and the attribute "
+            f"table, {paths['qml'].name} for the QGIS style)")
 
 
 def _options(config_class: type, command: str, scenes: list[str] | None,
@@ -426,9 +457,9 @@ def classify(
     probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")
                              ] = False,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 1024,
-    window: Annotated[int, typer.Option(help="Window side in pixels.")] = 256,
-    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Patches per forward pass.")] = 1024,
+    window: Annotated[int, typer.Option(min=1, help="Window side in pixels.")] = 256,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     smooth: SmoothOpt = None,
@@ -439,19 +470,26 @@ def classify(
     the bundle's own smoothing (--smooth 0 turns it off)."""
     from rich.progress import Progress
 
-    from hsikit.bundle import load_bundle
+    from hsikit.bundle import BUNDLE_SUFFIXES, load_bundle
     from hsikit.devices import resolve_device
     from hsikit.inference import classify_scene
     from hsikit.smoothing import chosen_smoothing
-    from hsikit.writers.atomic import check_writable_folder
+    from hsikit.writers.atomic import check_output, check_output_folder
 
     if (bundle is None) == (labels is None):
         raise InputError(None, "give either a bundle (-m) or labels (--labels)",
                          "see 'hsikit classify --help'")
-    check_writable_folder(output)
+    opened = _scene(scene)
+    inputs = [opened.path, *([labels] if labels else []), *([bundle] if bundle else [])]
+    _check_map_outputs(output, png, inputs=inputs, confidence=confidence,
+                       probabilities=probabilities)
     device = resolve_device(device)
     if labels is not None:
         chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
+        bundle = check_output(output.with_suffix(".safetensors"), suffixes=BUNDLE_SUFFIXES,
+                              what="a bundle", inputs=inputs)
+        report_dir = check_output_folder(output.with_name(output.stem + "_report"),
+                                         inputs=inputs)
     if threads:
         import torch
 
@@ -459,17 +497,15 @@ def classify(
     if labels is not None:
         from hsikit.training.run import train as run_training
 
-        bundle = output.with_suffix(".safetensors")
         config = _train_config([scene], [labels], None, model=model, class_field=class_field,
                                seed=seed, threads=threads, device=device, smooth=smooth,
                                smooth_eps=smooth_eps, smooth_guide=smooth_guide)
-        result = run_training(config, bundle, output.with_name(output.stem + "_report"))
+        result = run_training(config, bundle, report_dir)
         _print_metrics(result.report)
     loaded = load_bundle(bundle).to(device)
     if (smooth, smooth_eps, smooth_guide) != (None, None, None):
         loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps, smooth_guide,
                                                         loaded.meta.smoothing))
-    opened = _scene(scene)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("classifying", total=None)
         summary = classify_scene(
@@ -477,13 +513,21 @@ def classify(
             probabilities=probabilities,
             on_window=lambda done, total: progress.update(task, completed=done, total=total))
     if png is not None:
-        from hsikit.writers.classmap import read_class_table
-        from hsikit.writers.quicklook import class_map_quicklook
+        _map_png(output, png)
+    out.print(f"wrote {_with_sidecars(output)}: {summary['classified']} pixels classified, "
+              f"{summary['nodata']} nodata")
 
-        with rasterio.open(output) as src:
-            class_map_quicklook(src.read(1), read_class_table(output), png, title=output.name)
-    out.print(f"wrote {output}: {summary['classified']} pixels classified, {summary['nodata']} "
-              "nodata")
+
+def _map_png(class_map: Path, png: Path) -> None:
+    """The legend PNG of a class map just written, from a decimated read of it."""
+    from hsikit.readers import open_scene
+    from hsikit.writers.classmap import read_class_table
+    from hsikit.writers.quicklook import class_map_quicklook, decimation
+
+    written = open_scene(class_map)
+    step = decimation(written.height, written.width, 1024)
+    class_map_quicklook(written.read_raw(bands=[0], step=step)[0], read_class_table(class_map),
+                        png, title=class_map.name, source=str(class_map))
 
 
 @app.command()
@@ -501,7 +545,10 @@ def evaluate(
 ) -> None:
     """Accuracy of a bundle: on its own test split, or on independent labelled data."""
     from hsikit.evaluation import evaluate_bundle
+    from hsikit.writers.atomic import check_output_folder
 
+    if report is not None:
+        check_output_folder(report, inputs=[bundle, *filter(None, [scene, labels])])
     result = evaluate_bundle(bundle, scene=scene, labels=labels, class_field=class_field,
                              dataset=dataset, report_dir=report, device=device)
     _print_metrics(result)
@@ -656,14 +703,17 @@ def data_labels(name: str, output: OutputOpt,
     """Write a catalog dataset's ground truth as a class-map COG."""
     from hsikit.datasets import load
     from hsikit.writers.classmap import write_class_map
+    from hsikit.writers.provenance import provenance
     from hsikit.writers.quicklook import class_map_quicklook
 
+    _check_map_outputs(output, png)
     dataset = load(name)
-    write_class_map(output, dataset.labels.values, dataset.scene.grid, dataset.labels.classes)
+    write_class_map(output, dataset.labels.values, dataset.scene.grid, dataset.labels.classes,
+                    tags=provenance(source=f"catalog:{name}"))
     if png is not None:
         class_map_quicklook(dataset.labels.values, dataset.labels.classes, png,
-                            title=dataset.card.title)
-    out.print(f"wrote {output}")
+                            title=dataset.card.title, source=f"catalog:{name}")
+    out.print(f"wrote {_with_sidecars(output)}")
 
 
 def main() -> None:

@@ -125,13 +125,11 @@ def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
         pixels = _independent(bundle, scene or "", labels, class_field, dataset)
         report = _report(bundle, pixels, "independent reference data")
     if report_dir is not None:
-        import json
+        from hsikit.training.report import confusion_png, write_json
+        from hsikit.writers.atomic import prepare_output_folder
 
-        from hsikit.training.report import confusion_png
-
-        folder = Path(report_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        folder = prepare_output_folder(report_dir)
+        write_json(folder / "metrics.json", report)
         confusion_png(folder / "confusion.png", np.asarray(report["confusion"]),
                       report["class_names"], f"{report['model']}: OA {report['oa']:.2%}")
     return report

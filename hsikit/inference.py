@@ -15,10 +15,12 @@ import numpy as np
 from rasterio.windows import Window
 
 from hsikit.bundle import Bundle
+from hsikit.errors import InputError
 from hsikit.patches import around, batched_pixels, halo_windows, patches_at, read_block
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
+from hsikit.writers.provenance import provenance
 
 PREDICT_BATCH = 2048
 WINDOW = 256  # pixels per side of a streamed window
@@ -80,13 +82,16 @@ def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np
 def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = WINDOW,
                    batch_size: int = 1024, confidence: bool = False, probabilities: bool = False,
                    on_window: Callable[[int, int], None] | None = None) -> dict:
-    """Write the class map (and optional confidence / probabilities) for ``scene``."""
+    """Write the class map (and optional confidence / probabilities) for ``scene``; a scene
+    without a single valid pixel is refused and nothing is written."""
     table = bundle.classes
     values = np.asarray(table.values)
     total = -(-scene.height // window) * -(-scene.width // window)
     classified = 0
+    tags = provenance(source=scene.path, model=bundle.meta.model.name, bundle=bundle.path,
+                      bundle_sha256=bundle.sha256())
     with ClassMapWriter(output, scene.grid, table, confidence=confidence,
-                        probabilities=probabilities) as writer:
+                        probabilities=probabilities, tags=tags) as writer:
         for done, (core, scores, valid) in enumerate(
                 window_scores(scene, bundle, window=window, batch_size=batch_size), start=1):
             classes = np.where(valid, values[scores.argmax(axis=0)], CLASS_NODATA)
@@ -95,5 +100,9 @@ def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: 
                          probabilities=scores if probabilities else None)
             if on_window is not None:
                 on_window(done, total)
+        if classified == 0:
+            raise InputError(scene.path, "no pixel of the scene is valid (every one is nodata or "
+                             "not a finite number), so there is nothing to map",
+                             "check the scene's nodata value and its bands")
     return {"pixels": scene.width * scene.height, "classified": classified,
             "nodata": scene.width * scene.height - classified}

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsikit.classes import ClassEntry, ClassTable, palette_colour
+from hsikit.classes import ClassTable
 from hsikit.errors import InputError, LabelError
 from hsikit.scene import Scene
 from hsikit.writers.atomic import claim_input
 
+MAX_CLASS_VALUE = 65535  # class maps are uint8, or uint16 past 255 classes
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")
 
 
@@ -74,8 +75,7 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
         table = read_class_table(path)
     present = sorted(set(np.unique(values).tolist()) - {0})
     if table is None:
-        table = ClassTable(tuple(ClassEntry(v, f"class {v}", palette_colour(i))
-                                 for i, v in enumerate(present)))
+        table = ClassTable.from_values(present)
     dtype = "uint8" if table.max_value <= 255 and values.max() <= 255 else "uint16"
     return Labels(values.astype(dtype), table, str(path))
 
@@ -131,22 +131,30 @@ def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
 def _class_table(frame, field: str, name_field: str | None, path: Path
                  ) -> tuple[ClassTable, np.ndarray]:
     column = frame[field]
-    numeric = pd.api.types.is_numeric_dtype(column)
-    if numeric and np.all(column.to_numpy() == np.round(column.to_numpy())):
-        codes = column.to_numpy().astype("int64")
+    if pd.api.types.is_bool_dtype(column):
+        raise LabelError(path, f"class field '{field}' holds true/false values",
+                         "use class numbers (1…) or class names")
+    if pd.api.types.is_numeric_dtype(column):
+        numbers = column.to_numpy(dtype="float64")
+        fractional = numbers[~np.isfinite(numbers) | (numbers != np.round(numbers))]
+        if fractional.size:
+            raise LabelError(path, f"class field '{field}' holds numbers that are not whole "
+                             f"(e.g. {fractional[0]:g})", "use whole class numbers (1…), or a "
+                             "text field of class names")
+        codes = numbers.astype("int64")
         if codes.min() <= 0:
             raise LabelError(path, f"class field '{field}' has values ≤ 0",
                              "use 1… for classes (0 means unlabelled)")
+        if codes.max() > MAX_CLASS_VALUE:
+            raise LabelError(path, f"class field '{field}' has values above {MAX_CLASS_VALUE}",
+                             "number the classes from 1")
         names: dict[int, str] = {}
         if name_field is not None:
             if name_field not in frame.columns:
                 raise LabelError(path, f"the name field '{name_field}' is not in the file",
                                  "choose an existing field")
             names = dict(zip(codes.tolist(), frame[name_field].astype(str)))
-        values = sorted(set(codes.tolist()))
-        table = ClassTable(tuple(ClassEntry(v, names.get(v, f"class {v}"), palette_colour(i))
-                                 for i, v in enumerate(values)))
-        return table, codes
+        return ClassTable.from_values(codes.tolist(), names), codes
     labels = column.astype(str)
     table = ClassTable.from_names(sorted(set(labels)))
     lookup = {e.name: e.value for e in table.entries}

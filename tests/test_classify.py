@@ -122,7 +122,7 @@ def test_tampered_bundles_are_refused(tmp_path, run_cli):
     pickled.write_bytes(pickle.dumps(_Exploit(marker)))
 
     for path, fragment in ((bad_json, "the bundle description is invalid"),
-                           (wrong_shape, "do not match"),
+                           (wrong_shape, "the model takes 27 inputs but the bundle lists 24 bands"),
                            (future, "bundle format 99 is newer than this hsikit reads"),
                            (pickled, "not a safetensors bundle")):
         result = run_cli("classify", scene, "-m", path, "-o", tmp_path / "map.tif")

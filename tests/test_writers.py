@@ -43,7 +43,7 @@ def test_class_map_is_a_gis_ready_cog(tmp_path):
     # category names and RAT for GDAL/QGIS, in the PAM sidecar
     aux = ET.parse(tmp_path / "map.tif.aux.xml").getroot()
     names = [c.text or "" for c in aux.iter("Category")]
-    assert names == ["", "Water", "Forest", "Crop"]
+    assert names == ["unlabelled", "Water", "Forest", "Crop"]
     rat = aux.find(".//GDALRasterAttributeTable")
     assert rat.get("tableType") == "thematic"
     assert [r.findall("F")[1].text for r in rat.findall("Row")] == ["Water", "Forest", "Crop"]
@@ -54,11 +54,16 @@ def test_class_map_is_a_gis_ready_cog(tmp_path):
     assert read_class_table(path) == TABLE
 
 
-def test_class_map_without_crs_keeps_pixel_grid(tmp_path):
+def test_class_map_without_crs_is_a_north_up_pixel_grid(tmp_path):
+    """GDAL's default (0, 1, 0, 0, 0, 1) is south-up: QGIS would show the map upside down."""
     grid = Grid(30, 20, rasterio.Affine.identity(), None)
-    path = write_class_map(tmp_path / "m.tif", np.ones((20, 30), "uint8"), grid, TABLE)
+    values = np.ones((20, 30), "uint8")
+    values[0, :5] = 3  # the array's first row
+    path = write_class_map(tmp_path / "m.tif", values, grid, TABLE)
     with rasterio.open(path) as src:
-        assert src.crs is None and src.transform == rasterio.Affine.identity()
+        assert src.crs is None and src.transform == rasterio.Affine(1, 0, 0, 0, -1, 0)
+        assert src.read(1)[0, :6].tolist() == [3, 3, 3, 3, 3, 1]
+        assert src.xy(0, 0) == (0.5, -0.5)  # row 0 is the top of the map
 
 
 def test_confidence_and_probabilities_written_beside_the_map(tmp_path):

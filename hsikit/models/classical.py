@@ -95,12 +95,32 @@ class ClassicalClassifier(ABC):
         return dict(self.arrays)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        missing = set(self.expected_keys) - set(state)
-        if missing:
-            raise ValueError(f"missing arrays: {', '.join(sorted(missing))}")
+        problem = self.array_problem(state)
+        if problem is not None:
+            raise ValueError(problem)
         self.arrays = {k: np.asarray(state[k]) for k in self.expected_keys}
 
     expected_keys: tuple[str, ...] = ()
+
+    def array_problem(self, state: dict[str, np.ndarray]) -> str | None:
+        """What keeps ``state`` from predicting with this model's sizes, or None: checked at
+        load, so a damaged file is refused instead of failing inside a matrix product."""
+        missing = sorted(set(self.expected_keys) - set(state))
+        if missing:
+            return f"missing arrays: {', '.join(missing)}"
+        unexpected = sorted(set(state) - set(self.expected_keys))
+        if unexpected:
+            return f"unexpected arrays: {', '.join(unexpected)}"
+        for key in self.expected_keys:
+            if not np.issubdtype(state[key].dtype, np.number):
+                return f"'{key}' is not numeric"
+            if np.issubdtype(state[key].dtype, np.floating) and not np.isfinite(state[key]).all():
+                return f"'{key}' holds values that are not finite"
+        return self._layout_problem({k: np.asarray(state[k]) for k in self.expected_keys})
+
+    @abstractmethod
+    def _layout_problem(self, a: dict[str, np.ndarray]) -> str | None:
+        """Shape and index consistency of this model's arrays."""
 
     def parameter_count(self) -> int:
         return int(sum(a.size for a in self.arrays.values()))
@@ -133,6 +153,22 @@ class SVMClassifier(ClassicalClassifier):
             "n_support": model.n_support_.astype("int64"),
             "gamma": np.asarray([model._gamma], dtype="float64"),
         }
+
+    def _layout_problem(self, a: dict[str, np.ndarray]) -> str | None:
+        k = self.num_classes
+        sv = a["support_vectors"]
+        if sv.ndim != 2 or sv.shape[1] != self.in_bands:
+            return f"support_vectors must be (vectors, {self.in_bands})"
+        if a["n_support"].shape != (k,) or a["n_support"].min() < 0 \
+                or int(a["n_support"].sum()) != sv.shape[0]:
+            return f"n_support must count the support vectors of each of the {k} classes"
+        if a["dual_coef"].shape != (k - 1, sv.shape[0]):
+            return f"dual_coef must be ({k - 1}, {sv.shape[0]})"
+        if a["intercept"].shape != (k * (k - 1) // 2,):
+            return f"intercept must hold {k * (k - 1) // 2} values"
+        if a["gamma"].shape != (1,):
+            return "gamma must be one value"
+        return None
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         """One-vs-one votes plus bounded confidences (ties broken as scikit-learn does)."""
@@ -200,6 +236,26 @@ class ForestClassifier(ClassicalClassifier):
             depth = max(depth, tree.max_depth)
         self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
         self.arrays.update(roots=np.asarray(roots, "int64"), depth=np.asarray([depth], "int64"))
+
+    def _layout_problem(self, a: dict[str, np.ndarray]) -> str | None:
+        nodes = a["left"].shape[0] if a["left"].ndim == 1 else -1
+        if nodes <= 0 or any(a[key].shape != (nodes,)
+                             for key in ("right", "feature", "threshold")):
+            return "left, right, feature and threshold must be one value per node"
+        if a["value"].shape != (nodes, self.num_classes):
+            return f"value must be (nodes, {self.num_classes})"
+        if a["roots"].ndim != 1 or a["roots"].size == 0 or a["depth"].shape != (1,):
+            return "roots must list the trees and depth be one value"
+        indices = [("left", -1, nodes), ("right", -1, nodes), ("roots", 0, nodes),
+                   ("feature", 0, self.in_bands)]
+        for key, low, high in indices:
+            values = a[key]
+            if not np.issubdtype(values.dtype, np.integer) or values.min() < low \
+                    or values.max() >= high:
+                return f"{key} must be integers from {low} to {high - 1}"
+        if not 0 <= int(a["depth"][0]) <= nodes:
+            return f"depth must lie between 0 and {nodes}"
+        return None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays

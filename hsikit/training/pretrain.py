@@ -18,7 +18,7 @@ import torch
 from pydantic import Field, model_validator
 
 from hsikit import __version__
-from hsikit.bundle import HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
+from hsikit.bundle import BUNDLE_SUFFIXES, HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
@@ -27,7 +27,7 @@ from hsikit.preprocess import Preprocessor, good_bands, match_bands
 from hsikit.splits import TRAIN, VAL, Split, SplitSpec
 from hsikit.training.run import DataOptions, TrainConfig, architecture_for, load_sources
 from hsikit.training.samples import Source, extract, read_spectra
-from hsikit.writers.atomic import check_writable_folder, staged_output
+from hsikit.writers.atomic import check_output, staged_output
 
 
 class PretrainConfig(DataOptions):
@@ -109,8 +109,8 @@ def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: 
 def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> dict:
     from hsikit.training.task import Recipe, fit_pretraining
 
-    output = Path(output)
-    check_writable_folder(output)
+    output = check_output(output, suffixes=BUNDLE_SUFFIXES, what="a pretrained encoder",
+                          inputs=[*config.scenes, *config.labels])
     entry = get_entry(config.model)
     objective = entry.defaults.get("pretrain")
     if objective is None:
@@ -169,5 +169,5 @@ def _save_encoder(path: Path, classifier: torch.nn.Module, meta: PretrainedMeta)
 
     tensors = {f"model.{k}": np.ascontiguousarray(v.detach().cpu().numpy())
                for k, v in classifier.state_dict().items() if k.startswith("encoder.")}
-    with staged_output(path) as stage:
+    with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a pretrained encoder") as stage:
         save_file(tensors, str(stage / path.name), metadata={HEADER_KEY: meta.model_dump_json()})

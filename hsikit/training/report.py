@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from hsikit.classes import ClassTable  # noqa: E402
 from hsikit.splits import ROLE_NAMES  # noqa: E402
-from hsikit.writers.atomic import staged_output  # noqa: E402
+from hsikit.writers.atomic import prepare_output_folder, staged_output  # noqa: E402
 from hsikit.writers.classmap import write_class_map  # noqa: E402
 
 SPLIT_TABLE = ClassTable.from_records([
@@ -26,7 +26,7 @@ SPLIT_TABLE = ClassTable.from_records([
 ])
 
 
-def _write_json(path: Path, document: Any) -> None:
+def write_json(path: Path, document: Any) -> None:
     with staged_output(path) as stage:
         (stage / path.name).write_text(json.dumps(document, indent=2, default=str) + "\n")
 
@@ -98,9 +98,9 @@ def seed_text(report: dict) -> str:
 
 
 def write_report(folder: Path, config: Any, report: dict, sources: list, table: ClassTable) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", config.model_dump())
-    _write_json(folder / "metrics.json", report)
+    prepare_output_folder(folder)
+    write_json(folder / "config.json", config.model_dump())
+    write_json(folder / "metrics.json", report)
     names = report["class_names"]
     matrix = np.asarray(report["confusion"], int)
     with staged_output(folder / "confusion.csv") as stage:
@@ -118,6 +118,6 @@ def write_report(folder: Path, config: Any, report: dict, sources: list, table: 
         stem = "split" if len(sources) == 1 else f"split_{index}"
         write_class_map(folder / f"{stem}.tif", source.split.roles, source.scene.grid,
                         SPLIT_TABLE)
-        _write_json(folder / f"{stem}.json", {"source": source.name,
+        write_json(folder / f"{stem}.json", {"source": source.name,
                                               "roles": {str(k): v for k, v in ROLE_NAMES.items()},
                                               **source.split.describe(source.labels)})

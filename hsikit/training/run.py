@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from hsikit.bundle import Bundle, ModelSpec, new_meta, save_bundle
+from hsikit.bundle import BUNDLE_SUFFIXES, Bundle, ModelSpec, new_meta, save_bundle
 from hsikit.classes import ClassEntry, ClassTable
 from hsikit.devices import DEVICE_HELP, device_name, resolve_device
-from hsikit.errors import InputError
+from hsikit.errors import InputError, error_reason
 from hsikit.metrics import classification_report
 from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
@@ -241,12 +241,20 @@ def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
 # -- training ------------------------------------------------------------------------------------
 
 
-def _class_indices(samples: Samples, table: ClassTable) -> tuple[ClassTable, dict[str, np.ndarray]]:
+def _named(paths: list[str], dataset: str | None) -> str:
+    """The labels or scenes of a run, for a refusal that names them."""
+    return ", ".join(paths) if paths else f"dataset {dataset}"
+
+
+def _class_indices(samples: Samples, table: ClassTable, labels: str
+                   ) -> tuple[ClassTable, dict[str, np.ndarray]]:
     """Model classes = classes with training pixels; labels → indices 0…K-1; others dropped."""
     present = sorted(set(samples.y["train"].tolist()))
     if len(present) < 2:
-        raise InputError(None, "fewer than two classes have training pixels",
-                         "label more classes, or use a larger training share")
+        found = ", ".join(table.name_of(v) for v in present) or "none"
+        raise InputError(labels, f"fewer than two classes have valid training pixels "
+                         f"(found: {found})", "a classifier needs at least two classes: label "
+                         "more, or use a larger training share")
     model_table = ClassTable(tuple(e for e in table.entries if e.value in present))
     lookup = np.full(table.max_value + 1, -1, np.int64)
     lookup[present] = np.arange(len(present))
@@ -259,7 +267,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
 
     from hsikit.evaluation import ReferencePixels, accuracy_report
     from hsikit.training.report import write_report
-    from hsikit.writers.atomic import check_writable_folder
+    from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
 
     config = config.resolved()
     entry = get_entry(config.model)
@@ -274,8 +282,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                          "to it",
                          "drop them, or choose a neural model")
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
-    check_writable_folder(bundle_path)
-    check_writable_folder(report_dir)
+    inputs = [*config.scenes, *config.labels, *([config.init] if config.init else [])]
+    check_output(bundle_path, suffixes=BUNDLE_SUFFIXES, what="a bundle", inputs=inputs)
+    check_output_folder(report_dir, inputs=inputs)
     device = resolve_device(config.device)  # a missing GPU is refused whatever the model
     if entry.family == "classical":
         device = "cpu"  # scikit-learn models run on the CPU
@@ -285,11 +294,13 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     sources, table = load_sources(config)
     spectra, checksum = read_spectra(sources)
     if spectra.shape[0] == 0:
-        raise InputError(None, "no valid training pixels", "check the labels and the split")
+        raise InputError(_named(config.scenes, config.dataset), "no labelled training pixel has "
+                         "valid values (all are nodata or not finite)",
+                         "check the scene's nodata value, the labels and the split")
     first = sources[0].scene
     preprocessor = _preprocessor(config, spectra, first)
     samples = extract(sources, preprocessor, config.patch_size)
-    model_table, indices = _class_indices(samples, table)
+    model_table, indices = _class_indices(samples, table, _named(config.labels, config.dataset))
     keep = {role: indices[role] >= 0 for role in indices}
     x = {role: samples.x[role][keep[role]] for role in ("train", "val")}
     y = {role: indices[role][keep[role]] for role in indices}
@@ -298,7 +309,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                     if entry.family == "torch" else {})
     spec = ModelSpec(name=config.model, family=entry.family, config=model_config,
                      members=config.members)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    if entry.family == "torch":
+        check_architecture(spec, preprocessor, config.patch_size, len(model_table))
+    prepare_output_folder(report_dir)
     fit_started = time.perf_counter()
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
@@ -372,6 +385,29 @@ def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, sc
                          "bands have none (or PCA is on)",
                          "use a scene with wavelength metadata and --pca 0")
     return config_out
+
+
+def check_architecture(spec: ModelSpec, preprocessor: Preprocessor, patch_size: int,
+                       num_classes: int) -> None:
+    """Refuse, before training, a patch size or band count the architecture cannot run on: one
+    forward pass on torch's ``meta`` device (shapes only, nothing computed or allocated)."""
+    import torch
+
+    bands = preprocessor.out_channels
+    single = spec.model_copy(update={"members": 1})
+    try:
+        with torch.device("meta"):
+            network = single.build(bands, num_classes)
+            x = torch.zeros(2, bands, patch_size, patch_size)
+            if getattr(network, "uses_wavelengths", False):
+                network(x, torch.as_tensor(preprocessor.band_wavelengths, dtype=torch.float32))
+            else:
+                network(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise InputError(None, f"{spec.name} cannot run on {patch_size} × {patch_size} patches "
+                         f"of {bands} bands ({error_reason(exc)})",
+                         "use the model's default patch size (see 'hsikit models') or a "
+                         "larger --patch-size") from exc
 
 
 def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocessor,

@@ -133,24 +133,34 @@ def check_output(path: str | os.PathLike[str], *, entries: Iterable[str] = (),
     return final
 
 
-def prepare_output_folder(folder: str | os.PathLike[str]) -> Path:
-    """A folder for several outputs (a training report): created with hsikit's marker, or an
-    existing one that is empty or hsikit's own; any other folder is refused."""
+def check_output_folder(folder: str | os.PathLike[str], *,
+                        inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse, before any work, a folder for several outputs (a training report) unless it is
+    new, empty or hsikit's own, and holds none of the inputs."""
     folder = Path(folder)
     if os.path.lexists(folder) and not folder.is_dir():
         raise OutputError(folder, "a file exists where the output folder should be",
                           "choose a folder path")
-    if folder.is_dir() and not folder.is_symlink():
-        clash = _clash(folder, claimed_inputs())
-        if clash is not None:
-            raise OutputError(folder, f"writing here would replace {clash}",
-                              "choose another folder")
-        if any(folder.iterdir()) and not written_by_hsikit(folder):
-            raise OutputError(folder, "the folder exists and holds files hsikit did not write",
-                              "choose a new or empty folder")
-    else:
-        check_output(folder)
-        folder.mkdir()
+    if not folder.is_dir() or folder.is_symlink():
+        return check_output(folder, inputs=inputs)
+    protected = claimed_inputs()
+    for extra in inputs:
+        protected.setdefault(os.path.realpath(extra), "input")
+    clash = _clash(folder, protected)
+    if clash is not None:
+        raise OutputError(folder, f"writing here would replace {clash}", "choose another folder")
+    if any(folder.iterdir()) and not written_by_hsikit(folder):
+        raise OutputError(folder, "the folder exists and holds files hsikit did not write",
+                          "choose a new or empty folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(folder, "the folder is not writable", "choose a folder you can write to")
+    return folder
+
+
+def prepare_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """:func:`check_output_folder`, then the folder made (if new) and marked as hsikit's."""
+    folder = check_output_folder(folder)
+    folder.mkdir(exist_ok=True)
     (folder / MARKER).touch()
     return folder
 

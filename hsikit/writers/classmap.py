@@ -1,9 +1,11 @@
 """Classification maps as GIS-ready Cloud-Optimized GeoTIFFs, written window by window.
 
-Layout of ``map.tif``: one band, uint8 (uint16 past 255 classes), nodata 0, colour table, tiled,
-DEFLATE-compressed, nearest-neighbour overviews, COG layout; beside it ``map.tif.aux.xml``
-(category names + RAT) and ``map.qml`` (QGIS paletted style). Optional ``map_confidence.tif``
-(uint8 0–100, nodata 255) and ``map_probabilities.tif`` (uint8 0–100 per class, nodata 255).
+Layout of ``map.tif``: one band, uint8 (uint16 past 255 classes), nodata 0, a colour table of
+the fewest entries TIFF allows for the class values (``NBITS``: 2, 4, … 256), tiled,
+DEFLATE-compressed, nearest-neighbour overviews, COG layout, provenance tags; beside it
+``map.tif.aux.xml`` (category names + RAT) and ``map.qml`` (QGIS paletted style). Optional
+``map_confidence.tif`` (uint8 0–100 %, nodata 255, with ``map_confidence.qml``) and
+``map_probabilities.tif`` (uint8 0–100 % per class, nodata 255).
 
 Windows go to tiled temporary GeoTIFFs first; the COG driver then copies them with overviews —
 GDAL's COG driver needs a complete source, so this two-step path keeps memory bounded.
@@ -11,6 +13,7 @@ GDAL's COG driver needs a complete source, so this two-step path keeps memory bo
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -18,31 +21,60 @@ from types import TracebackType
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from hsikit.classes import ClassEntry, ClassTable, palette_colour
-from hsikit.errors import FormatError
-from hsikit.scene import Grid
-from hsikit.writers.atomic import staged_output
-from hsikit.writers.styles import pam_categories, qml_style, read_pam_categories
+from hsikit.classes import ClassEntry, ClassTable, default_class_name, palette_colour
+from hsikit.errors import FormatError, error_reason
+from hsikit.scene import PIXEL_GRID, Grid, is_pixel_grid
+from hsikit.writers.atomic import check_output, staged_output
+from hsikit.writers.styles import (pam_categories, qml_style, read_pam_categories,
+                                   score_qml_style)
 
 CLASS_NODATA = 0
 SCORE_NODATA = 255
 BLOCKSIZE = 256
+SUFFIXES = (".tif", ".tiff")
+WHAT = "a class map"
 COG_OPTIONS = {"COMPRESS": "DEFLATE", "BLOCKSIZE": BLOCKSIZE, "BIGTIFF": "IF_SAFER",
                "OVERVIEWS": "AUTO"}
 
 
 def sidecar_paths(path: Path) -> dict[str, Path]:
+    """Every file a class map is written as, by role (the map itself under "classes")."""
     stem = path.with_suffix("")
-    return {"aux": Path(str(path) + ".aux.xml"), "qml": path.with_suffix(".qml"),
+    return {"classes": path, "aux": Path(str(path) + ".aux.xml"), "qml": path.with_suffix(".qml"),
             "confidence": Path(f"{stem}_confidence.tif"),
+            "confidence_qml": Path(f"{stem}_confidence.qml"),
             "probabilities": Path(f"{stem}_probabilities.tif")}
 
 
+def output_names(path: Path, *, confidence: bool = False, probabilities: bool = False
+                 ) -> list[str]:
+    """File names a class map with these options writes beside ``path``."""
+    skipped = set() if confidence else {"confidence", "confidence_qml"}
+    skipped |= set() if probabilities else {"probabilities"}
+    return [p.name for role, p in sidecar_paths(path).items() if role not in skipped]
+
+
+def check_class_map_output(path: str | Path, *, confidence: bool = False,
+                           probabilities: bool = False, inputs: tuple = ()) -> Path:
+    """Refuse, before any work, a class-map path that a write could not honour safely."""
+    path = Path(path)
+    return check_output(path, entries=output_names(path, confidence=confidence,
+                                                   probabilities=probabilities),
+                        suffixes=SUFFIXES, what=WHAT, inputs=inputs)
+
+
+def palette_bits(max_value: int) -> int:
+    """Bits per pixel (TIFF ``NBITS``) whose palette, 2**bits entries, holds 0…``max_value``."""
+    return min(8, max(1, int(max_value).bit_length()))
+
+
 def _profile(grid: Grid, dtype: str, count: int, nodata: int) -> dict:
+    transform = PIXEL_GRID if is_pixel_grid(grid.transform, grid.crs) else grid.transform
     profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
-               "dtype": dtype, "nodata": nodata, "transform": grid.transform, "tiled": True,
+               "dtype": dtype, "nodata": nodata, "transform": transform, "tiled": True,
                "blockxsize": BLOCKSIZE, "blockysize": BLOCKSIZE, "compress": "DEFLATE",
                "BIGTIFF": "IF_SAFER"}
     if grid.crs is not None:
@@ -61,21 +93,29 @@ class ClassMapWriter:
 
     ``classes`` holds class values with 0 where the input was nodata; confidence and
     probabilities are floats in 0–1. Nothing appears at ``path`` unless the block exits cleanly.
+    ``tags``: provenance written into every raster; ``unlabelled_name``: what value 0 is
+    called in the category names (nodata in a map, unlabelled in labels).
     """
 
     def __init__(self, path: str | Path, grid: Grid, classes: ClassTable, *,
-                 confidence: bool = False, probabilities: bool = False) -> None:
+                 confidence: bool = False, probabilities: bool = False,
+                 tags: dict[str, str] | None = None, unlabelled_name: str = "nodata") -> None:
         self.path = Path(path)
         self.grid = grid
         self.classes = classes
         self.dtype = "uint8" if classes.max_value <= 255 else "uint16"
         self.want_confidence = confidence
         self.want_probabilities = probabilities
+        self.tags = dict(tags or {})
+        self.unlabelled_name = unlabelled_name
         self._stack = ExitStack()
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
 
     def __enter__(self) -> ClassMapWriter:
-        self._stage = self._stack.enter_context(staged_output(self.path))
+        check_class_map_output(self.path, confidence=self.want_confidence,
+                               probabilities=self.want_probabilities)
+        self._stage = self._stack.enter_context(staged_output(self.path, suffixes=SUFFIXES,
+                                                              what=WHAT))
         self._open("classes", _profile(self.grid, self.dtype, 1, CLASS_NODATA))
         if self.want_confidence:
             self._open("confidence", _profile(self.grid, "uint8", 1, SCORE_NODATA))
@@ -111,60 +151,102 @@ class ClassMapWriter:
                 raise
         return self._stack.__exit__(exc_type, exc, tb)
 
-    def _finish(self) -> None:
-        """Colour table and names, then COG copies under the final names, then the sidecars."""
-        colours = {v: (0, 0, 0, 0) for v in range(min(256, self.classes.max_value + 1))}
-        colours.update({e.value: (*e.colour, 255) for e in self.classes.entries if e.value < 256})
+    def _describe(self) -> None:
+        """Colour table, names, units and provenance on the temporary rasters."""
+        entries = self.classes.entries
         classes_ds = self._datasets["classes"]
         if self.dtype == "uint8":
+            colours = {v: (0, 0, 0, 0) for v in range(1 << palette_bits(self.classes.max_value))}
+            colours.update({e.value: (*e.colour, 255) for e in entries})
             classes_ds.write_colormap(1, colours)
         classes_ds.set_band_description(1, "class")
-        classes_ds.update_tags(1, CLASS_NAMES=";".join(e.name for e in self.classes.entries))
+        classes_ds.update_tags(1, CLASS_VALUES=";".join(str(e.value) for e in entries),
+                               CLASS_NAMES=";".join(e.name for e in entries))
+        if "confidence" in self._datasets:
+            confidence = self._datasets["confidence"]
+            confidence.set_band_description(1, "confidence of the mapped class (%)")
+            confidence.set_band_unit(1, "%")
         if "probabilities" in self._datasets:
-            for i, entry in enumerate(self.classes.entries, start=1):
-                self._datasets["probabilities"].set_band_description(i, entry.name)
+            probabilities = self._datasets["probabilities"]
+            for i, entry in enumerate(entries, start=1):
+                probabilities.set_band_description(i, entry.name)
+                probabilities.set_band_unit(i, "%")
+        for dataset in self._datasets.values():
+            dataset.update_tags(**self.tags)
+
+    def _finish(self) -> None:
+        """Describe, then COG copies under the final names, then the sidecars."""
+        self._describe()
         for dataset in self._datasets.values():
             dataset.close()
         paths = sidecar_paths(self.path)
-        targets = {"classes": self.path, "confidence": paths["confidence"],
-                   "probabilities": paths["probabilities"]}
         for key in self._datasets:
-            resampling = "NEAREST" if key == "classes" else "AVERAGE"
-            rasterio.shutil.copy(self._stage / f"{key}.tmp.tif", self._stage / targets[key].name,
-                                 driver="COG", RESAMPLING=resampling, **COG_OPTIONS)
+            options = dict(COG_OPTIONS, RESAMPLING="NEAREST" if key == "classes" else "AVERAGE")
+            if key == "classes" and self.dtype == "uint8":
+                options["NBITS"] = palette_bits(self.classes.max_value)
+            rasterio.shutil.copy(self._stage / f"{key}.tmp.tif", self._stage / paths[key].name,
+                                 driver="COG", **options)
             (self._stage / f"{key}.tmp.tif").unlink()
-        (self._stage / paths["aux"].name).write_text(pam_categories(self.classes))
+        (self._stage / paths["aux"].name).write_text(pam_categories(self.classes,
+                                                                    self.unlabelled_name))
         (self._stage / paths["qml"].name).write_text(qml_style(self.classes))
+        if "confidence" in self._datasets:
+            (self._stage / paths["confidence_qml"].name).write_text(score_qml_style("confidence"))
 
 
-def write_class_map(path: str | Path, classes: np.ndarray, grid: Grid, table: ClassTable) -> Path:
+def write_class_map(path: str | Path, classes: np.ndarray, grid: Grid, table: ClassTable, *,
+                    tags: dict[str, str] | None = None, unlabelled_name: str = "unlabelled"
+                    ) -> Path:
     """Write a whole in-memory class array (labels, small maps) as a class-map COG."""
-    with ClassMapWriter(path, grid, table) as writer:
+    with ClassMapWriter(path, grid, table, tags=tags, unlabelled_name=unlabelled_name) as writer:
         writer.write(Window(0, 0, grid.width, grid.height), classes)
     return Path(path)
 
 
 def read_class_table(path: str | Path) -> ClassTable | None:
-    """The class table of a class map: colour table + category names (``.aux.xml``), or None."""
+    """The class table of a class map — its values, names (tags, else ``.aux.xml``) and colour
+    table — or None for a raster that is not one."""
+    from hsikit.readers.gdal import open_dataset
+
     path = Path(path)
     try:
-        with rasterio.open(path) as src:
+        with open_dataset(str(path)) as src:
             if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
                 return None
             try:
                 colormap = src.colormap(1)
             except ValueError:
                 colormap = {}
-            names_tag = src.tags(1).get("CLASS_NAMES")
-    except rasterio.errors.RasterioIOError as exc:
-        raise FormatError(path, "GDAL cannot read this raster", "check the file") from exc
+            tags = src.tags(1)
+    except RasterioError as exc:
+        raise FormatError(path, f"GDAL cannot read this raster ({error_reason(exc)})",
+                          "check the file") from exc
+    names = _tagged_classes(tags)
     aux = Path(str(path) + ".aux.xml")
-    names = read_pam_categories(aux.read_text()) if aux.is_file() else {}
+    if not names and aux.is_file():
+        try:
+            names = read_pam_categories(aux.read_text(errors="replace"))
+        except ET.ParseError as exc:
+            raise FormatError(aux, f"the class names beside the map are not valid XML ({exc})",
+                              "delete the .aux.xml or write the map again") from exc
     if not names and not colormap:
         return None
     values = sorted(names) or sorted(v for v, c in colormap.items() if v > 0 and c[3] > 0)
-    if not names and names_tag:
-        names = dict(zip(values, names_tag.split(";")))
     return ClassTable(tuple(
-        ClassEntry(v, names.get(v, str(v)), tuple(colormap.get(v, palette_colour(i))[:3]))
+        ClassEntry(v, names.get(v) or default_class_name(v),
+                   tuple(colormap.get(v, palette_colour(i))[:3]))
         for i, v in enumerate(values)))
+
+
+def _tagged_classes(tags: dict[str, str]) -> dict[int, str]:
+    """Values and names from the map's own tags (older maps carry names only: not enough)."""
+    names = tags.get("CLASS_NAMES", "")
+    values = tags.get("CLASS_VALUES", "")
+    if not names or not values:
+        return {}
+    try:
+        numbers = [int(v) for v in values.split(";")]
+    except ValueError:
+        return {}
+    listed = names.split(";")
+    return dict(zip(numbers, listed)) if len(listed) == len(numbers) else {}

@@ -18,9 +18,11 @@ from hsikit.errors import OutputError
 from hsikit.gdal_metadata import gdal_band_metadata
 from hsikit.readers import envi, zarr_cube
 from hsikit.scene import Scene, is_pixel_grid
-from hsikit.writers.atomic import staged_output
+from hsikit.writers.atomic import check_output, staged_output
+from hsikit.writers.provenance import provenance
 
 WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
+ENVI_DATA_SUFFIX = ".img"
 FORMATS = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".hdr": "ENVI", ".img": "ENVI",
            ".bsq": "ENVI", ".zarr": "Zarr"}
 
@@ -40,13 +42,27 @@ def format_for(path: Path) -> str:
                           "use .tif (GeoTIFF), .hdr (ENVI) or .zarr (Zarr)") from None
 
 
+def _final(path: Path) -> tuple[Path, list[str]]:
+    """The main output path for ``path`` and every name written beside it."""
+    if format_for(path) == "ENVI":
+        header = path.with_suffix(".hdr")
+        return header, [header.name, header.with_suffix(ENVI_DATA_SUFFIX).name]
+    return path, [path.name]
+
+
+def check_cube_output(path: str | Path) -> Path:
+    """Refuse, before any work, a cube path that a write could not honour safely."""
+    final, names = _final(Path(path))
+    return check_output(final, entries=names, what="a cube", suffixes=tuple(FORMATS))
+
+
 def write_cube(scene: Scene, path: str | Path) -> Path:
     """Write ``scene`` to ``path``; the suffix picks the format. Returns the main output path."""
     path = Path(path)
     writer = {"GeoTIFF": _write_geotiff, "ENVI": _write_envi, "Zarr": _write_zarr}[format_for(path)]
-    final = path.with_suffix(".hdr") if format_for(path) == "ENVI" else path
-    with staged_output(final) as stage:
-        writer(scene, stage / final.name)
+    final = check_cube_output(path)
+    with staged_output(final, suffixes=tuple(FORMATS), what="a cube") as stage:
+        writer(scene, stage / final.name, provenance(source=scene.path))
     return final
 
 
@@ -55,7 +71,7 @@ def _windows(scene: Scene) -> Any:
         yield window, scene.read_raw(window)
 
 
-def _write_geotiff(scene: Scene, target: Path) -> None:
+def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     info = scene.band_info()
     per_band, imagery, envi_tags = gdal_band_metadata(info)
     block = 256
@@ -75,6 +91,7 @@ def _write_geotiff(scene: Scene, target: Path) -> None:
             if imagery[i]:
                 dst.update_tags(i + 1, ns="IMAGERY", **imagery[i])
         dst.update_tags(ns="ENVI", **envi_tags)
+        dst.update_tags(**tags)
         dst.scales = tuple(float(v) for v in info.scale)
         dst.offsets = tuple(float(v) for v in info.offset)
         for window, raw in _windows(scene):
@@ -85,7 +102,7 @@ def _envi_list(values: np.ndarray) -> list[str] | None:
     return None if not np.isfinite(values).any() else [f"{v:.10g}" for v in values]
 
 
-def _write_envi(scene: Scene, header: Path) -> None:
+def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
     from spectral.io import envi as spy_envi
 
     info = scene.band_info()
@@ -99,6 +116,9 @@ def _write_envi(scene: Scene, header: Path) -> None:
         "bbl": [0 if b else 1 for b in info.bad_band],
         "data gain values": [f"{v:.10g}" for v in info.scale],
         "data offset values": [f"{v:.10g}" for v in info.offset],
+        "description": "{" + "; ".join(f"{k}={v}".replace("{", "(").replace("}", ")")
+                                       for k, v in tags.items() if k.startswith("HSIKIT_"))
+        + "}",
     }
     if (wl := _envi_list(info.wavelength)) is not None:
         meta.update({"wavelength": wl, "wavelength units": "Nanometers"})
@@ -108,7 +128,7 @@ def _write_envi(scene: Scene, header: Path) -> None:
         meta["data ignore value"] = f"{scene.nodata:.10g}"
     if not is_pixel_grid(scene.transform, scene.crs):
         meta.update(envi.write_map_info(scene.crs, scene.transform))
-    image = spy_envi.create_image(str(header), meta, ext=".img", force=True)
+    image = spy_envi.create_image(str(header), meta, ext=ENVI_DATA_SUFFIX, force=True)
     cube = image.open_memmap(interleave="source", writable=True)  # (bands, rows, cols) for bsq
     for window, raw in _windows(scene):
         (r0, r1), (c0, c1) = window.toranges()
@@ -121,7 +141,7 @@ def _jsonable(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-def _write_zarr(scene: Scene, target: Path) -> None:
+def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     info = scene.band_info()
     side = min(window_size(scene), 512)
     group = zarr.open_group(str(target), mode="w")
@@ -139,6 +159,7 @@ def _write_zarr(scene: Scene, target: Path) -> None:
         "wavelength": _jsonable(info.wavelength), "fwhm": _jsonable(info.fwhm),
         "bad_band": [bool(b) for b in info.bad_band], "name": [str(n) for n in info.name],
         "scale": _jsonable(info.scale), "offset": _jsonable(info.offset),
+        "provenance": tags,
     }
     for window, raw in _windows(scene):
         (r0, r1), (c0, c1) = window.toranges()

@@ -7,7 +7,7 @@ scene costs three strided band reads, never the whole cube.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,10 +19,48 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from hsikit.classes import ClassTable  # noqa: E402
+from hsikit.errors import InputError  # noqa: E402
 from hsikit.scene import Scene  # noqa: E402
-from hsikit.writers.atomic import staged_output  # noqa: E402
+from hsikit.writers.atomic import check_output, staged_output  # noqa: E402
+from hsikit.writers.provenance import provenance  # noqa: E402
 
 TRUE_COLOUR_NM = (640.0, 550.0, 460.0)
+SUFFIXES = (".png",)
+WHAT = "a PNG"
+
+
+def check_png_output(path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse, before any work, a PNG path that could not be written safely."""
+    return check_output(path, suffixes=SUFFIXES, what=WHAT, inputs=inputs)
+
+
+def _save_png(path: Path, save: Callable[[Path, dict[str, str]], None], **facts: object) -> Path:
+    """``save(target, metadata)`` into a staged PNG, with provenance in its text chunks."""
+    tags = provenance(**facts)
+    metadata = {"Software": tags["TIFFTAG_SOFTWARE"], "Creation Time": tags["HSIKIT_CREATED"]}
+    if "HSIKIT_SOURCE" in tags:
+        metadata["Source"] = tags["HSIKIT_SOURCE"]
+    with staged_output(path, suffixes=SUFFIXES, what=WHAT) as stage:
+        save(stage / path.name, metadata)
+    return path
+
+
+def parse_bands(text: str) -> list[int]:
+    """``"30,20,10"`` (1-based, as the user counts) → zero-based band indices: three or one."""
+    try:
+        bands = [int(item) - 1 for item in text.split(",")]
+    except ValueError:
+        raise InputError(None, f"--bands '{text}' is not a list of band numbers",
+                         "write three 1-based bands, e.g. --bands 30,20,10 (or one)") from None
+    if len(bands) not in (1, 3):
+        raise InputError(None, f"--bands names {len(bands)} bands; a quicklook shows three "
+                         "(red, green, blue) or one (grey)", "write e.g. --bands 30,20,10")
+    return bands
+
+
+def decimation(height: int, width: int, max_size: int) -> int:
+    """Read step that keeps the longest side at most ``max_size`` pixels."""
+    return max(1, math.ceil(max(height, width) / max_size))
 
 
 def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]:
@@ -30,8 +68,6 @@ def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]
     if bands is not None:
         bad = [b for b in bands if not 0 <= b < scene.count]
         if bad:
-            from hsikit.errors import InputError
-
             raise InputError(scene.path, f"band(s) {', '.join(str(b + 1) for b in bad)} do not "
                              f"exist (the scene has {scene.count})", "choose bands from 1 to "
                              f"{scene.count}")
@@ -59,21 +95,20 @@ def scene_quicklook(scene: Scene, path: str | Path, bands: Sequence[int] | None 
                     max_size: int = 1024) -> Path:
     """True-colour (or chosen-band) PNG; nodata is transparent."""
     chosen = display_bands(scene, bands)
-    step = max(1, math.ceil(max(scene.height, scene.width) / max_size))
+    step = decimation(scene.height, scene.width, max_size)
     values, valid = scene.read(bands=chosen, step=step)
     image = stretch(values, valid)
     rgb = np.repeat(image, 3, axis=0) if len(chosen) == 1 else image
     rgba = np.concatenate([rgb, valid[None].astype("float32")]).transpose(1, 2, 0)
-    path = Path(path)
-    with staged_output(path) as stage:
-        plt.imsave(stage / path.name, rgba, format="png")
-    return path
+    return _save_png(Path(path), lambda target, metadata: plt.imsave(
+        target, rgba, format="png", metadata=metadata), source=scene.path,
+        bands=",".join(str(b + 1) for b in chosen))
 
 
 def class_map_quicklook(classes: np.ndarray, table: ClassTable, path: str | Path,
-                        title: str = "", max_size: int = 1024) -> Path:
+                        title: str = "", max_size: int = 1024, source: str | None = None) -> Path:
     """A class map with a legend of class names and colours; value 0 is left blank."""
-    step = max(1, math.ceil(max(classes.shape) / max_size))
+    step = decimation(*classes.shape, max_size)
     shown = classes[::step, ::step]
     colours = np.ones((table.max_value + 1, 4))
     colours[0] = (1, 1, 1, 0)
@@ -92,8 +127,8 @@ def class_map_quicklook(classes: np.ndarray, table: ClassTable, path: str | Path
                      label=f"{e.value} {e.name}") for e in table.entries if e.value in present]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8,
               frameon=False)
-    path = Path(path)
-    with staged_output(path) as stage:
-        fig.savefig(stage / path.name, bbox_inches="tight", format="png")
-    plt.close(fig)
-    return path
+    try:
+        return _save_png(Path(path), lambda target, metadata: fig.savefig(
+            target, bbox_inches="tight", format="png", metadata=metadata), source=source)
+    finally:
+        plt.close(fig)

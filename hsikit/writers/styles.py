@@ -16,17 +16,45 @@ _INTEGER, _STRING = 0, 2
 _USAGE_GENERIC, _USAGE_NAME, _USAGE_MINMAX, _USAGE_RED, _USAGE_GREEN, _USAGE_BLUE = 0, 2, 5, 6, 7, 8
 
 
+#: A perceptually even ramp (matplotlib's viridis at five stops) for 0–100 % scores.
+SCORE_RAMP = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+
+
 def qml_style(classes: ClassTable) -> str:
     """A paletted QGIS style: one legend entry per class, nodata (0) transparent."""
-    qgis = ET.Element("qgis", version="3.34", styleCategories="AllStyleCategories")
-    pipe = ET.SubElement(qgis, "pipe")
-    renderer = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1",
-                             alphaBand="-1", nodataColor="")
-    ET.SubElement(renderer, "rasterTransparency")
+    qgis, pipe, renderer = _qml_skeleton(type="paletted")
     palette = ET.SubElement(renderer, "colorPalette")
     for entry in classes.entries:
         ET.SubElement(palette, "paletteEntry", value=str(entry.value),
                       color=hex_colour(entry.colour), alpha="255", label=entry.name)
+    return _qml_text(qgis, pipe)
+
+
+def score_qml_style(label: str) -> str:
+    """A pseudocolour QGIS style for a 0–100 % score band (confidence): legend in percent."""
+    qgis, pipe, renderer = _qml_skeleton(type="singlebandpseudocolor", classificationMin="0",
+                                         classificationMax="100")
+    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader",
+                           colorRampType="INTERPOLATED", classificationMode="1", clip="0",
+                           minimumValue="0", maximumValue="100", labelPrecision="0")
+    stops = len(SCORE_RAMP) - 1
+    for index, colour in enumerate(SCORE_RAMP):
+        value = 100 * index // stops
+        ET.SubElement(shader, "item", value=str(value), color=colour, alpha="255",
+                      label=f"{value} % {label}" if index in (0, stops) else f"{value} %")
+    return _qml_text(qgis, pipe)
+
+
+def _qml_skeleton(**renderer_attributes: str) -> tuple[ET.Element, ET.Element, ET.Element]:
+    qgis = ET.Element("qgis", version="3.34", styleCategories="AllStyleCategories")
+    pipe = ET.SubElement(qgis, "pipe")
+    renderer = ET.SubElement(pipe, "rasterrenderer", band="1", opacity="1", alphaBand="-1",
+                             nodataColor="", **renderer_attributes)
+    ET.SubElement(renderer, "rasterTransparency")
+    return qgis, pipe, renderer
+
+
+def _qml_text(qgis: ET.Element, pipe: ET.Element) -> str:
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "huesaturation", saturation="0", grayscaleMode="0", colorizeOn="0",
                   colorizeRed="255", colorizeGreen="128", colorizeBlue="128",
@@ -38,8 +66,9 @@ def qml_style(classes: ClassTable) -> str:
         qgis, encoding="unicode") + "\n"
 
 
-def pam_categories(classes: ClassTable, unlabelled_name: str = "") -> str:
-    """``.aux.xml`` for band 1: CategoryNames indexed by value, and a thematic RAT."""
+def pam_categories(classes: ClassTable, unlabelled_name: str) -> str:
+    """``.aux.xml`` for band 1: CategoryNames indexed by value (0 named ``unlabelled_name``;
+    values that are no class stay empty), and a thematic RAT."""
     root = ET.Element("PAMDataset")
     band = ET.SubElement(root, "PAMRasterBand", band="1")
     names = ET.SubElement(band, "CategoryNames")
@@ -65,7 +94,8 @@ def pam_categories(classes: ClassTable, unlabelled_name: str = "") -> str:
 
 
 def read_pam_categories(xml_text: str) -> dict[int, str]:
-    """Category names by value from an ``.aux.xml`` (band 1); empty names are skipped."""
+    """Category names by value from an ``.aux.xml`` (band 1); empty names are skipped.
+    Raises ``ET.ParseError`` for text that is not XML."""
     root = ET.fromstring(xml_text)
     band = root.find("PAMRasterBand[@band='1']")
     if band is None:
