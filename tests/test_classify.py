@@ -26,7 +26,8 @@ def _train(run_cli, tmp_path, scene, labels, *extra):
     return bundle
 
 
-def test_classify_keeps_grid_nodata_and_class_table(tmp_path, run_cli):
+def test_classify_keeps_grid_nodata_and_class_table(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # provenance time fixed: reruns equal
     scene, labels, truth = synthetic.class_scene(tmp_path)
     bundle = _train(run_cli, tmp_path, scene, labels)
     report = json.loads((tmp_path / "model_report" / "metrics.json").read_text())

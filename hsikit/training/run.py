@@ -270,6 +270,10 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
 
     config = config.resolved()
+    bundle_path, report_dir = Path(bundle_path), Path(report_dir)
+    inputs = [*config.scenes, *config.labels, *([config.init] if config.init else [])]
+    check_output(bundle_path, suffixes=BUNDLE_SUFFIXES, what="a bundle", inputs=inputs)
+    check_output_folder(report_dir, inputs=inputs)
     entry = get_entry(config.model)
     if entry.family == "classical" and config.init:
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
@@ -281,10 +285,6 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
                          "--context-dropout, --brightness, --mixup and --members do not apply "
                          "to it",
                          "drop them, or choose a neural model")
-    bundle_path, report_dir = Path(bundle_path), Path(report_dir)
-    inputs = [*config.scenes, *config.labels, *([config.init] if config.init else [])]
-    check_output(bundle_path, suffixes=BUNDLE_SUFFIXES, what="a bundle", inputs=inputs)
-    check_output_folder(report_dir, inputs=inputs)
     device = resolve_device(config.device)  # a missing GPU is refused whatever the model
     if entry.family == "classical":
         device = "cpu"  # scikit-learn models run on the CPU

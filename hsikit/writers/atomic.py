@@ -89,13 +89,14 @@ def _refuse_target(target: Path, final: Path, inputs: dict[str, str]) -> None:
     if not os.path.lexists(target):
         return
     mode = os.stat(target).st_mode
+    which = "this path" if target == final else f"{target.name} (written beside it)"
     if stat.S_ISDIR(mode):
         if target.is_symlink() or not written_by_hsikit(target):
-            raise OutputError(final, f"{target} is an existing folder that hsikit did not write",
+            raise OutputError(final, f"{which} is an existing folder that hsikit did not write",
                               "choose a new path; hsikit never replaces a folder it did not "
                               "create")
     elif not stat.S_ISREG(mode):
-        raise OutputError(final, f"{target} is a device, pipe or socket, not a regular file",
+        raise OutputError(final, f"{which} is a device, pipe or socket, not a regular file",
                           "write to a file path")
 
 
