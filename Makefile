@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= era5,datasets,dev
 DEMO_DIR ?= demo_output
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench fuzz install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: install
 
 bench: install
 	$(BIN)/hsikit run pipelines/indian_pines_benchmark.yaml
+
+# the long fuzz campaign reported in docs/robustness.md (about two hours on two cores)
+FUZZ_CASES ?= 10000
+fuzz: install
+	$(BIN)/python -m tests.fuzz --cases $(FUZZ_CASES) --json fuzz_results.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) bench_output .pytest_cache

@@ -23,6 +23,7 @@ from hsikit.errors import InputError, validation_sentence
 from hsikit.preprocess import Preprocessor
 from hsikit.smoothing import Smoothing
 from hsikit.writers.atomic import claim_input, staged_output
+from hsikit.writers.provenance import provenance
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
@@ -214,9 +215,11 @@ def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Pr
     tensors.update({f"preprocess.{k}": np.ascontiguousarray(v)
                     for k, v in preprocessor.state().items()})
     path = Path(path)
+    made = provenance()
     with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a bundle") as stage:
         save_file(tensors, str(stage / path.name),
-                  metadata={HEADER_KEY: meta.model_dump_json()})
+                  metadata={HEADER_KEY: meta.model_dump_json(), "created": made["HSIKIT_CREATED"],
+                            "software": made["TIFFTAG_SOFTWARE"]})
     return path
 
 

@@ -269,17 +269,23 @@ def _alarm(signum, frame):  # noqa: ARG001
     raise TimeoutError(f"case ran past {CASE_SECONDS} s")
 
 
-def worker(fmt: str, sample_dir: Path, seed: int, start: int, count: int) -> None:
-    """Run cases ``start`` … ``start + count - 1``; one JSON line per case on stdout."""
+def worker(root: Path, seed: int, cases: int, plan: list[tuple[str, int]]) -> None:
+    """For each (format, first case) of ``plan``, run its cases up to ``cases``; one JSON line
+    per case on stdout (a 'start' line before it, so a crash is pinned to its case)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     signal.signal(signal.SIGALRM, _alarm)
-    _, relative = SAMPLES[fmt]
     import logging
 
     logging.getLogger().addHandler(logging.NullHandler())  # as the CLI: no library chatter
+    for fmt, start in plan:
+        _worker_cases(fmt, root / fmt, seed, range(start, cases))
+
+
+def _worker_cases(fmt: str, sample_dir: Path, seed: int, cases: range) -> None:
     from hsikit.writers.atomic import forget_inputs
 
-    for case in range(start, start + count):
+    _, relative = SAMPLES[fmt]
+    for case in cases:
         rng = np.random.default_rng([seed, case])
         with tempfile.TemporaryDirectory(prefix="hsikit-fuzz-") as scratch:
             folder = Path(scratch) / "case"
@@ -292,7 +298,7 @@ def worker(fmt: str, sample_dir: Path, seed: int, start: int, count: int) -> Non
                 data = mutate(data, rng, fmt in TEXT_FORMATS)
             target.write_bytes(data)
             opened = folder / (folder / OPEN_FILE).read_text()
-            print(json.dumps({"case": case, "state": "start"}), flush=True)
+            print(json.dumps({"fmt": fmt, "case": case, "state": "start"}), flush=True)
             forget_inputs()
             signal.alarm(CASE_SECONDS)
             try:
@@ -304,7 +310,8 @@ def worker(fmt: str, sample_dir: Path, seed: int, start: int, count: int) -> Non
                           f"({Path(frame.filename).name}:{frame.lineno})")
             finally:
                 signal.alarm(0)
-            print(json.dumps({"case": case, "state": outcome, "detail": detail}), flush=True)
+            print(json.dumps({"fmt": fmt, "case": case, "state": outcome, "detail": detail}),
+                  flush=True)
 
 
 # -- a campaign ------------------------------------------------------------------------------
@@ -326,64 +333,69 @@ def make_samples(root: Path, formats: list[str]) -> dict[str, Path]:
 def campaign(formats: list[str], cases: int, seed: int = 0, log: Callable[[str], None] = print
              ) -> dict:
     """Run ``cases`` mutants per format; returns counts, failures and crashes per format."""
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="hsikit-fuzz-samples-") as root:
         samples = make_samples(Path(root), formats)
-        for fmt in formats:
-            if fmt not in samples:
-                results[fmt] = {"skipped": "no sample here (the real GRIB file is absent)"}
-                continue
-            started = time.perf_counter()
-            results[fmt] = _run_format(fmt, samples[fmt], seed, cases)
-            results[fmt]["seconds"] = round(time.perf_counter() - started, 1)
-            log(f"{fmt}: {json.dumps(results[fmt])[:300]}")
-    return results
+        results = _run(Path(root), [f for f in formats if f in samples], seed, cases, log)
+    for fmt in formats:
+        if fmt not in samples:
+            results[fmt] = {"skipped": "no sample here (the real GRIB file is absent)"}
+    return {fmt: results[fmt] for fmt in formats}
 
 
-def _run_format(fmt: str, sample: Path, seed: int, cases: int) -> dict:
-    counts: Counter[str] = Counter()
-    refusals: Counter[str] = Counter()
-    findings: list[dict] = []
-    next_case = 0
-    while next_case < cases:
+def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[str], None]
+         ) -> dict:
+    """All formats through worker processes; a worker that dies is replaced after its case."""
+    counts = {fmt: Counter() for fmt in formats}
+    refusals = {fmt: Counter() for fmt in formats}
+    findings: dict[str, list[dict]] = {fmt: [] for fmt in formats}
+    seconds: Counter[str] = Counter()
+    position = dict.fromkeys(formats, 0)
+    while plan := [f"{fmt}:{position[fmt]}" for fmt in formats if position[fmt] < cases]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz", "--worker", fmt, str(sample), str(seed),
-             str(next_case), str(cases - next_case)], cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True)
-        running = None
+            [sys.executable, "-m", "tests.fuzz", "--worker", str(root), str(seed), str(cases),
+             *plan], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        running, clock = None, time.perf_counter()
         for line in process.stdout:
             record = json.loads(line)
+            fmt = record["fmt"]
             if record["state"] == "start":
-                running = record["case"]
+                running = (fmt, record["case"])
                 continue
-            running, next_case = None, record["case"] + 1
-            counts[record["state"]] += 1
+            now = time.perf_counter()
+            seconds[fmt] += now - clock
+            clock, running, position[fmt] = now, None, record["case"] + 1
+            counts[fmt][record["state"]] += 1
             if record["state"] == "refused":
-                refusals[record["detail"]] += 1
-            if record["state"] == "failure":
-                findings.append({"case": record["case"], "detail": record["detail"]})
+                refusals[fmt][record["detail"]] += 1
+            elif record["state"] == "failure":
+                findings[fmt].append({"case": record["case"], "detail": record["detail"]})
+            if position[fmt] == cases:
+                log(f"{fmt}: {dict(counts[fmt])}")
         code = process.wait()
         if running is not None:  # the worker died inside a case: a crash
-            counts["crash"] += 1
-            findings.append({"case": running, "detail": f"worker died (exit status {code})"})
-            next_case = running + 1
-        elif next_case < cases:
-            raise RuntimeError(f"the {fmt} worker stopped early (exit status {code})")
-    return {"cases": cases, **dict(counts), "findings": findings[:50],
-            "top_refusals": dict(refusals.most_common(4))}
+            fmt, case = running
+            counts[fmt]["crash"] += 1
+            findings[fmt].append({"case": case, "detail": f"worker died (exit status {code})"})
+            position[fmt] = case + 1
+        elif any(position[fmt] < cases for fmt in formats):
+            raise RuntimeError(f"a fuzz worker stopped early (exit status {code})")
+    return {fmt: {"cases": cases, **dict(counts[fmt]), "findings": findings[fmt][:50],
+                  "top_refusals": dict(refusals[fmt].most_common(4)),
+                  "seconds": round(seconds[fmt], 1)} for fmt in formats}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", nargs=5, metavar=("FORMAT", "SAMPLE", "SEED", "START", "N"))
+    parser.add_argument("--worker", nargs="+", metavar="ROOT SEED CASES FORMAT:START")
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--formats", default=",".join(SAMPLES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.worker:
-        fmt, sample, seed, start, count = args.worker
-        worker(fmt, Path(sample), int(seed), int(start), int(count))
+        root, seed, cases, *plan = args.worker
+        worker(Path(root), int(seed), int(cases),
+               [(item.split(":")[0], int(item.split(":")[1])) for item in plan])
         return
     results = campaign(args.formats.split(","), args.cases, args.seed)
     if args.json:

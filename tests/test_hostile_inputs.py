@@ -16,7 +16,6 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from shapely.geometry import box
 
 from hsikit.bundle import ModelSpec, new_meta, save_bundle
@@ -109,7 +108,7 @@ def _v73_file(path: Path, arrays: dict[str, h5py.Dataset]) -> Path:
         for name, make in arrays.items():
             make(h5, name)
     with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: hsikit tests HDF5 schema 1.00 .")
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 (hsikit tests)")
     return path
 
 
@@ -312,7 +311,8 @@ def _enmap_band_count(tmp_path):
 def _enmap_channel_list(tmp_path):
     product, _ = synthetic.enmap_product(tmp_path)
     xml = next(product.glob("*METADATA.XML"))
-    xml.write_text(xml.read_text().replace("<expectedChannelsList>1,", "<expectedChannelsList>one,"))
+    xml.write_text(xml.read_text().replace("<expectedChannelsList>1,",
+                                           "<expectedChannelsList>one,"))
     return product
 
 

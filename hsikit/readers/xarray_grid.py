@@ -171,6 +171,11 @@ def open_scene(path: Path, *, member: int | str | None = None, time: int | str |
             ds = _select(ds, dim, choice, what, path, notes)
     layers: list[xr.DataArray] = []
     names: list[str] = []
+    off_grid = [str(n) for n, da in ds.data_vars.items()
+                if lat not in da.dims or lon not in da.dims]
+    if off_grid:
+        notes.append(f"variables not on the latitude/longitude grid, left out: "
+                     f"{', '.join(off_grid)}")
     for var_name, da in ds.data_vars.items():
         if lat not in da.dims or lon not in da.dims:
             continue

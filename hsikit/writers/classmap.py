@@ -28,6 +28,7 @@ from hsikit.classes import ClassEntry, ClassTable, default_class_name, palette_c
 from hsikit.errors import FormatError, error_reason
 from hsikit.scene import PIXEL_GRID, Grid, is_pixel_grid
 from hsikit.writers.atomic import check_output, staged_output
+from hsikit.writers.provenance import provenance
 from hsikit.writers.styles import (pam_categories, qml_style, read_pam_categories,
                                    score_qml_style)
 
@@ -93,7 +94,8 @@ class ClassMapWriter:
 
     ``classes`` holds class values with 0 where the input was nodata; confidence and
     probabilities are floats in 0–1. Nothing appears at ``path`` unless the block exits cleanly.
-    ``tags``: provenance written into every raster; ``unlabelled_name``: what value 0 is
+    ``tags``: provenance written into every raster (default: software and time);
+    ``unlabelled_name``: what value 0 is
     called in the category names (nodata in a map, unlabelled in labels).
     """
 
@@ -106,7 +108,7 @@ class ClassMapWriter:
         self.dtype = "uint8" if classes.max_value <= 255 else "uint16"
         self.want_confidence = confidence
         self.want_probabilities = probabilities
-        self.tags = dict(tags or {})
+        self.tags = dict(tags) if tags is not None else provenance()
         self.unlabelled_name = unlabelled_name
         self._stack = ExitStack()
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
