@@ -16,6 +16,7 @@ folder records its process; a later write to the same path removes those of dead
 from __future__ import annotations
 
 import ctypes
+import glob
 import ctypes.util
 import os
 import shutil
@@ -189,7 +190,7 @@ def _in_use(stage: Path) -> bool:
 def remove_stale_stages(final: Path) -> list[Path]:
     """Staging folders beside ``final`` left by crashed runs (their process is gone)."""
     removed = []
-    for stage in final.parent.glob(f".{final.name}.*.partial"):
+    for stage in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
         if stage.is_dir() and not stage.is_symlink() and not _in_use(stage):
             shutil.rmtree(stage, ignore_errors=True)
             removed.append(stage)
