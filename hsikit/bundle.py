@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hsikit import __version__
 from hsikit.classes import ClassTable
 from hsikit.errors import InputError, validation_sentence
+from hsikit.inputs import claim_input
 from hsikit.preprocess import Preprocessor
 from hsikit.smoothing import Smoothing
-from hsikit.writers.atomic import claim_input, staged_output
-from hsikit.writers.provenance import provenance
+from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
@@ -215,11 +215,10 @@ def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Pr
     tensors.update({f"preprocess.{k}": np.ascontiguousarray(v)
                     for k, v in preprocessor.state().items()})
     path = Path(path)
-    made = provenance()
     with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a bundle") as stage:
-        save_file(tensors, str(stage / path.name),
-                  metadata={HEADER_KEY: meta.model_dump_json(), "created": made["HSIKIT_CREATED"],
-                            "software": made["TIFFTAG_SOFTWARE"]})
+        # one metadata key (safetensors orders several at random) and no time stamp: the same
+        # training gives the same bytes; the description records the hsikit version
+        save_file(tensors, str(stage / path.name), metadata={HEADER_KEY: meta.model_dump_json()})
     return path
 
 

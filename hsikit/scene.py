@@ -31,7 +31,7 @@ WindowReader = Callable[[np.ndarray, slice, slice], np.ndarray]
 #: The grid of a scene without georeferencing: one unit per pixel, north-up (row 0 at the top),
 #: as GIS clients and the PNG quicklooks show it. GDAL's default (0, 1, 0, 0, 0, 1) is south-up.
 PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
-#: Larger windows are read in row bands of about this many values (bounded memory for counts).
+#: Ground truth is counted in row bands of about this many values, so memory stays bounded.
 BLOCK_VALUES = 2**24
 
 

@@ -129,7 +129,8 @@ def _grib(folder: Path) -> Path | None:
 
 
 def _bundle(folder: Path, model: str) -> Path:
-    from hsikit.training.run import TrainConfig, train
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
     from tests import synthetic
 
     scene, labels, _ = synthetic.class_scene(folder, bands=6, rows=16, cols=20, classes=3)
@@ -282,7 +283,7 @@ def worker(root: Path, seed: int, cases: int, plan: list[tuple[str, int]]) -> No
 
 
 def _worker_cases(fmt: str, sample_dir: Path, seed: int, cases: range) -> None:
-    from hsikit.writers.atomic import forget_inputs
+    from hsikit.inputs import forget_inputs
 
     _, relative = SAMPLES[fmt]
     for case in cases:

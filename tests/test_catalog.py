@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hsikit.catalog import DatasetCard, catalog, get_card, load_card
+from hsikit.data.catalog import DatasetCard, catalog, get_card, load_card
 from hsikit.errors import CatalogError
 from tests.conftest import REPO, assert_one_sentence_error
 

@@ -8,7 +8,6 @@ import pickle
 import geopandas as gpd
 import numpy as np
 import rasterio
-from shapely.geometry import box
 
 from hsikit import open_scene
 from hsikit.writers.classmap import read_class_table

@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 import scipy.io
 
-from hsikit.datasets import load
+from hsikit.data.datasets import load
 from hsikit.writers.classmap import read_class_table
 
 

@@ -14,8 +14,13 @@ import torch
 
 from hsikit.bundle import read_safetensors
 from hsikit.models import architecture_config, create_model, get_entry, list_models
-from hsikit.training.task import (brightness_augment, context_dropout, dihedral_augment,
-                                  mixed_targets, mixup)
+from hsikit.training.task import (
+    brightness_augment,
+    context_dropout,
+    dihedral_augment,
+    mixed_targets,
+    mixup,
+)
 from tests import synthetic
 from tests.conftest import assert_one_sentence_error
 

@@ -16,7 +16,7 @@ from tests import synthetic
 def test_a_pixel_grid_map_opens_north_up(tmp_path, run_cli):
     """Indian Pines has no CRS: its ground truth, read back with GDAL, is north-up and its
     first row is the array's first row (as in the PNG)."""
-    from hsikit.datasets import load
+    from hsikit.data.datasets import load
 
     assert run_cli("data", "labels", "indian_pines", "-o", tmp_path / "gt.tif").code == 0
     truth = load("indian_pines").labels.values

@@ -193,7 +193,8 @@ def test_bundle_descriptions_are_checked_before_anything_is_built(tmp_path, run_
 
 def _classical_bundle(tmp_path: Path, edit) -> tuple[Path, Path]:
     from hsikit.bundle import load_bundle
-    from hsikit.training.run import TrainConfig, train
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
 
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24)
     bundle = tmp_path / "svm.safetensors"

@@ -9,7 +9,7 @@ from pyproj import Transformer
 from shapely.geometry import box
 
 from hsikit import open_scene
-from hsikit.labels import load_labels
+from hsikit.data.labels import load_labels
 from tests import synthetic
 
 

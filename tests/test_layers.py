@@ -9,9 +9,18 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hsikit.models.layers import (LoRALinear, SwiGLU, WindowAttention, count_parameters,
-                                  freeze_all_but_lora, inject_lora, merge_lora,
-                                  selective_scan, selective_scan_reference, set_lora_strength)
+from hsikit.models.layers import (
+    LoRALinear,
+    SwiGLU,
+    WindowAttention,
+    count_parameters,
+    freeze_all_but_lora,
+    inject_lora,
+    merge_lora,
+    selective_scan,
+    selective_scan_reference,
+    set_lora_strength,
+)
 from hsikit.models.less_vit import LowRankSpatialSpectralAttention
 
 

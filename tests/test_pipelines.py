@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from hsikit.pipelines import Benchmark, _in_child, _peak_rss_mb, markdown_table, run_memory_check
+from hsikit.jobs.benchmark import (
+    Benchmark,
+    _in_child,
+    _peak_rss_mb,
+    markdown_table,
+    run_memory_check,
+)
 from tests.conftest import assert_one_sentence_error
 
 
@@ -109,7 +115,7 @@ def _alive(pid: int) -> bool:
 def test_a_terminated_job_stops_the_run_in_its_child_process():
     """`kill` on a running job must not leave its run training on, orphaned."""
     job = subprocess.Popen([sys.executable, "-c", "import time\n"
-                            "from hsikit.pipelines import _in_child\n"
+                            "from hsikit.jobs.benchmark import _in_child\n"
                             "_in_child(time.sleep, 120)"])
     try:
         deadline = time.monotonic() + 60

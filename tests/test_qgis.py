@@ -30,7 +30,7 @@ def _qgis(*maps: Path) -> list[dict]:
 
 
 def test_qgis_shows_a_pixel_grid_map_north_up_with_its_legend(tmp_path, run_cli):
-    from hsikit.datasets import load
+    from hsikit.data.datasets import load
 
     assert run_cli("data", "labels", "indian_pines", "-o", tmp_path / "gt.tif").code == 0
     alone = tmp_path / "alone"

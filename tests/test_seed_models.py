@@ -13,7 +13,7 @@ import torch
 from rasterio.windows import Window
 
 from hsikit.bundle import read_safetensors
-from hsikit.datasets import load
+from hsikit.data.datasets import load
 from hsikit.models import create_model
 from hsikit.models.layers import inject_lora, lora_layers
 from hsikit.training.task import Recipe, fit_torch, schedule
@@ -167,7 +167,7 @@ def test_a_refit_ensemble_chooses_the_epochs_once_and_trains_every_member_on_all
 def test_ensemble_members_share_what_is_left_of_the_time_budget():
     """Each training gets an equal share of the budget still left, so the time an earlier
     member did not use goes to the later ones, and a spent budget leaves each a second."""
-    from hsikit.training.run import member_minutes
+    from hsikit.training.fit import member_minutes
 
     assert member_minutes(None, 1, 2) is None
     assert 4.99 < member_minutes(time.perf_counter() + 600, 1, 2) <= 5.0  # 10 minutes, 2 left

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import maximum_filter
 
-from hsikit.splits import TEST, TRAIN, VAL, SplitSpec, make_split
+from hsikit.data.splits import TEST, TRAIN, VAL, SplitSpec, make_split
 
 
 def _fields(seed: int, shape=(96, 80), classes=6) -> np.ndarray:

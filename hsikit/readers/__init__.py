@@ -16,9 +16,9 @@ from os import PathLike
 from pathlib import Path
 
 from hsikit.errors import FormatError, HsikitError, InputError, error_reason
+from hsikit.inputs import claim_input
 from hsikit.readers import enmap, envi, gdal, matlab, xarray_grid, zarr_cube
 from hsikit.scene import Scene
-from hsikit.writers.atomic import claim_input
 
 #: (format name, sniff, open) in the order they are tried.
 READERS: list[tuple[str, Callable[[Path], bool], Callable[..., Scene]]] = [

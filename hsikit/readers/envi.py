@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 from rasterio.crs import CRS
 
 from hsikit.errors import FormatError, InputError
-from hsikit.gdal_metadata import nm_factor
+from hsikit.readers.gdal_metadata import nm_factor
 from hsikit.scene import PIXEL_GRID, BandInfo, Scene
 
 DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".bin", ".IMG", ".DAT")

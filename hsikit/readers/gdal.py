@@ -15,7 +15,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from hsikit.errors import FormatError, error_reason
-from hsikit.gdal_metadata import band_info_from_gdal
+from hsikit.readers.gdal_metadata import band_info_from_gdal
 from hsikit.scene import BandInfo, Scene
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

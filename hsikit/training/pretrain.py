@@ -19,14 +19,16 @@ from pydantic import Field, model_validator
 
 from hsikit import __version__
 from hsikit.bundle import BUNDLE_SUFFIXES, HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
+from hsikit.data.samples import Source, extract, read_spectra
+from hsikit.data.sources import load_sources
+from hsikit.data.splits import TRAIN, VAL, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
 from hsikit.models.pretraining import build_pretrainer
 from hsikit.preprocess import Preprocessor, good_bands, match_bands
-from hsikit.splits import TRAIN, VAL, Split, SplitSpec
-from hsikit.training.run import DataOptions, TrainConfig, architecture_for, load_sources
-from hsikit.training.samples import Source, extract, read_spectra
+from hsikit.training.config import DataOptions, TrainConfig
+from hsikit.training.fit import architecture_for
 from hsikit.writers.atomic import check_output, staged_output
 
 
@@ -58,7 +60,7 @@ def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
 
 def _random_sources(config: PretrainConfig) -> list[Source]:
     """Randomly drawn pixels of each scene as pseudo-labels: train, plus a held-out share."""
-    from hsikit.datasets import load, resolve_scene
+    from hsikit.data.datasets import load, resolve_scene
 
     scenes = ([load(config.dataset).scene] if config.dataset
               else [resolve_scene(s) for s in config.scenes])

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hsikit.classes import ClassTable  # noqa: E402
-from hsikit.splits import ROLE_NAMES  # noqa: E402
+from hsikit.data.splits import ROLE_NAMES  # noqa: E402
 from hsikit.writers.atomic import prepare_output_folder, staged_output  # noqa: E402
 from hsikit.writers.classmap import write_class_map  # noqa: E402
 

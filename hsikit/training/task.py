@@ -20,8 +20,13 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import (Callback, EarlyStopping, RichProgressBar, Timer,
-                                         WeightAveraging)
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    RichProgressBar,
+    Timer,
+    WeightAveraging,
+)
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler

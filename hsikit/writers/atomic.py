@@ -16,8 +16,8 @@ folder records its process; a later write to the same path removes those of dead
 from __future__ import annotations
 
 import ctypes
-import glob
 import ctypes.util
+import glob
 import os
 import shutil
 import socket
@@ -29,26 +29,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hsikit.errors import OutputError
+from hsikit.inputs import claimed_inputs
 
 #: Written into every folder hsikit creates as an output (report folders, Zarr stores).
 MARKER = ".hsikit-output"
 _STAGE_OWNER = "owner"
-_claimed: dict[str, str] = {}  # resolved input path -> what it is (for the refusal)
-
-
-def claim_input(path: str | os.PathLike[str], role: str = "input") -> None:
-    """Record ``path`` as an input of the running command: no output may replace it."""
-    resolved = os.path.realpath(path)
-    _claimed.setdefault(resolved, role)
-
-
-def claimed_inputs() -> dict[str, str]:
-    return dict(_claimed)
-
-
-def forget_inputs() -> None:
-    """Start a new command (the CLI calls this once per invocation)."""
-    _claimed.clear()
 
 
 def _same_file(a: str, b: str) -> bool:

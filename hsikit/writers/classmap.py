@@ -29,8 +29,7 @@ from hsikit.errors import FormatError, error_reason
 from hsikit.scene import PIXEL_GRID, Grid, is_pixel_grid
 from hsikit.writers.atomic import check_output, staged_output
 from hsikit.writers.provenance import provenance
-from hsikit.writers.styles import (pam_categories, qml_style, read_pam_categories,
-                                   score_qml_style)
+from hsikit.writers.styles import pam_categories, qml_style, read_pam_categories, score_qml_style
 
 CLASS_NODATA = 0
 SCORE_NODATA = 255

@@ -15,8 +15,8 @@ import rasterio
 import zarr
 
 from hsikit.errors import OutputError
-from hsikit.gdal_metadata import gdal_band_metadata
 from hsikit.readers import envi, zarr_cube
+from hsikit.readers.gdal_metadata import gdal_band_metadata
 from hsikit.scene import Scene, is_pixel_grid
 from hsikit.writers.atomic import check_output, staged_output
 from hsikit.writers.provenance import provenance

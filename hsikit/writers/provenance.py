@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from hsikit import __version__
 
 _CHUNK = 1 << 22
+SOFTWARE = f"hsikit {__version__}"
 
 
 def made_at() -> datetime:
@@ -36,7 +37,7 @@ def provenance(**facts: object) -> dict[str, str]:
 
     Facts that are None are left out; paths are written as given by the user."""
     when = made_at()
-    tags = {"TIFFTAG_SOFTWARE": f"hsikit {__version__}",
+    tags = {"TIFFTAG_SOFTWARE": SOFTWARE,
             "TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S"),
             "HSIKIT_VERSION": __version__, "HSIKIT_CREATED": when.isoformat()}
     tags.update({f"HSIKIT_{key.upper()}": str(value) for key, value in facts.items()

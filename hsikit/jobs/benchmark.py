@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsikit.errors import InputError, location_text, validation_problem, validation_sentence
-from hsikit.metrics import summarize_runs
+from hsikit.evaluation.scoring import summarize_runs
 
 
 class Protocol(BaseModel):
@@ -168,9 +168,10 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
     import torch
 
     from hsikit.bundle import load_bundle
-    from hsikit.datasets import load
-    from hsikit.inference import classify_scene
-    from hsikit.training.run import TrainConfig, train
+    from hsikit.data.datasets import load
+    from hsikit.predict.classify import classify_scene
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
 
     torch.set_num_threads(threads)
     folder_path = Path(folder)
@@ -178,8 +179,8 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
     config = dict(job["train"])
     extra: dict[str, Any] = {}
     if job.get("pretrain") is not None:
+        from hsikit.training.config import DataOptions
         from hsikit.training.pretrain import PretrainConfig, pretrain
-        from hsikit.training.run import DataOptions
 
         keys = {"model", "split", *DataOptions.model_fields}  # the training run's own split
         pretrained = folder_path / "pretrained.safetensors"
@@ -407,7 +408,7 @@ def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) ->
 
 def _map_scene(scene_path: str, bundle_path: str, output: str) -> dict:
     from hsikit.bundle import load_bundle
-    from hsikit.inference import classify_scene
+    from hsikit.predict.classify import classify_scene
     from hsikit.readers import open_scene
 
     started = time.perf_counter()
@@ -421,7 +422,8 @@ def _train_small(scene_path: str, bundle_path: str, model: str) -> dict:
     import rasterio
     from rasterio.windows import Window
 
-    from hsikit.training.run import TrainConfig, train
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
 
     labels_path = Path(bundle_path).with_name("labels.tif")
     with rasterio.open(scene_path) as src:

@@ -16,8 +16,8 @@ import pandas as pd
 
 from hsikit.classes import ClassTable
 from hsikit.errors import InputError, LabelError
+from hsikit.inputs import claim_input
 from hsikit.scene import Scene
-from hsikit.writers.atomic import claim_input
 
 MAX_CLASS_VALUE = 65535  # class maps are uint8, or uint16 past 255 classes
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")

@@ -10,153 +10,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hsikit.bundle import BUNDLE_SUFFIXES, Bundle, ModelSpec, new_meta, save_bundle
-from hsikit.classes import ClassEntry, ClassTable
-from hsikit.devices import DEVICE_HELP, device_name, resolve_device
+from hsikit.classes import ClassTable
+from hsikit.data.samples import Samples, extract, read_spectra
+from hsikit.data.sources import load_sources
+from hsikit.devices import resolve_device
 from hsikit.errors import InputError, error_reason
-from hsikit.metrics import classification_report
 from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
-from hsikit.preprocess import Preprocessor, good_bands, match_bands
+from hsikit.preprocess import Preprocessor, good_bands
 from hsikit.scene import Scene
-from hsikit.smoothing import DEFAULT_EPS, DEFAULT_GUIDE, Smoothing
-from hsikit.splits import TEST, TRAIN, Split, SplitSpec, make_split
-from hsikit.training.samples import Samples, Source, extract, read_spectra
-
-
-
-class DataOptions(BaseModel):
-    """Where pixels come from and how they are split: shared by training and pretraining, so
-    both build the same split from the same options."""
-
-    model_config = ConfigDict(extra="forbid")
-    dataset: str | None = None
-    scenes: list[str] = Field(default_factory=list)
-    labels: list[str] = Field(default_factory=list)
-    train_ratio: float = Field(0.1, gt=0, lt=1)
-    per_class: int | None = Field(None, gt=0)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    block_size: int = Field(16, gt=0)
-    buffer_patch: int | None = Field(None, gt=0, description="spatial: buffer = this // 2 "
-                                     "(default: the model's patch size); set it to compare "
-                                     "models with different patches on one split")
-    seed: int = 0
-    threads: int | None = Field(None, gt=0)
-    device: Annotated[str, AfterValidator(device_name)] = Field("auto", description=DEVICE_HELP)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataOptions:
-        if (self.dataset is None) == (not self.scenes):
-            raise ValueError("give either a catalog dataset or scenes")
-        if self.labels and len(self.labels) != len(self.scenes):
-            raise ValueError("give one labels file per scene")
-        return self
-
-
-class TrainConfig(DataOptions):
-    """Everything a training run depends on; unset recipe fields take the model's defaults."""
-
-    model: str = "cnn3d"
-    class_field: str | None = None
-    name_field: str | None = None
-    split: Literal["random", "spatial", "tiles"] = "spatial"
-    train_fraction: float = Field(0.5, gt=0, lt=1)
-    patch_size: int | None = Field(None, gt=0)
-    pca: int | None = Field(None, ge=0, description="0 = no PCA")
-    epochs: int | None = Field(None, gt=0)
-    lr: float | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    label_smoothing: float = Field(0.05, ge=0, lt=1)
-    warmup_epochs: int = Field(3, ge=0)
-    balanced: bool = False
-    patience: int = Field(15, gt=0)
-    keep: Literal["best", "last"] = Field("best", description="weights kept: best on "
-                                          "validation (early stopping), or the last epoch")
-    max_minutes: float | None = Field(None, gt=0, description="training-time budget: stop "
-                                      "after this many minutes")
-    context_dropout: float = Field(0.0, ge=0, le=1, description="share of training patches "
-                                   "whose neighbours are partly overwritten by the centre pixel")
-    brightness: float = Field(0.0, ge=0, lt=1, description="each training patch scaled by a "
-                              "random factor in 1 ± this (a brighter or darker surface of the "
-                              "same class); 0 = off")
-    mixup: float = Field(0.0, ge=0, description="training patches mixed in pairs, with their "
-                         "labels, in shares drawn from Beta(mixup, mixup); 0 = off")
-    refit: bool | None = Field(None, description="train the final model on training + "
-                               "validation pixels once the choices are made on validation; "
-                               "default: yes for classical models, no for neural ones")
-    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of "
-                       "the weights, which validation judges and the bundle keeps; 0 = off")
-    init_seed: int | None = Field(None, ge=0, description="seed of the model's own randomness "
-                                  "(initial weights, training order, augmentation, dropout; a "
-                                  "random forest's trees); default: seed. The split and PCA "
-                                  "follow seed, so varying this alone measures what "
-                                  "initialisation changes on a fixed split")
-    members: int = Field(1, ge=1, description="a deep ensemble: this many networks trained on "
-                         "the same pixels from different initial weights (member i: init seed "
-                         "+ 1000 i), their class probabilities averaged; with a refit the "
-                         "first chooses the epochs for all; a time budget is shared")
-    init: str | None = Field(None, description="bundle or pretrained encoder to start from")
-    lora: bool = Field(False, description="train only LoRA adapters and the head")
-    lora_rank: int = Field(8, gt=0)
-    lora_alpha: float | None = Field(None, gt=0, description="default: 2 × rank")
-    lora_cycles: int = Field(0, ge=0, description="> 0: cyclical LoRA-strength schedule")
-    lora_min_strength: float = Field(0.25, ge=0, le=1)
-    smooth: int = Field(0, ge=0, description="radius of the edge-preserving smoothing (guided "
-                        "filter) of the class probabilities, which the bundle applies to every "
-                        "map and the test metrics include; 0 = off")
-    smooth_eps: float = Field(DEFAULT_EPS, gt=0, description="the guided filter's ε: guide "
-                              "steps above about √ε count as edges")
-    smooth_guide: int = Field(DEFAULT_GUIDE, ge=1, description="principal components in the "
-                              "guided filter's guide image (3: colour, 1: grey)")
-
-    @property
-    def smoothing(self) -> Smoothing | None:
-        return (Smoothing(radius=self.smooth, eps=self.smooth_eps, guide=self.smooth_guide)
-                if self.smooth else None)
-
-    @model_validator(mode="after")
-    def _sources(self) -> TrainConfig:
-        if self.lora and self.init is None:
-            raise ValueError("LoRA fine-tunes existing weights: give init (a bundle or a "
-                             "pretrained encoder)")
-        if self.lora_cycles and not self.lora:
-            raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
-        if self.scenes and len(self.labels) != len(self.scenes):
-            raise ValueError("give one labels file per scene")
-        if self.split == "tiles" and len(self.scenes) < 2:
-            raise ValueError("the 'tiles' split needs at least two scenes")
-        return self
-
-    def resolved(self) -> TrainConfig:
-        """Fill recipe fields from the model's registered defaults, and the model's own seed
-        from the split's."""
-        defaults = get_entry(self.model).defaults
-        fill = {k: defaults.get(k) for k in ("patch_size", "pca", "epochs", "lr", "batch_size")
-                if getattr(self, k) is None}
-        fill = {k: v for k, v in fill.items() if v is not None}
-        if self.init_seed is None:
-            fill["init_seed"] = self.seed
-        out = self.model_copy(update=fill)
-        if out.patch_size is None:
-            out = out.model_copy(update={"patch_size": 1})
-        if out.patch_size % 2 == 0:
-            raise InputError(None, f"patch size {out.patch_size} is even",
-                             "use an odd patch size so patches have a centre pixel")
-        return out
-
-    def split_spec(self) -> SplitSpec:
-        protocol = "random" if self.split == "random" else "spatial"
-        return SplitSpec(protocol=protocol, seed=self.seed, train_ratio=self.train_ratio,
-                         per_class=self.per_class, val_fraction=self.val_fraction,
-                         train_fraction=self.train_fraction, block_size=self.block_size,
-                         patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
-                         + 2 * (self.smoothing.margin if self.smoothing else 0))
+from hsikit.training.config import TrainConfig
 
 
 @dataclass
@@ -164,78 +32,6 @@ class TrainResult:
     bundle_path: Path
     report: dict
     bundle: Bundle
-
-
-# -- sources -------------------------------------------------------------------------------------
-
-
-def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
-    """Scenes with labels in one shared class table, their splits, and matched bands."""
-    from hsikit.datasets import load
-    from hsikit.labels import load_labels
-    from hsikit.readers import open_scene
-
-    if config.dataset is not None:
-        dataset = load(config.dataset)
-        raw = [(dataset.scene, dataset.labels.values, dataset.labels.classes, config.dataset)]
-    else:
-        raw = []
-        for scene_path, label_path in zip(config.scenes, config.labels):
-            scene = open_scene(scene_path)
-            labels = load_labels(label_path, scene, config.class_field, config.name_field)
-            raw.append((scene, labels.values, labels.classes, scene_path))
-    table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])
-    first = raw[0][0]
-    chosen = good_bands(first)
-    wavelengths = first.wavelengths[chosen]
-    names = [str(n) for n in first.band_values("name")[chosen]]
-    splits = _splits(config, remapped)
-    sources = [Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
-               for (scene, _, _, name), labels, split in zip(raw, remapped, splits)]
-    return sources, table
-
-
-def merge_tables(items: list[tuple[np.ndarray, ClassTable]]
-                 ) -> tuple[ClassTable, list[np.ndarray]]:
-    """One class table for all sources, matched by class name; values renumbered if needed."""
-    if len(items) == 1:
-        return items[0][1], [items[0][0]]
-    first = items[0][1]
-    entries = {e.name: e for e in first.entries}
-    for _, table in items[1:]:
-        for entry in table.entries:
-            if entry.name not in entries:
-                value = max(e.value for e in entries.values()) + 1
-                entries[entry.name] = ClassEntry(value, entry.name, entry.colour)
-    merged = ClassTable(tuple(sorted(entries.values(), key=lambda e: e.value)))
-    out = []
-    for values, table in items:
-        lookup = np.zeros(max(table.max_value, int(values.max())) + 1, np.int64)
-        for entry in table.entries:
-            lookup[entry.value] = entries[entry.name].value
-        out.append(lookup[values].astype(values.dtype if merged.max_value < 256 else "uint16"))
-    return merged, out
-
-
-def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
-    spec = config.split_spec()
-    if config.split != "tiles":
-        return [make_split(values, spec) for values in labels]
-    order = np.random.default_rng(config.seed).permutation(len(labels))
-    n_test = min(len(labels) - 1, max(1, int(len(labels) * (1 - config.train_fraction))))
-    test_tiles = set(order[:n_test].tolist())
-    inner = SplitSpec(protocol="random", seed=config.seed, train_ratio=0.999,
-                      val_fraction=config.val_fraction, patch_size=spec.patch_size)
-    out = []
-    for index, values in enumerate(labels):
-        if index in test_tiles:
-            roles = np.where(values > 0, TEST, 0).astype(np.uint8)
-            out.append(Split(spec, roles, [f"tile {index}: test"]))
-        else:
-            split = make_split(values, inner)
-            split.roles[split.roles == TEST] = TRAIN  # the whole tile trains, minus validation
-            out.append(Split(spec, split.roles, [f"tile {index}: train"]))
-    return out
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -265,7 +61,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
           progress: bool = True) -> TrainResult:
     import torch
 
-    from hsikit.evaluation import ReferencePixels, accuracy_report
+    from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
     from hsikit.training.report import write_report
     from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
 

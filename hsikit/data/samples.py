@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hsikit.data.splits import ROLE_NAMES, TRAIN, Split
 from hsikit.patches import halo_windows, patches_at, read_block
 from hsikit.preprocess import Preprocessor
 from hsikit.scene import Scene
-from hsikit.splits import ROLE_NAMES, TRAIN, Split
 
 WINDOW = 256
 

@@ -3,56 +3,18 @@ checked against its data checksum), or on independent reference labels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hsikit.bundle import Bundle, load_bundle
+from hsikit.data.samples import Source, extract, read_spectra
+from hsikit.data.sources import load_sources
+from hsikit.data.splits import TEST, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
-from hsikit.inference import map_scores, predict_batches
-from hsikit.metrics import classification_report
-from hsikit.scene import Scene
-from hsikit.splits import TEST, Split, SplitSpec
-from hsikit.training.run import TrainConfig, load_sources
-from hsikit.training.samples import Samples, Source, extract, read_spectra
-
-
-@dataclass
-class ReferencePixels:
-    """Labelled pixels to score: patches, class indices of the bundle, and where they lie."""
-
-    x: np.ndarray  # [N, C, P, P]
-    y: np.ndarray  # [N] class indices
-    where: np.ndarray  # [N, 3] scene index, row, col
-    scenes: list[Scene]
-
-    @classmethod
-    def of(cls, samples: Samples, y: np.ndarray, scenes: list[Scene]) -> ReferencePixels:
-        """The test role of ``samples`` with class indices ``y``; pixels with y < 0 dropped."""
-        keep = y >= 0
-        return cls(samples.x["test"][keep], y[keep], samples.where["test"][keep], scenes)
-
-
-def accuracy_report(bundle: Bundle, pixels: ReferencePixels) -> dict:
-    """Accuracy of the bundle on labelled pixels, as its maps classify them: with smoothing,
-    from the smoothed map (the unsmoothed figures kept beside them for comparison)."""
-    table = bundle.classes
-    values = np.asarray(table.values)
-
-    def report_for(scores: np.ndarray) -> dict:
-        predicted = values[scores.argmax(1)] if len(scores) else np.empty(0, int)
-        return classification_report(values[pixels.y], predicted, table.values,
-                                     [e.name for e in table.entries])
-
-    patch_report = report_for(predict_batches(bundle, pixels.x))
-    if bundle.meta.smoothing is None:
-        return patch_report
-    report = report_for(map_scores(bundle, pixels.where, pixels.scenes))
-    report.update(smoothing=bundle.meta.smoothing.model_dump(),
-                  unsmoothed={k: patch_report[k] for k in ("oa", "aa", "kappa")})
-    return report
+from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
+from hsikit.training.config import TrainConfig
 
 
 def _own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
@@ -77,8 +39,8 @@ def _report(bundle: Bundle, pixels: ReferencePixels, protocol: str) -> dict:
 
 def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
                  class_field: str | None, dataset: str | None) -> ReferencePixels:
-    from hsikit.datasets import load, resolve_scene
-    from hsikit.labels import load_labels
+    from hsikit.data.datasets import load, resolve_scene
+    from hsikit.data.labels import load_labels
 
     if dataset is not None:
         data = load(dataset)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hsikit.catalog import DatasetCard, dataset_folder, get_card
+from hsikit.data.catalog import DatasetCard, dataset_folder, get_card
+from hsikit.data.fetch import cached_file
+from hsikit.data.labels import Labels
 from hsikit.errors import CatalogError, InputError
-from hsikit.fetch import cached_file
-from hsikit.labels import Labels
 from hsikit.readers import open_scene
 from hsikit.scene import BandInfo, Scene
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from rich.progress import Progress
 
 from hsikit import __version__
-from hsikit.catalog import DatasetCard, FileSpec, dataset_folder, get_card
+from hsikit.data.catalog import DatasetCard, FileSpec, dataset_folder, get_card
 from hsikit.errors import DownloadError, InputError
 
 CHUNK = 1 << 20

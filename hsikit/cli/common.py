@@ -1,0 +1,63 @@
+"""Helpers every command group shares: checking a map's outputs up front, naming the files
+that travel with a map, printing metrics, a validated config from options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hsikit.cli.app import out
+from hsikit.errors import InputError, validation_sentence
+
+
+def check_map_outputs(output: Path, png: Path | None, *, inputs: list = (),
+                       confidence: bool = False, probabilities: bool = False) -> None:
+    """Every file a map command will write, refused before any work if one is unsafe."""
+    from hsikit.writers.classmap import check_class_map_output
+    from hsikit.writers.quicklook import check_png_output
+
+    check_class_map_output(output, confidence=confidence, probabilities=probabilities,
+                           inputs=tuple(str(i) for i in inputs))
+    if png is not None:
+        check_png_output(png, inputs=[str(i) for i in inputs])
+
+
+def with_sidecars(output: Path) -> str:
+    """The map and the files that travel with it, as the user should keep them together."""
+    from hsikit.writers.classmap import sidecar_paths
+
+    paths = sidecar_paths(output)
+    return (f"{output} (keep with it: {paths['aux'].name} for class names and the attribute "
+            f"table, {paths['qml'].name} for the QGIS style)")
+
+
+def config_from_options(config_class: type, command: str, scenes: list[str] | None,
+             labels: list[str] | None, dataset: str | None, **fields: Any) -> Any:
+    """A validated config from CLI options; the first problem becomes one sentence."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return config_class(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
+    except ValidationError as exc:
+        raise InputError(None, f"invalid {command}ing options: {validation_sentence(exc)}",
+                         f"see 'hsikit {command} --help'") from exc
+
+
+def train_config(scenes: list[str] | None, labels: list[str] | None, dataset: str | None,
+                  **fields: Any) -> Any:
+    from hsikit.training.config import TrainConfig
+
+    return config_from_options(TrainConfig, "train", scenes, labels, dataset, **fields)
+
+
+def print_metrics(report: dict) -> None:
+    from hsikit.training.report import seed_text
+
+    out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
+              f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
+              f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels")
+    if "unsmoothed" in report:
+        raw = report["unsmoothed"]
+        out.print(f"  with smoothing (radius {report['smoothing']['radius']}); without: OA "
+                  f"{raw['oa']:.2%}  AA {raw['aa']:.2%}  kappa {raw['kappa']:.4f}")
