@@ -30,7 +30,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_model_forward_and_backward_stay_on_the_inputs_device(name):
-    bands, patch = 16, get_entry(name).defaults["patch_size"]
+    bands, patch = 16, get_entry(name).architecture["patch_size"]
     wavelengths = [float(w) for w in np.linspace(450, 900, bands)]
     config = architecture_config(name, patch_size=patch, wavelengths=wavelengths, gsd=20.0)
     model = create_model(name, bands, 4, **config).to("meta")

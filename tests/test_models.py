@@ -19,7 +19,7 @@ TRAINABLE_HERE = [n for n in list_models() if not n.endswith(("_small", "_base")
 
 
 def _patch_size(name: str) -> int:
-    return get_entry(name).defaults.get("patch_size", 1)
+    return get_entry(name).architecture.get("patch_size", 1)
 
 
 def _batch(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -238,3 +238,20 @@ def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
         {"name": "rf_next", "model": "random_forest", "init_from": "rf_only5"}]}))
     assert_one_sentence_error(run_cli("run", pipeline), "l.yaml",
                               "starts from 'rf_only5', which does not run on random6")
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ({"name": "typo", "model": "cnn3d", "options": {"mixpu": 0.4}},
+     "row 'typo' (random5) options: mixpu: Extra inputs are not permitted"),
+    ({"name": "late", "model": "cnn3d", "per_protocol": {"random5": {"ema": 2}}},
+     "row 'late' (random5) options: recipe.ema: Input should be less than 1"),
+    ({"name": "pre", "model": "less_vit_tiny", "pretrain": {"sampels": 10}},
+     "row 'pre' (random5) pretrain: sampels: Extra inputs are not permitted"),
+], ids=["option", "per-protocol", "pretrain"])
+def test_rows_are_validated_when_the_job_loads(tmp_path, run_cli, row, fragment):
+    """A misspelt option is refused before any row runs, naming the row."""
+    pipeline = tmp_path / "typo.yaml"
+    pipeline.write_text(yaml.safe_dump(_indian_pines_job(tmp_path, "typo", [5],
+                                                         ["svm_rbf", row])))
+    assert_one_sentence_error(run_cli("run", pipeline), "typo.yaml", fragment)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "typo.json").exists()

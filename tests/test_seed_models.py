@@ -38,21 +38,79 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
     assert (tmp_path / "m.safetensors").is_file()
 
 
-@pytest.mark.parametrize("option, key, value", [("--context-dropout", "context_dropout", 0.5),
-                                                ("--brightness", "brightness", 0.2),
-                                                ("--mixup", "mixup", 0.4),
-                                                ("--ema", "ema", 0.9),
-                                                ("--weight-decay", "weight_decay", 0.001)])
-def test_recipe_option_trains_and_is_recorded_in_report_and_bundle(tmp_path, run_cli, option,
-                                                                   key, value):
-    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
-    result = run_cli("train", scene, "--labels", labels, "--model", "mamba_hsi_tiny", *QUICK,
-                     "--pca", "8", option, str(value), "-o", tmp_path / "m.safetensors")
+#: A value other than the default for every recipe option, as the CLI takes it.
+RECIPE_VALUES = {"epochs": 3, "lr": 0.004, "batch_size": 16, "weight_decay": 0.001,
+                 "label_smoothing": 0.2, "warmup_epochs": 1, "balanced": True, "patience": 4,
+                 "keep": "last", "max_minutes": 30.0, "context_dropout": 0.5, "brightness": 0.2,
+                 "mixup": 0.4, "refit": True, "ema": 0.9, "lora_min_strength": 0.5}
+
+
+def test_every_recipe_option_has_a_test_value():
+    from hsikit.training.config import RECIPE_FIELDS
+
+    assert set(RECIPE_VALUES) | {"lora_cycles"} == RECIPE_FIELDS  # lora_cycles: LoRA tests
+
+
+def _cli_flag(key: str, value: object) -> list[str]:
+    flag = "--" + key.replace("_", "-")
+    return [flag] if value is True else [flag, str(value)]
+
+
+@pytest.mark.parametrize("key", sorted(RECIPE_VALUES))
+def test_each_recipe_option_reaches_training(tmp_path, run_cli, monkeypatch, key):
+    """The recipe training runs with holds the option the user gave (not only the report):
+    a field dropped between the command line and the training loop fails here."""
+    from hsikit.training import task
+
+    seen = []
+
+    def recording_fit(model, x_train, y_train, x_val, y_val, recipe, seed, log_dir):
+        seen.append(recipe)
+        return {"refit_on": "train", "epochs_run": 0}
+
+    monkeypatch.setattr(task, "fit_torch", recording_fit)
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=16, cols=20)
+    value = RECIPE_VALUES[key]
+    result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", "--split", "random",
+                     "--pca", "8", *_cli_flag(key, value), "-o", tmp_path / "m.safetensors")
     assert result.code == 0, result.stderr + result.stdout
+    # the time budget reaches training as the share left when it starts: a hair below
+    assert len(seen) == 1 and getattr(seen[0], key) == (
+        pytest.approx(value, rel=1e-3) if isinstance(value, float) else value)
     config = json.loads((tmp_path / "m_report" / "config.json").read_text())
-    assert config[key] == value
+    assert config["recipe"][key] == value
     training = read_safetensors(tmp_path / "m.safetensors")[0]["training"]
-    assert training["config"][key] == value
+    assert training["config"]["recipe"][key] == value
+
+
+@pytest.fixture(scope="module")
+def augmentation_baseline(tmp_path_factory):
+    """Weights of a short Mamba training without augmentation, and its scene."""
+    from hsikit.bundle import load_bundle
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
+
+    folder = tmp_path_factory.mktemp("baseline")
+    scene, labels, _ = synthetic.class_scene(folder, bands=16, rows=24, cols=30)
+    config = TrainConfig(scenes=[str(scene)], labels=[str(labels)], model="mamba_hsi_tiny",
+                         split="random", train_ratio=0.3, epochs=2, threads=2, pca=8)
+    train(config, folder / "m.safetensors", folder / "report", progress=False)
+    return scene, labels, load_bundle(folder / "m.safetensors").model.state_dict()
+
+
+@pytest.mark.parametrize("key", ["context_dropout", "brightness", "mixup", "ema",
+                                 "weight_decay"])
+def test_augmentations_change_what_is_learnt(tmp_path, run_cli, augmentation_baseline, key):
+    """The same seed and split with the option on gives other weights than without it."""
+    from hsikit.bundle import load_bundle
+
+    scene, labels, baseline = augmentation_baseline
+    result = run_cli("train", scene, "--labels", labels, "--model", "mamba_hsi_tiny", *QUICK,
+                     "--pca", "8", *_cli_flag(key, RECIPE_VALUES[key]),
+                     "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.stderr + result.stdout
+    weights = load_bundle(tmp_path / "m.safetensors").model.state_dict()
+    assert any(not torch.equal(weights[k], baseline[k]) for k in baseline)
 
 
 def test_retraining_to_the_same_output_replaces_its_log_quietly(tmp_path, run_cli, recwarn):

@@ -44,13 +44,6 @@ def config_from_options(config_class: type, command: str, scenes: list[str] | No
                          f"see 'hsikit {command} --help'") from exc
 
 
-def train_config(scenes: list[str] | None, labels: list[str] | None, dataset: str | None,
-                  **fields: Any) -> Any:
-    from hsikit.training.config import TrainConfig
-
-    return config_from_options(TrainConfig, "train", scenes, labels, dataset, **fields)
-
-
 def print_metrics(report: dict) -> None:
     from hsikit.training.report import seed_text
 

@@ -20,7 +20,7 @@ from hsikit.cli.app import (
     out,
     scene_arg,
 )
-from hsikit.cli.common import check_map_outputs, print_metrics, train_config, with_sidecars
+from hsikit.cli.common import check_map_outputs, print_metrics, with_sidecars
 from hsikit.errors import InputError
 
 
@@ -74,11 +74,14 @@ def classify(
 
         torch.set_num_threads(threads)
     if labels is not None:
+        from hsikit.training.config import train_config
         from hsikit.training.fit import train as run_training
 
-        config = train_config([scene], [labels], None, model=model, class_field=class_field,
-                               seed=seed, threads=threads, device=device, smooth=smooth,
-                               smooth_eps=smooth_eps, smooth_guide=smooth_guide)
+        options = {"scenes": [scene], "labels": [labels], "model": model,
+                   "class_field": class_field, "seed": seed, "threads": threads,
+                   "device": device, "smooth": smooth, "smooth_eps": smooth_eps,
+                   "smooth_guide": smooth_guide}
+        config = train_config({k: v for k, v in options.items() if v is not None})
         result = run_training(config, bundle, report_dir)
         print_metrics(result.report)
     loaded = load_bundle(bundle).to(device)

@@ -2,128 +2,67 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hsikit.cli.app import (
     DeviceOpt,
     OutputOpt,
-    SmoothEpsOpt,
-    SmoothGuideOpt,
-    SmoothOpt,
     app,
     out,
 )
-from hsikit.cli.common import config_from_options, print_metrics, train_config
+from hsikit.cli.common import config_from_options, print_metrics
+from hsikit.cli.config_options import command_with_options, given
+
+TRAIN_PARAMETERS = [
+    inspect.Parameter("scenes", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                      annotation=Annotated[list[str] | None, typer.Argument(
+                          help="Scene files, one per --labels (or --dataset).",
+                          show_default=False)]),
+    inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=Path("model.safetensors"),
+                      annotation=Annotated[Path, typer.Option("--output", "-o",
+                                                              help="The bundle to write.")]),
+    inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[Path | None, typer.Option(
+                          help="Report folder (default: beside the bundle).",
+                          show_default=False)]),
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[Path | None, typer.Option(
+                          help="A YAML file of these options (as a benchmark row's); the "
+                               "options given here override it.", show_default=False)]),
+]
 
 
-@app.command()
-def train(
-    scenes: Annotated[list[str] | None, typer.Argument(help="Scene files (one per labels).")
-                      ] = None,
-    labels: Annotated[list[str] | None, typer.Option("--labels", help="Labels per scene "
-                                                     "(raster or vector; repeat).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="A catalog dataset instead of scenes.")
-                       ] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Model name (hsikit models); default: the --init file's model, else cnn3d.")
-    ] = None,
-    output: OutputOpt = Path("model.safetensors"),
-    report: Annotated[Path | None, typer.Option(help="Report folder (default: beside the "
-                                                     "bundle).")] = None,
-    class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
-    name_field: Annotated[str | None, typer.Option(help="Class-name field.")] = None,
-    split: Annotated[str, typer.Option(help="random, spatial or tiles.")] = "spatial",
-    train_ratio: Annotated[float | None, typer.Option(help="random: share per class.")] = None,
-    per_class: Annotated[int | None, typer.Option(help="random: pixels per class.")] = None,
-    block_size: Annotated[int | None, typer.Option(help="spatial: block side (px).")] = None,
-    buffer_patch: Annotated[int | None, typer.Option(help="spatial: buffer as for this patch "
-                                                          "size (compare models on one split).")
-                            ] = None,
-    patch_size: Annotated[int | None, typer.Option(help="Patch side (odd).")] = None,
-    pca: Annotated[int | None, typer.Option(help="PCA components (0 = none).")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default "
-                                                            "0.01).")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    balanced: Annotated[bool, typer.Option(help="Class-balanced sampling.")] = False,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of the training pixels "
-                                                            "kept for validation.")] = None,
-    label_smoothing: Annotated[float | None, typer.Option()] = None,
-    keep: Annotated[str | None, typer.Option(help="Weights kept: 'best' on validation "
-                                                  "(early stopping) or 'last' (the whole "
-                                                  "schedule).")] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Training-time budget: stop after "
-                                                           "this many minutes.")] = None,
-    context_dropout: Annotated[float | None, typer.Option(
-        help="Share of training patches whose neighbour pixels are partly overwritten by the "
-             "centre pixel (spatial generalisation).")] = None,
-    brightness: Annotated[float | None, typer.Option(
-        help="Scale each training patch by a random factor in 1 ± this (a brighter or darker "
-             "surface of the same class; e.g. 0.2); 0 = off.")] = None,
-    mixup: Annotated[float | None, typer.Option(
-        help="Mix training patches in pairs, labels alike, in shares drawn from Beta(this, "
-             "this) (mixed pixels; e.g. 0.4); 0 = off.")] = None,
-    refit: Annotated[bool | None, typer.Option(
-        "--refit/--no-refit", help="Train the final model on training + validation pixels "
-        "once the choices are made on validation (default: classical models yes, neural no).")
-    ] = None,
-    ema: Annotated[float | None, typer.Option(
-        help="Decay of an exponential moving average of the weights (e.g. 0.99), which "
-             "validation judges and the bundle keeps; 0 = off.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split, PCA and (unless --init-seed) "
-                                           "the model.")] = 0,
-    init_seed: Annotated[int | None, typer.Option(
-        help="Seed of the model's own randomness (initial weights, batch order, dropout): "
-             "vary it on a fixed split to see what initialisation alone changes.")] = None,
-    members: Annotated[int | None, typer.Option(
-        help="A deep ensemble: train this many networks from different initial weights and "
-             "average their class probabilities (a --max-minutes budget is shared).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    device: DeviceOpt = "auto",
-    init: Annotated[Path | None, typer.Option(help="Start from this bundle or pretrained "
-                                                   "encoder (hsikit pretrain).")] = None,
-    lora: Annotated[bool, typer.Option(help="LoRA fine-tuning: train only low-rank adapters "
-                                            "and the head (needs --init).")] = False,
-    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    lora_cycles: Annotated[int | None, typer.Option(help="Cyclical LoRA-strength schedule "
-                                                         "with this many cosine restarts.")
-                           ] = None,
-    smooth: SmoothOpt = None,
-    smooth_eps: SmoothEpsOpt = None,
-    smooth_guide: SmoothGuideOpt = None,
-) -> None:
+def _train(**values: Any) -> None:
     """Train a classifier on labelled scenes and write a bundle and a report. With --smooth
     the bundle smooths every map it makes, and the test metrics are those of the smoothed map."""
     from hsikit.smoothing import chosen_smoothing
-    from hsikit.training.finetune import initial_model_name
+    from hsikit.training.config import TrainConfig, train_config
     from hsikit.training.fit import train as run_training
 
-    if model is None and init is not None:
-        model = initial_model_name(init)
-    chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refuses them without --smooth
-    config = train_config(scenes, labels, dataset, model=model, class_field=class_field,
-                           name_field=name_field, split=split, train_ratio=train_ratio,
-                           per_class=per_class, block_size=block_size,
-                           buffer_patch=buffer_patch, patch_size=patch_size,
-                           pca=pca, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                           batch_size=batch_size,
-                           balanced=balanced, val_fraction=val_fraction,
-                           label_smoothing=label_smoothing, keep=keep,
-                           max_minutes=max_minutes, context_dropout=context_dropout,
-                           brightness=brightness, mixup=mixup,
-                           refit=refit, ema=ema, seed=seed, init_seed=init_seed,
-                           members=members, threads=threads, device=device,
-                           init=str(init) if init else None, lora=lora,
-                           lora_rank=lora_rank, lora_cycles=lora_cycles, smooth=smooth,
-                           smooth_eps=smooth_eps, smooth_guide=smooth_guide)
-    report_dir = report or output.with_name(output.stem + "_report")
+    options = given(values, TrainConfig) | ({"scenes": values["scenes"]} if values["scenes"]
+                                            else {})
+    chosen_smoothing(options.get("smooth"), options.get("smooth_eps"),
+                     options.get("smooth_guide"))  # refuses them without --smooth
+    config = train_config(options, values["config"])
+    output = values["output"]
+    report_dir = values["report"] or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
     print_metrics(result.report)
     out.print(f"bundle: {output}\nreport: {report_dir}/")
+
+
+def _register_train() -> None:
+    from hsikit.training.config import TrainConfig
+
+    app.command("train")(command_with_options(_train, TRAIN_PARAMETERS, TrainConfig,
+                                              skip=frozenset({"scenes"})))
+
+
+_register_train()
 
 
 @app.command()

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hsikit.documents import read_yaml
 from hsikit.errors import InputError, location_text, validation_problem, validation_sentence
 from hsikit.evaluation.scoring import summarize_runs
 
@@ -115,20 +115,43 @@ class Benchmark(BaseModel):
 
 
 def load_pipeline(path: str | Path) -> Benchmark:
+    """The benchmark in ``path``, every row's training (and pretraining) options validated
+    for every protocol it runs on, so a misspelt option is refused here, not in a run."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such pipeline file", "check the path")
     hint = "see pipelines/indian_pines_benchmark.yaml for the format"
+    document = read_yaml(path, "pipeline", hint)
     try:
-        document = yaml.safe_load(path.read_text())
         spec = Benchmark.model_validate(document)
         spec.variants()
-        return spec
     except ValidationError as exc:
         raise InputError(path, f"invalid pipeline: {_pipeline_problem(exc, document)}",
                          hint) from exc
-    except (yaml.YAMLError, ValueError) as exc:
+    except ValueError as exc:
         raise InputError(path, f"invalid pipeline: {str(exc).splitlines()[0]}", hint) from exc
+    _check_rows(spec, path, hint)
+    return spec
+
+
+def _check_rows(spec: Benchmark, path: Path, hint: str) -> None:
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.pretrain import PretrainConfig
+
+    for protocol in spec.protocols:
+        for variant in spec.variants():
+            if not variant.runs_on(protocol.name):
+                continue
+            job = _run_job(spec, protocol, variant, spec.seeds[0] if spec.seeds else 0)
+            checks = [(TrainConfig, job["train"], "options")]
+            if variant.pretrain is not None:
+                checks.append((PretrainConfig, {"dataset": spec.dataset, "model": variant.model,
+                                                **variant.pretrain}, "pretrain"))
+            for config, values, part in checks:
+                try:
+                    config.model_validate(values)
+                except ValidationError as exc:
+                    raise InputError(path, f"invalid pipeline: models: row '{variant.name}' "
+                                     f"({protocol.name}) {part}: {validation_sentence(exc)}",
+                                     hint) from exc
 
 
 def _pipeline_problem(exc: ValidationError, document: Any) -> str:

@@ -269,13 +269,14 @@ class ForestClassifier(ClassicalClassifier):
         return a["value"][node].mean(axis=0)
 
 
-@register_model("svm_rbf", family="classical", patch_size=1, pca=None)
+@register_model("svm_rbf", family="classical", architecture={"patch_size": 1, "pca": None})
 def svm_rbf(in_bands: int, num_classes: int, c: float = 100.0) -> SVMClassifier:
     """RBF SVM on standardised spectra (centre pixel only)."""
     return SVMClassifier(in_bands, num_classes, c=c)
 
 
-@register_model("random_forest", family="classical", patch_size=1, pca=None)
+@register_model("random_forest", family="classical",
+                architecture={"patch_size": 1, "pca": None})
 def random_forest(in_bands: int, num_classes: int, n_estimators: int = 200) -> ForestClassifier:
     """Random forest on standardised spectra (centre pixel only)."""
     return ForestClassifier(in_bands, num_classes, n_estimators=n_estimators)

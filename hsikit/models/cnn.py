@@ -72,13 +72,15 @@ class HybridSN(nn.Module):
         return self.head(self.spatial(x))
 
 
-@register_model("cnn3d", patch_size=9, pca=30, epochs=100, lr=2e-3, batch_size=64)
+@register_model("cnn3d", architecture={"patch_size": 9, "pca": 30},
+                recipe={"epochs": 100, "lr": 2e-3, "batch_size": 64})
 def cnn3d(in_bands: int, num_classes: int, patch_size: int = 9, width: int = 16) -> CNN3D:
     """Compact Hamida-style 3-D CNN (0.10 M parameters at 30 bands, 9×9 patches)."""
     return CNN3D(in_bands, num_classes, patch_size=patch_size, width=width)
 
 
-@register_model("hybridsn", patch_size=11, pca=30, epochs=100, lr=1e-3, batch_size=64)
+@register_model("hybridsn", architecture={"patch_size": 11, "pca": 30},
+                recipe={"epochs": 100, "lr": 1e-3, "batch_size": 64})
 def hybridsn(in_bands: int, num_classes: int, patch_size: int = 11) -> HybridSN:
     """Compact HybridSN: 3-D spectral-spatial then 2-D spatial convolutions."""
     return HybridSN(in_bands, num_classes, patch_size=patch_size)

@@ -196,25 +196,25 @@ class LessViT(nn.Module):
         return self.head(self.encoder.encode(tokens, grid).mean(dim=(1, 2)))
 
 
-_RECIPE = {"patch_size": 9, "epochs": 100, "lr": 1e-3, "batch_size": 64,
-           "pretrain": "hyper_mae"}
+_DEFAULTS = {"architecture": {"patch_size": 9},
+             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}, "pretrain": "hyper_mae"}
 
 
-@register_model("less_vit_tiny", **_RECIPE)
+@register_model("less_vit_tiny", **_DEFAULTS)
 def less_vit_tiny(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                   gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT tiny: 10-band groups × 3×3-pixel tokens, d=64, 2 LESS blocks, rank 2."""
     return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=64, depth=2, heads=4)
 
 
-@register_model("less_vit_small", **_RECIPE)
+@register_model("less_vit_small", **_DEFAULTS)
 def less_vit_small(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                    gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT small: d=96, 4 LESS blocks, rank 2."""
     return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=96, depth=4, heads=4)
 
 
-@register_model("less_vit_base", **_RECIPE)
+@register_model("less_vit_base", **_DEFAULTS)
 def less_vit_base(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
                   gsd: float = 1.0, patch_size: int = 9) -> LessViT:
     """LESS ViT base (GPU-sized): 5-band groups, d=192, 8 LESS blocks, 8 heads."""

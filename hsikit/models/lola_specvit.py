@@ -105,7 +105,8 @@ class LoLASpecViT(nn.Module):
         return self.head(self.norm(x.mean(dim=(1, 2))))
 
 
-_RECIPE = {"patch_size": 11, "pca": 15, "epochs": 100, "lr": 1e-3, "batch_size": 64}
+_DEFAULTS = {"architecture": {"patch_size": 11, "pca": 15},
+             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}}
 _SIZES = {
     "tiny": {"stem": (8, 16), "dim": 64, "depth": 2, "heads": 4},
     "small": {"stem": (16, 32), "dim": 96, "depth": 4, "heads": 4},
@@ -113,38 +114,38 @@ _SIZES = {
 }
 
 
-@register_model("lola_specvit_tiny", **_RECIPE)
+@register_model("lola_specvit_tiny", **_DEFAULTS)
 def lola_specvit_tiny(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT tiny: 3-D conv stem (8, 16), d=64, 2 window-attention blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["tiny"])
 
 
-@register_model("lola_specvit_small", **_RECIPE)
+@register_model("lola_specvit_small", **_DEFAULTS)
 def lola_specvit_small(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT small: 3-D conv stem (16, 32), d=96, 4 window-attention blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["small"])
 
 
-@register_model("lola_specvit_base", **_RECIPE)
+@register_model("lola_specvit_base", **_DEFAULTS)
 def lola_specvit_base(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT base (GPU-sized): 3-D conv stem (32, 64), d=192, 8 blocks."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["base"])
 
 
-@register_model("lola_specvit_proj_tiny", **_RECIPE)
+@register_model("lola_specvit_proj_tiny", **_DEFAULTS)
 def lola_specvit_proj_tiny(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT tiny with a learned band projection in place of the spectral mean."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["tiny"], band_projection=True)
 
 
-@register_model("lola_specvit_proj_small", **_RECIPE)
+@register_model("lola_specvit_proj_small", **_DEFAULTS)
 def lola_specvit_proj_small(in_bands: int, num_classes: int, patch_size: int = 11
                             ) -> LoLASpecViT:
     """LoLA-SpecViT small with a learned band projection in place of the spectral mean."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["small"], band_projection=True)
 
 
-@register_model("lola_specvit_proj_base", **_RECIPE)
+@register_model("lola_specvit_proj_base", **_DEFAULTS)
 def lola_specvit_proj_base(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT base with a learned band projection in place of the spectral mean."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["base"], band_projection=True)

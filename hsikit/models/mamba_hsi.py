@@ -69,16 +69,17 @@ class MambaHSI(nn.Module):
         return self.head(self.norm(torch.cat([x[:, self.centre], x.mean(1)], dim=-1)))
 
 
-_RECIPE = {"patch_size": 9, "pca": 30, "epochs": 100, "lr": 1e-3, "batch_size": 64}
+_DEFAULTS = {"architecture": {"patch_size": 9, "pca": 30},
+             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}}
 
 
-@register_model("mamba_hsi_tiny", **_RECIPE)
+@register_model("mamba_hsi_tiny", **_DEFAULTS)
 def mamba_hsi_tiny(in_bands: int, num_classes: int, patch_size: int = 9) -> MambaHSI:
     """Spectral-spatial Mamba tiny: d=32, 2 blocks, 4 spectral tokens, state 4, expand 1."""
     return MambaHSI(in_bands, num_classes, patch_size, dim=32, depth=2)
 
 
-@register_model("mamba_hsi_small", **_RECIPE)
+@register_model("mamba_hsi_small", **_DEFAULTS)
 def mamba_hsi_small(in_bands: int, num_classes: int, patch_size: int = 9) -> MambaHSI:
     """Spectral-spatial Mamba small: d=64, 3 blocks, 4 spectral tokens, state 8, expand 2."""
     return MambaHSI(in_bands, num_classes, patch_size, dim=64, depth=3, d_state=8, expand=2)

@@ -1,7 +1,9 @@
 """A timm-style model registry: ``register_model``, ``create_model``, ``list_models``.
 
-Each entry carries its family (``torch`` or ``classical``) and its default recipe (patch size,
-PCA components, epochs, learning rate …), which training merges with the user's overrides.
+Each entry carries its family (``torch`` or ``classical``), its task (``classification``, or
+``restoration`` for cube-in / cube-out heads), its architecture defaults (patch size, PCA
+components: what the builder and the preprocessing take) and its recipe defaults (epochs,
+learning rate, batch size: what training takes), which training merges with the user's choices.
 """
 
 from __future__ import annotations
@@ -13,28 +15,42 @@ from typing import Any, Literal
 
 from hsikit.errors import InputError
 
+Family = Literal["torch", "classical"]
+Task = Literal["classification", "restoration"]
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     builder: Callable[..., Any]
-    family: Literal["torch", "classical"]
+    family: Family
     description: str
-    defaults: dict[str, Any] = field(default_factory=dict)
+    task: Task = "classification"
+    architecture: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    pretrain: str | None = None  # the self-supervised objective, for models that have one
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Architecture and recipe defaults together, as ``hsikit models`` lists them."""
+        return {**self.architecture, **self.recipe}
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, family: Literal["torch", "classical"] = "torch",
-                   **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_model(name: str, *, family: Family = "torch", task: Task = "classification",
+                   architecture: dict[str, Any] | None = None,
+                   recipe: dict[str, Any] | None = None, pretrain: str | None = None
+                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``builder(in_bands, num_classes, **cfg)`` under ``name``."""
 
     def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is registered twice")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, builder, family, doc[0] if doc else "", defaults)
+        _REGISTRY[name] = ModelEntry(name, builder, family, doc[0] if doc else "", task,
+                                     dict(architecture or {}), dict(recipe or {}), pretrain)
         return builder
 
     return decorate
@@ -66,5 +82,5 @@ def create_model(name: str, in_bands: int, num_classes: int, **cfg: Any) -> Any:
 
     entry = get_entry(name)
     accepted = inspect.signature(entry.builder).parameters
-    kwargs = {k: v for k, v in {**entry.defaults, **cfg}.items() if k in accepted}
+    kwargs = {k: v for k, v in {**entry.architecture, **cfg}.items() if k in accepted}
     return entry.builder(in_bands=in_bands, num_classes=num_classes, **kwargs)

@@ -67,23 +67,24 @@ class SpectralGPT(nn.Module):
         return self.head(self.encoder.encode(self.encoder.tokens(patches)).mean(dim=1))
 
 
-_RECIPE = {"patch_size": 9, "epochs": 100, "lr": 1e-3, "batch_size": 64, "pretrain": "mae_3d"}
+_DEFAULTS = {"architecture": {"patch_size": 9},
+             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}, "pretrain": "mae_3d"}
 
 
-@register_model("spectralgpt_tiny", **_RECIPE)
+@register_model("spectralgpt_tiny", **_DEFAULTS)
 def spectralgpt_tiny(in_bands: int, num_classes: int, patch_size: int = 9) -> SpectralGPT:
     """SpectralGPT tiny: 10-band × 3×3-pixel tubelets, d=64, 2 ViT blocks."""
     return SpectralGPT(in_bands, num_classes, patch_size, dim=64, depth=2, heads=4)
 
 
-@register_model("spectralgpt_small", **_RECIPE)
+@register_model("spectralgpt_small", **_DEFAULTS)
 def spectralgpt_small(in_bands: int, num_classes: int, patch_size: int = 9) -> SpectralGPT:
     """SpectralGPT small: 8-band tubelets, d=96, 4 ViT blocks."""
     return SpectralGPT(in_bands, num_classes, patch_size, bands_per_token=8, dim=96, depth=4,
                        heads=4)
 
 
-@register_model("spectralgpt_base", **_RECIPE)
+@register_model("spectralgpt_base", **_DEFAULTS)
 def spectralgpt_base(in_bands: int, num_classes: int, patch_size: int = 9) -> SpectralGPT:
     """SpectralGPT base (GPU-sized): 4-band tubelets, d=192, 8 ViT blocks."""
     return SpectralGPT(in_bands, num_classes, patch_size, bands_per_token=4, dim=192, depth=8,

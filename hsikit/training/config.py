@@ -1,17 +1,30 @@
-"""What a training run depends on: where pixels come from (:class:`DataOptions`, shared with
-pretraining) and the whole validated :class:`TrainConfig`, saved in every report and bundle."""
+"""What a training run depends on, declared once: where pixels come from (:class:`DataOptions`,
+shared with pretraining), the model, the recipe (:class:`RecipeOptions`, a section of the
+config that training takes whole) — the validated :class:`TrainConfig`, saved in every report
+and bundle. The CLI's options, their help, defaults and panels are made from these fields, and
+benchmark rows and ``hsikit train --config`` files are validated by them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hsikit.data.splits import SplitSpec
 from hsikit.devices import DEVICE_HELP, device_name
-from hsikit.errors import InputError
+from hsikit.errors import InputError, validation_sentence
 from hsikit.models import get_entry
 from hsikit.smoothing import DEFAULT_EPS, DEFAULT_GUIDE, Smoothing
+
+
+def option(group: str, default: Any = None, **kwargs: Any) -> Any:
+    """A config field with its CLI help panel (``group``)."""
+    return Field(default, json_schema_extra={"group": group}, **kwargs)
+
+
+DATA, MODEL, RECIPE, TUNE, SMOOTH, RUN = ("Data and split", "Model", "Recipe", "Fine-tuning",
+                                          "Smoothing", "Run")
 
 
 class DataOptions(BaseModel):
@@ -19,19 +32,25 @@ class DataOptions(BaseModel):
     both build the same split from the same options."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str | None = None
-    scenes: list[str] = Field(default_factory=list)
-    labels: list[str] = Field(default_factory=list)
-    train_ratio: float = Field(0.1, gt=0, lt=1)
-    per_class: int | None = Field(None, gt=0)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    block_size: int = Field(16, gt=0)
-    buffer_patch: int | None = Field(None, gt=0, description="spatial: buffer = this // 2 "
-                                     "(default: the model's patch size); set it to compare "
-                                     "models with different patches on one split")
-    seed: int = 0
-    threads: int | None = Field(None, gt=0)
-    device: Annotated[str, AfterValidator(device_name)] = Field("auto", description=DEVICE_HELP)
+    dataset: str | None = option(DATA, description="a catalog dataset instead of scenes")
+    scenes: list[str] = option(DATA, [], description="scene files, one per labels file")
+    labels: list[str] = option(DATA, [], description="labels per scene (raster or vector)")
+    train_ratio: float = option(DATA, 0.1, gt=0, lt=1, description="random split: share of "
+                                "each class's pixels used for training")
+    per_class: int | None = option(DATA, gt=0, description="random split: pixels per class "
+                                   "instead of a share")
+    val_fraction: float = option(DATA, 0.2, ge=0, lt=1, description="share of the training "
+                                 "pixels kept for validation")
+    block_size: int = option(DATA, 16, gt=0, description="spatial split: block side (px)")
+    buffer_patch: int | None = option(DATA, gt=0, description="spatial split: buffer as for "
+                                      "this patch size (default: the model's), to compare "
+                                      "models with different patches on one split")
+    seed: int = option(RUN, 0, description="seed of the split, PCA and (unless --init-seed) "
+                       "the model")
+    threads: int | None = option(RUN, gt=0, description="CPU threads for torch (default: "
+                                 "torch's)")
+    device: Annotated[str, AfterValidator(device_name)] = option(
+        RUN, "auto", description=f"torch device: {DEVICE_HELP}")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataOptions:
@@ -42,62 +61,112 @@ class DataOptions(BaseModel):
         return self
 
 
-class TrainConfig(DataOptions):
-    """Everything a training run depends on; unset recipe fields take the model's defaults."""
+class RecipeOptions(BaseModel):
+    """How a network is trained. ``None`` for epochs, learning rate and batch size: the
+    model's registered recipe."""
 
-    model: str = "cnn3d"
-    class_field: str | None = None
-    name_field: str | None = None
-    split: Literal["random", "spatial", "tiles"] = "spatial"
-    train_fraction: float = Field(0.5, gt=0, lt=1)
-    patch_size: int | None = Field(None, gt=0)
-    pca: int | None = Field(None, ge=0, description="0 = no PCA")
-    epochs: int | None = Field(None, gt=0)
-    lr: float | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    label_smoothing: float = Field(0.05, ge=0, lt=1)
-    warmup_epochs: int = Field(3, ge=0)
-    balanced: bool = False
-    patience: int = Field(15, gt=0)
-    keep: Literal["best", "last"] = Field("best", description="weights kept: best on "
-                                          "validation (early stopping), or the last epoch")
-    max_minutes: float | None = Field(None, gt=0, description="training-time budget: stop "
-                                      "after this many minutes")
-    context_dropout: float = Field(0.0, ge=0, le=1, description="share of training patches "
-                                   "whose neighbours are partly overwritten by the centre pixel")
-    brightness: float = Field(0.0, ge=0, lt=1, description="each training patch scaled by a "
-                              "random factor in 1 ± this (a brighter or darker surface of the "
-                              "same class); 0 = off")
-    mixup: float = Field(0.0, ge=0, description="training patches mixed in pairs, with their "
-                         "labels, in shares drawn from Beta(mixup, mixup); 0 = off")
-    refit: bool | None = Field(None, description="train the final model on training + "
-                               "validation pixels once the choices are made on validation; "
-                               "default: yes for classical models, no for neural ones")
-    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of "
-                       "the weights, which validation judges and the bundle keeps; 0 = off")
-    init_seed: int | None = Field(None, ge=0, description="seed of the model's own randomness "
-                                  "(initial weights, training order, augmentation, dropout; a "
-                                  "random forest's trees); default: seed. The split and PCA "
-                                  "follow seed, so varying this alone measures what "
-                                  "initialisation changes on a fixed split")
-    members: int = Field(1, ge=1, description="a deep ensemble: this many networks trained on "
-                         "the same pixels from different initial weights (member i: init seed "
-                         "+ 1000 i), their class probabilities averaged; with a refit the "
-                         "first chooses the epochs for all; a time budget is shared")
-    init: str | None = Field(None, description="bundle or pretrained encoder to start from")
-    lora: bool = Field(False, description="train only LoRA adapters and the head")
-    lora_rank: int = Field(8, gt=0)
-    lora_alpha: float | None = Field(None, gt=0, description="default: 2 × rank")
-    lora_cycles: int = Field(0, ge=0, description="> 0: cyclical LoRA-strength schedule")
-    lora_min_strength: float = Field(0.25, ge=0, le=1)
-    smooth: int = Field(0, ge=0, description="radius of the edge-preserving smoothing (guided "
-                        "filter) of the class probabilities, which the bundle applies to every "
-                        "map and the test metrics include; 0 = off")
-    smooth_eps: float = Field(DEFAULT_EPS, gt=0, description="the guided filter's ε: guide "
-                              "steps above about √ε count as edges")
-    smooth_guide: int = Field(DEFAULT_GUIDE, ge=1, description="principal components in the "
-                              "guided filter's guide image (3: colour, 1: grey)")
+    model_config = ConfigDict(extra="forbid")
+    epochs: int | None = option(RECIPE, gt=0, description="epochs of the schedule (default: "
+                                "the model's)")
+    lr: float | None = option(RECIPE, gt=0, description="peak learning rate of AdamW "
+                              "(default: the model's)")
+    batch_size: int | None = option(RECIPE, gt=0, description="patches per training step "
+                                    "(default: the model's)")
+    weight_decay: float = option(RECIPE, 1e-2, ge=0, description="AdamW weight decay")
+    label_smoothing: float = option(RECIPE, 0.05, ge=0, lt=1, description="label smoothing "
+                                    "of the cross-entropy")
+    warmup_epochs: int = option(RECIPE, 3, ge=0, description="epochs of linear learning-rate "
+                                "warm-up before the cosine decay")
+    balanced: bool = option(RECIPE, False, description="class-balanced sampling of training "
+                            "patches")
+    patience: int = option(RECIPE, 15, gt=0, description="epochs without a better validation "
+                           "accuracy before early stopping")
+    keep: Literal["best", "last"] = option(RECIPE, "best", description="weights kept: 'best' "
+                                           "on validation (early stopping) or 'last' (the "
+                                           "whole schedule)")
+    max_minutes: float | None = option(RECIPE, gt=0, description="training-time budget: stop "
+                                       "after this many minutes")
+    context_dropout: float = option(RECIPE, 0.0, ge=0, le=1, description="share of training "
+                                    "patches whose neighbour pixels are partly overwritten by "
+                                    "the centre pixel; 0 = off")
+    brightness: float = option(RECIPE, 0.0, ge=0, lt=1, description="scale each training patch "
+                               "by a random factor in 1 ± this (a brighter or darker surface of "
+                               "the same class); 0 = off")
+    mixup: float = option(RECIPE, 0.0, ge=0, description="mix training patches in pairs, "
+                          "labels alike, in shares drawn from Beta(this, this); 0 = off")
+    refit: bool | None = option(RECIPE, description="train the final model on training + "
+                                "validation pixels once the choices are made on validation "
+                                "(default: classical models yes, neural no)")
+    ema: float = option(RECIPE, 0.0, ge=0, lt=1, description="decay of an exponential moving "
+                        "average of the weights, which validation judges and the bundle keeps; "
+                        "0 = off")
+    lora_cycles: int = option(TUNE, 0, ge=0, description="cosine restarts of a cyclical "
+                              "LoRA-strength schedule (needs --lora); 0 = off")
+    lora_min_strength: float = option(TUNE, 0.25, ge=0, le=1, description="LoRA strength at the "
+                                      "start of each cycle")
+
+
+RECIPE_FIELDS = frozenset(RecipeOptions.model_fields)
+DEFAULT_MODEL = "cnn3d"
+
+
+class TrainConfig(DataOptions):
+    """Everything a training run depends on; unset fields take the model's defaults.
+
+    Recipe options may be given at the top level (as the CLI, benchmark rows and older bundles
+    give them) or in ``recipe``; they are kept in ``recipe``."""
+
+    model: str | None = option(MODEL, description="model name (see 'hsikit models'); default: "
+                               "the --init file's model, else cnn3d")
+    class_field: str | None = option(DATA, description="class field of vector labels")
+    name_field: str | None = option(DATA, description="class-name field for numeric classes")
+    split: Literal["random", "spatial", "tiles"] = option(DATA, "spatial", description="random "
+                                                          "(optimistic), spatial (blocks) or "
+                                                          "tiles (whole scenes)")
+    train_fraction: float = option(DATA, 0.5, gt=0, lt=1, description="spatial and tiles "
+                                   "splits: share of blocks or scenes that train")
+    patch_size: int | None = option(MODEL, gt=0, description="patch side, odd (default: the "
+                                    "model's)")
+    pca: int | None = option(MODEL, ge=0, description="PCA components; 0 = none (default: the "
+                             "model's)")
+    init_seed: int | None = option(MODEL, ge=0, description="seed of the model's own "
+                                   "randomness (initial weights, batch order, dropout; default: "
+                                   "--seed): vary it on a fixed split to see what "
+                                   "initialisation alone changes")
+    members: int = option(MODEL, 1, ge=1, description="a deep ensemble: train this many "
+                          "networks from different initial weights and average their class "
+                          "probabilities (a --max-minutes budget is shared)")
+    recipe: RecipeOptions = Field(default_factory=RecipeOptions)
+    init: str | None = option(TUNE, description="start from this bundle or pretrained encoder "
+                              "(hsikit pretrain)")
+    lora: bool = option(TUNE, False, description="LoRA fine-tuning: train only low-rank "
+                        "adapters and the head (needs --init)")
+    lora_rank: int = option(TUNE, 8, gt=0, description="LoRA rank")
+    lora_alpha: float | None = option(TUNE, gt=0, description="LoRA scale (default: 2 × rank)")
+    smooth: int = option(SMOOTH, 0, ge=0, description="radius of the edge-preserving smoothing "
+                         "(guided filter) of the class probabilities, applied to every map of "
+                         "the bundle and to its test metrics; 0 = off")
+    smooth_eps: float = option(SMOOTH, DEFAULT_EPS, gt=0, description="the guided filter's ε: "
+                               "guide steps above about √ε count as field edges")
+    smooth_guide: int = option(SMOOTH, DEFAULT_GUIDE, ge=1, description="principal components "
+                               "in the guided filter's guide image: 3 a colour guide, 1 grey")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_section(cls, data: Any) -> Any:
+        """Top-level recipe options go into ``recipe`` (the section wins nothing: giving the
+        same option in both places is refused)."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: v for k, v in data.items() if k in RECIPE_FIELDS}
+        if not flat:
+            return data
+        section = dict(data.get("recipe") or {})
+        both = sorted(set(flat) & set(section))
+        if both:
+            raise ValueError(f"{', '.join(both)} given both at the top level and in recipe")
+        rest = {k: v for k, v in data.items() if k not in RECIPE_FIELDS}
+        return {**rest, "recipe": {**section, **flat}}
 
     @property
     def smoothing(self) -> Smoothing | None:
@@ -109,7 +178,7 @@ class TrainConfig(DataOptions):
         if self.lora and self.init is None:
             raise ValueError("LoRA fine-tunes existing weights: give init (a bundle or a "
                              "pretrained encoder)")
-        if self.lora_cycles and not self.lora:
+        if self.recipe.lora_cycles and not self.lora:
             raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
         if self.scenes and len(self.labels) != len(self.scenes):
             raise ValueError("give one labels file per scene")
@@ -118,12 +187,20 @@ class TrainConfig(DataOptions):
         return self
 
     def resolved(self) -> TrainConfig:
-        """Fill recipe fields from the model's registered defaults, and the model's own seed
-        from the split's."""
-        defaults = get_entry(self.model).defaults
-        fill = {k: defaults.get(k) for k in ("patch_size", "pca", "epochs", "lr", "batch_size")
-                if getattr(self, k) is None}
-        fill = {k: v for k, v in fill.items() if v is not None}
+        """Fill the model (the --init file's, else cnn3d), architecture and recipe fields from
+        the model's registered defaults, and the model's own seed from the split's."""
+        from hsikit.training.finetune import initial_model_name
+
+        model = self.model or (initial_model_name(self.init) if self.init else DEFAULT_MODEL)
+        entry = get_entry(model)
+        fill: dict[str, Any] = {"model": model}
+        fill |= {k: v for k, v in entry.architecture.items()
+                                if k in ("patch_size", "pca") and getattr(self, k) is None
+                                and v is not None}
+        recipe = {k: v for k, v in entry.recipe.items()
+                  if getattr(self.recipe, k) is None and v is not None}
+        if recipe:
+            fill["recipe"] = self.recipe.model_copy(update=recipe)
         if self.init_seed is None:
             fill["init_seed"] = self.seed
         out = self.model_copy(update=fill)
@@ -141,3 +218,28 @@ class TrainConfig(DataOptions):
                          train_fraction=self.train_fraction, block_size=self.block_size,
                          patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
                          + 2 * (self.smoothing.margin if self.smoothing else 0))
+
+
+def train_config(given: dict[str, Any], file: str | Path | None = None) -> TrainConfig:
+    """The config of a training run: ``file`` (YAML, the fields of :class:`TrainConfig`, as in a
+    benchmark row's options) with the options ``given`` on top; the first problem is one
+    sentence naming the file, or the options."""
+    from pydantic import ValidationError
+
+    from hsikit.documents import read_mapping
+
+    hint = "see 'hsikit train --help' for the options and their names"
+    document = read_mapping(file, "training config", hint) if file is not None else {}
+    section = document.get("recipe") or {}
+    if not isinstance(section, dict):
+        raise InputError(file, "invalid training options: 'recipe' must hold 'name: value' "
+                         "lines", hint)
+    recipe = {**section,
+              **{k: v for k, v in {**document, **given}.items() if k in RECIPE_FIELDS}}
+    rest = {k: v for k, v in {**document, **given}.items()
+            if k != "recipe" and k not in RECIPE_FIELDS}
+    try:
+        return TrainConfig.model_validate({**rest, "recipe": recipe})
+    except ValidationError as exc:
+        raise InputError(file, f"invalid training options: {validation_sentence(exc)}",
+                         hint) from exc

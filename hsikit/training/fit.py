@@ -74,9 +74,9 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     if entry.family == "classical" and config.init:
         raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
                          "from earlier weights", "drop --init, or choose a neural model")
-    if entry.family == "classical" and (config.ema or config.context_dropout
-                                        or config.brightness or config.mixup
-                                        or config.members > 1):
+    recipe = config.recipe
+    if entry.family == "classical" and (recipe.ema or recipe.context_dropout or recipe.brightness
+                                        or recipe.mixup or config.members > 1):
         raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema, "
                          "--context-dropout, --brightness, --mixup and --members do not apply "
                          "to it",
@@ -111,7 +111,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     fit_started = time.perf_counter()
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
-        x_val, y_val = (x["val"], y["val"]) if config.refit is not False else (None, None)
+        x_val, y_val = (x["val"], y["val"]) if config.recipe.refit is not False else (None, None)
         model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
@@ -202,8 +202,8 @@ def check_architecture(spec: ModelSpec, preprocessor: Preprocessor, patch_size: 
     except (RuntimeError, ValueError, IndexError) as exc:
         raise InputError(None, f"{spec.name} cannot run on {patch_size} × {patch_size} patches "
                          f"of {bands} bands ({error_reason(exc)})",
-                         "use the model's default patch size (see 'hsikit models') or a "
-                         "larger --patch-size") from exc
+                         "use the model's default patch size (see 'hsikit models'), a "
+                         "larger --patch-size, or more bands (--pca)") from exc
 
 
 def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocessor,
@@ -219,16 +219,11 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocess
     from hsikit.models.ensemble import MeanEnsemble, member_seeds
     from hsikit.training.task import Recipe, fit_torch
 
-    deadline = time.perf_counter() + config.max_minutes * 60 if config.max_minutes else None
-    recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                    batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
-                    label_smoothing=config.label_smoothing, balanced=config.balanced,
-                    patience=config.patience, keep=config.keep,
-                    progress=progress, device=device, context_dropout=config.context_dropout,
-                    brightness=config.brightness, dark_point=preprocessor.dark_point(),
-                    mixup=config.mixup,
-                    refit=bool(config.refit), ema=config.ema, lora_cycles=config.lora_cycles,
-                    lora_min_strength=config.lora_min_strength)
+    budget = config.recipe.max_minutes
+    deadline = time.perf_counter() + budget * 60 if budget else None
+    options = config.recipe.model_dump()
+    recipe = Recipe(**{**options, "refit": bool(options["refit"])}, progress=progress,
+                    device=device, dark_point=preprocessor.dark_point())
     single = spec.model_copy(update={"members": 1})
     networks, infos = [], []
     chooser = None  # the member whose refit ran on training + validation pixels
@@ -295,7 +290,7 @@ def _start_from(model: Any, config: TrainConfig) -> dict:
         info |= load_initial_weights(model, config.model, config.init)
     if config.lora:
         info |= prepare_lora(model, config.lora_rank, config.lora_alpha)
-        info["lora_cycles"] = config.lora_cycles
+        info["lora_cycles"] = config.recipe.lora_cycles
     else:
         info["trainable_parameters"] = count_parameters(model)["trainable"]
     return info

@@ -50,6 +50,10 @@ class PretrainConfig(DataOptions):
         return self
 
 
+#: The pretraining options that are recipe options (the rest choose pixels and the model).
+PRETRAIN_RECIPE = {"epochs", "lr", "batch_size", "weight_decay", "warmup_epochs"}
+
+
 def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
     """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
     data = {k: getattr(config, k) for k in DataOptions.model_fields}
@@ -114,7 +118,7 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     output = check_output(output, suffixes=BUNDLE_SUFFIXES, what="a pretrained encoder",
                           inputs=[*config.scenes, *config.labels])
     entry = get_entry(config.model)
-    objective = entry.defaults.get("pretrain")
+    objective = entry.pretrain
     if objective is None:
         raise InputError(None, f"{config.model} has no self-supervised objective",
                          "pretrain a less_vit_* or spectralgpt_* model")
@@ -122,7 +126,7 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    patch_size = entry.defaults["patch_size"]
+    patch_size = entry.architecture["patch_size"]
     sources = (_split_sources(config, patch_size) if config.split != "none"
                else _random_sources(config))
     spectra, checksum = read_spectra(sources)
@@ -146,9 +150,8 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     classifier = create_model(config.model, preprocessor.out_channels, 2, **architecture)
     pretrainer = build_pretrainer(objective, classifier)
     before = heldout_loss(pretrainer, x_held, config.seed, device)
-    recipe = Recipe(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                    batch_size=config.batch_size, warmup_epochs=config.warmup_epochs,
-                    progress=progress, device=device)
+    recipe = Recipe(**config.model_dump(include=PRETRAIN_RECIPE), progress=progress,
+                    device=device)
     fit_pretraining(pretrainer, x_train, x_held, recipe, config.seed)
     after = heldout_loss(pretrainer, x_held, config.seed, device)
     training = {"objective": objective, "train_patches": int(len(x_train)),

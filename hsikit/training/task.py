@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
-from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -28,42 +26,35 @@ from lightning.pytorch.callbacks import (
     WeightAveraging,
 )
 from lightning.pytorch.loggers import CSVLogger
+from pydantic import ConfigDict, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from hsikit.devices import lightning_device
 from hsikit.models.layers import set_lora_strength
+from hsikit.training.config import RecipeOptions
 
 
-@dataclass
-class Recipe:
+class Recipe(RecipeOptions):
+    """The recipe as a training pass runs it: the config's :class:`RecipeOptions` (epochs,
+    learning rate and batch size resolved) and what the run itself supplies."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     epochs: int = 60
     lr: float = 1e-3
-    weight_decay: float = 1e-2
     batch_size: int = 64
-    warmup_epochs: int = 3
-    label_smoothing: float = 0.05
-    balanced: bool = False
-    patience: int = 15
-    # "best": best-validation weights with early stopping; "last": the full schedule's end
-    keep: Literal["best", "last"] = "best"
-    max_minutes: float | None = None  # training-time budget: stop after this many minutes
-    augment: bool = True
-    context_dropout: float = 0.0  # share of training patches whose neighbours are centre-filled
-    brightness: float = 0.0  # > 0: each patch scaled by a random factor in 1 ± this
-    mixup: float = 0.0  # > 0: alpha of the Beta(alpha, alpha) share in which patch pairs mix
+    refit: bool = False  # resolved: retrain on training + validation pixels for the epochs chosen
+    augment: bool = True  # random flips and transposes of each patch
     dark_point: np.ndarray | None = None  # [C] model input of a zero spectrum: what is scaled about
-    refit: bool = False  # retrain on training + validation pixels for the epochs chosen
-    ema: float = 0.0  # > 0: decay of an exponential moving average of the weights
     progress: bool = True
     device: str = "cpu"  # resolved: "cpu" or "cuda:N" (hsikit.devices)
-    lora_cycles: int = 0  # > 0: cosine restarts with LoRA strength tied to them
-    lora_min_strength: float = 0.25
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _dark_point_for_brightness(self) -> Recipe:
         if self.brightness and self.dark_point is None:
             raise ValueError("brightness augmentation needs the dark point it scales about "
                              "(Preprocessor.dark_point)")
+        return self
 
 
 def schedule(step: int, recipe: Recipe, steps_per_epoch: int) -> tuple[float, float]:
@@ -334,7 +325,7 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
         return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
-    epochs_run, completed = train_for_epochs(model, x, y, replace(recipe, max_minutes=left),
+    epochs_run, completed = train_for_epochs(model, x, y, recipe.model_copy(update={"max_minutes": left}),
                                              seed, epochs)
     if not completed:
         model.load_state_dict(chosen_state)
