@@ -27,7 +27,8 @@ from hsikit.writers.atomic import staged_output
 
 FORMAT = "hsikit-bundle"
 PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
-FORMAT_VERSION = 3  # 2: smoothing records its guide's components; 3: ensemble members
+#: 2: smoothing records its guide's components; 3: ensemble members; 4: the model's task
+FORMAT_VERSION = 4
 HEADER_KEY = "hsikit"
 BUNDLE_SUFFIXES = (".safetensors",)
 MAX_PATCH = 255  # pixels per patch side: far above any model's, far below a memory bomb
@@ -75,6 +76,7 @@ class BundleMeta(BaseModel):
     format: Literal["hsikit-bundle"]
     format_version: int
     hsikit_version: str
+    task: Literal["classification"] = "classification"  # older formats: all classifiers
     model: ModelSpec
     in_bands: int = Field(gt=0)
     num_classes: int = Field(gt=1)

@@ -6,6 +6,8 @@ import colorsys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 #: A fixed qualitative palette for class tables that bring no colours (vector labels).
 PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -23,6 +25,15 @@ def palette_colour(index: int) -> tuple[int, int, int]:
     hue = (index * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
     return round(r * 255), round(g * 255), round(b * 255)
+
+
+def value_lookup(keys: Sequence[int], targets: Sequence[int], size: int = 0,
+                 fill: int = -1) -> np.ndarray:
+    """An array ``lookup`` with ``lookup[key] = target`` (``fill`` elsewhere), long enough for
+    every key and ``size``: class values to indices or to other values in one gather."""
+    lookup = np.full(max([size - 1, *keys], default=0) + 1, fill, np.int64)
+    lookup[np.asarray(keys, np.int64)] = np.asarray(targets, np.int64)
+    return lookup
 
 
 def default_class_name(value: int) -> str:

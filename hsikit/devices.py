@@ -14,6 +14,14 @@ DEVICE_NAME = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 DEVICE_HELP = "auto (the GPU when torch sees one), cpu, cuda or cuda:N"
 
 
+def use_threads(count: int | None) -> None:
+    """Let torch use ``count`` CPU threads (None: torch's own choice, one per core)."""
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
 def device_name(value: str) -> str:
     """``value`` if it names a device, else ValueError (validated configs use this)."""
     if DEVICE_NAME.fullmatch(value) is None:

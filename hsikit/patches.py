@@ -16,6 +16,9 @@ from rasterio.windows import Window
 
 from hsikit.scene import Scene
 
+#: Pixels per side of the windows a scene is streamed in (training reads and mapping).
+STREAM_WINDOW = 256
+
 
 @dataclass(frozen=True)
 class HaloWindow:

@@ -64,7 +64,7 @@ class Preprocessor:
     def guide(self, block: np.ndarray, components: int) -> np.ndarray:
         """``[C, h, w]`` guide image for edge-preserving smoothing from a transformed block: the
         first ``components`` principal components, or without PCA the mean standardised band
-        (one channel: guides from band-group means lost accuracy where measured). Both are
+        (one channel). Both are
         scaled by the band count so their spread is about one for any sensor, and one ε suits
         all."""
         if self.components is not None:
@@ -109,6 +109,12 @@ def good_bands(scene: Scene) -> np.ndarray:
     """The scene's bands not flagged bad: what a model is trained on."""
     good = np.flatnonzero(~scene.bad_bands)
     return good if good.size else np.arange(scene.count)
+
+
+def good_band_identity(scene: Scene) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The good bands' indices, wavelengths (nm) and names: how a model names its bands."""
+    chosen = good_bands(scene)
+    return chosen, scene.wavelengths[chosen], [str(n) for n in scene.band_values("name")[chosen]]
 
 
 def match_bands(wavelengths: np.ndarray, band_names: list[str], scene: Scene) -> np.ndarray:

@@ -6,8 +6,8 @@ filter (He, Sun & Tang, TPAMI 2013) averages only where a guide image — here t
 first principal components — is locally flat, so edges visible in the scene stay sharp.
 Kang, Li & Benediktsson (TGRS 2014) introduced it as post-processing of HSI classifiers, with
 the first component as a grey guide or the first three as a colour one. A colour guide sees
-field edges that the first component alone does not (two fields of equal brightness); it
-gained on every Indian Pines split measured (docs/benchmarks.md), so it is the default.
+field edges that the first component alone does not (two fields of equal brightness), so it
+is the default (how the defaults were chosen: the benchmark docs).
 
 Nodata and pixels beyond the scene take no part: every local mean is taken over valid pixels
 only, so a map is the same whatever the window size it was streamed in.
@@ -22,10 +22,9 @@ from scipy.ndimage import uniform_filter
 from hsikit.errors import InputError
 
 #: ε for a guide on the Preprocessor.guide() scale (standard deviation ≲ 1): guide steps
-#: larger than ~0.1 count as edges. Chosen on seed 0 of the Indian Pines benchmark.
+#: larger than ~0.1 count as edges.
 DEFAULT_EPS = 0.01
-#: Principal components in the guide image (Kang et al.'s colour guide); chosen with the
-#: radius on Indian Pines splits that no other choice used (docs/benchmarks.md).
+#: Principal components in the guide image (Kang et al.'s colour guide).
 DEFAULT_GUIDE = 3
 
 

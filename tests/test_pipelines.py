@@ -13,13 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from hsikit.jobs.benchmark import (
-    Benchmark,
-    _in_child,
-    _peak_rss_mb,
-    markdown_table,
-    run_memory_check,
-)
+from hsikit.jobs.benchmark import Benchmark
+from hsikit.jobs.memory import run_memory_check
+from hsikit.jobs.report import markdown_table
+from hsikit.jobs.runner import in_child, peak_rss_mb
 from tests.conftest import assert_one_sentence_error
 
 
@@ -88,13 +85,13 @@ def test_invalid_pipeline_names_the_field(tmp_path, run_cli):
 
 
 def _child_peak() -> dict:
-    return {"peak_mb": _peak_rss_mb()}
+    return {"peak_mb": peak_rss_mb()}
 
 
 def test_child_peak_memory_is_its_own():
     """A spawned run reports its own peak, not its parent's resident size at fork time."""
     ballast = np.ones(60_000_000)  # ~460 MB resident here
-    peak = _in_child(_child_peak)["peak_mb"]
+    peak = in_child(_child_peak)["peak_mb"]
     assert 0 < peak < ballast.nbytes / 2**20
 
 
@@ -115,8 +112,8 @@ def _alive(pid: int) -> bool:
 def test_a_terminated_job_stops_the_run_in_its_child_process():
     """`kill` on a running job must not leave its run training on, orphaned."""
     job = subprocess.Popen([sys.executable, "-c", "import time\n"
-                            "from hsikit.jobs.benchmark import _in_child\n"
-                            "_in_child(time.sleep, 120)"])
+                            "from hsikit.jobs.runner import in_child\n"
+                            "in_child(time.sleep, 120)"])
     try:
         deadline = time.monotonic() + 60
         while not (children := _children(job.pid)) and time.monotonic() < deadline:

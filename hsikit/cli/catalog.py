@@ -31,11 +31,11 @@ def models_list(pattern: Annotated[str, typer.Argument()] = "*") -> None:
     from hsikit.models import get_entry, list_models
 
     names = list_models(pattern)
-    table = Table(_whole_names_column(names), "family", "defaults", "description")
+    table = Table(_whole_names_column(names), "task", "family", "defaults", "description")
     for name in names:
         entry = get_entry(name)
         defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
-        table.add_row(name, entry.family, defaults, entry.description)
+        table.add_row(name, entry.task, entry.family, defaults, entry.description)
     out.print(table)
 
 

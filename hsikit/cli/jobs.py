@@ -11,7 +11,6 @@ from hsikit.cli.app import (
     app,
     out,
 )
-from hsikit.errors import InputError
 
 
 @app.command()
@@ -24,33 +23,10 @@ def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/
         protocols: Annotated[str | None, typer.Option(
             help="Comma-separated protocols to run (others kept as with --models).")] = None
         ) -> None:
-    """Run a declarative job, e.g. the Indian Pines benchmark."""
-    from hsikit.jobs.benchmark import load_pipeline, run_benchmark
+    """Run a declarative job (its kind: a benchmark, …), e.g. the Indian Pines benchmark."""
+    from hsikit.jobs import run_job
 
-    spec = load_pipeline(pipeline)
-    only = None
-    if models is not None:
-        only = [m.strip() for m in models.split(",") if m.strip()]
-        unknown = sorted(set(only) - set(spec.names))
-        if unknown:
-            raise InputError(pipeline, f"--models names {', '.join(unknown)}, which the pipeline "
-                             "does not run", f"choose from {', '.join(spec.names)}")
-    chosen_seeds = None
-    if seeds is not None:
-        try:
-            chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError as exc:
-            raise InputError(None, f"--seeds '{seeds}' is not a list of integers",
-                             "write e.g. --seeds 0,1") from exc
-    chosen_protocols = None
-    if protocols is not None:
-        chosen_protocols = [p.strip() for p in protocols.split(",") if p.strip()]
-        unknown = sorted(set(chosen_protocols) - {p.name for p in spec.protocols})
-        if unknown:
-            raise InputError(pipeline, f"--protocols names {', '.join(unknown)}, which the "
-                             "pipeline does not run", "see its 'protocols' list")
-    results = run_benchmark(spec, log=out.print, only=only, seeds=chosen_seeds,
-                            protocols=chosen_protocols)
-    out.print(f"results: {spec.results}\nreport: {spec.report}")
+    results = run_job(pipeline, log=out.print, models=models, seeds=seeds, protocols=protocols)
+    out.print(f"results: {results['files']['results']}\nreport: {results['files']['report']}")
     if any("error" in r for r in results["runs"]):
         raise typer.Exit(1)

@@ -50,7 +50,7 @@ def classify(
     the bundle's own smoothing (--smooth 0 turns it off)."""
 
     from hsikit.bundle import BUNDLE_SUFFIXES, load_bundle
-    from hsikit.devices import resolve_device
+    from hsikit.devices import resolve_device, use_threads
     from hsikit.predict.classify import classify_scene
     from hsikit.smoothing import chosen_smoothing
     from hsikit.writers.atomic import check_output, check_output_folder
@@ -69,10 +69,7 @@ def classify(
                               what="a bundle", inputs=inputs)
         report_dir = check_output_folder(output.with_name(output.stem + "_report"),
                                          inputs=inputs)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
     if labels is not None:
         from hsikit.training.config import train_config
         from hsikit.training.fit import train as run_training

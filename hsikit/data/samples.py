@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hsikit.data.splits import ROLE_NAMES, TRAIN, Split
-from hsikit.patches import halo_windows, patches_at, read_block
+from hsikit.patches import STREAM_WINDOW, halo_windows, patches_at, read_block
 from hsikit.preprocess import Preprocessor
 from hsikit.scene import Scene
-
-WINDOW = 256
 
 
 @dataclass
@@ -49,7 +47,7 @@ def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str]:
     train: list[np.ndarray] = []
     for index, source in enumerate(sources):
         labelled = _labelled(source)
-        for window in source.scene.windows(WINDOW):
+        for window in source.scene.windows(STREAM_WINDOW):
             (r0, r1), (c0, c1) = window.toranges()
             wanted = labelled[r0:r1, c0:c1]
             if not wanted.any():
@@ -71,7 +69,7 @@ def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) 
     parts: dict[str, list] = {name: [] for name in ROLE_NAMES.values()}
     for index, source in enumerate(sources):
         labelled = _labelled(source)
-        for hw in halo_windows(source.scene.height, source.scene.width, WINDOW, halo):
+        for hw in halo_windows(source.scene.height, source.scene.width, STREAM_WINDOW, halo):
             core = hw.core
             sl = (slice(core.row_off, core.row_off + core.height),
                   slice(core.col_off, core.col_off + core.width))

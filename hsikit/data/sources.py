@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hsikit.classes import ClassEntry, ClassTable
+from hsikit.classes import ClassEntry, ClassTable, value_lookup
 from hsikit.data.samples import Source
 from hsikit.data.splits import TEST, TRAIN, Split, SplitSpec, make_split
-from hsikit.preprocess import good_bands, match_bands
+from hsikit.preprocess import good_band_identity, match_bands
 
 if TYPE_CHECKING:
     from hsikit.training.config import TrainConfig
@@ -33,9 +33,7 @@ def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
             raw.append((scene, labels.values, labels.classes, scene_path))
     table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])
     first = raw[0][0]
-    chosen = good_bands(first)
-    wavelengths = first.wavelengths[chosen]
-    names = [str(n) for n in first.band_values("name")[chosen]]
+    _, wavelengths, names = good_band_identity(first)
     splits = _splits(config, remapped)
     sources = [Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
                for (scene, _, _, name), labels, split in zip(raw, remapped, splits)]
@@ -57,9 +55,8 @@ def merge_tables(items: list[tuple[np.ndarray, ClassTable]]
     merged = ClassTable(tuple(sorted(entries.values(), key=lambda e: e.value)))
     out = []
     for values, table in items:
-        lookup = np.zeros(max(table.max_value, int(values.max())) + 1, np.int64)
-        for entry in table.entries:
-            lookup[entry.value] = entries[entry.name].value
+        lookup = value_lookup(table.values, [entries[e.name].value for e in table.entries],
+                              int(values.max()) + 1, fill=0)
         out.append(lookup[values].astype(values.dtype if merged.max_value < 256 else "uint16"))
     return merged, out
 

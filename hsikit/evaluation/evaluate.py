@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hsikit.bundle import Bundle, load_bundle
+from hsikit.classes import value_lookup
 from hsikit.data.samples import Source, extract, read_spectra
 from hsikit.data.sources import load_sources
 from hsikit.data.splits import TEST, Split, SplitSpec
@@ -52,9 +53,7 @@ def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
         placed = load_labels(labels_path, scene, class_field)
         scene, values, table = scene, placed.values, placed.classes
     by_name = {e.name: i for i, e in enumerate(bundle.classes.entries)}
-    lookup = np.full(table.max_value + 1, -1, np.int64)
-    for entry in table.entries:
-        lookup[entry.value] = by_name.get(entry.name, -1)
+    lookup = value_lookup(table.values, [by_name.get(e.name, -1) for e in table.entries])
     if (lookup < 0).all():
         raise InputError(labels_path or dataset, "none of the reference classes is a class of "
                          "the model", "use labels with the model's class names")

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hsikit.classes import value_lookup
+
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, values: Sequence[int]) -> np.ndarray:
     """Rows = reference class, columns = predicted class, both in the order of ``values``."""
-    lookup = np.full(max(values) + 1, -1, dtype=np.int64)
-    lookup[np.asarray(values)] = np.arange(len(values))
+    lookup = value_lookup(values, range(len(values)))
     t, p = lookup[np.asarray(truth)], lookup[np.asarray(predicted)]
     if (t < 0).any() or (p < 0).any():
         raise ValueError("labels outside the class table")

@@ -1,33 +1,25 @@
-"""Declarative jobs: ``hsikit run pipelines/<job>.yaml``.
-
-A classification benchmark trains every model × protocol × seed on a catalog dataset, measures
+"""The benchmark job (``kind: benchmark``): a classification benchmark trains every model × protocol × seed on a catalog dataset, measures
 accuracy, training time, inference speed, parameters and peak memory, and writes a JSON result
-file plus a Markdown table. Each run happens in a fresh (spawned) process, so its peak resident
-memory is its own, and a crash in one run is recorded instead of ending the job.
+file plus a Markdown table (``jobs/report.py``). Each run happens in a fresh (spawned) process
+(``jobs/runner.py``).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
-import resource
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError, location_text, validation_problem, validation_sentence
-from hsikit.evaluation.scoring import summarize_runs
+from hsikit.jobs.memory import run_memory_check
+from hsikit.jobs.report import summarize, write_markdown
+from hsikit.jobs.runner import in_child, peak_rss_mb
 
 
 class Protocol(BaseModel):
@@ -69,6 +61,7 @@ class Variant(BaseModel):
 
 class Benchmark(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["benchmark"] = "benchmark"
     name: str
     dataset: str
     models: list[str | Variant]
@@ -112,6 +105,29 @@ class Benchmark(BaseModel):
     @property
     def names(self) -> list[str]:
         return [v.name for v in self.variants()]
+
+
+def selection(spec: Benchmark, path: Path, models: str | None, seeds: str | None,
+              protocols: str | None) -> dict[str, list | None]:
+    """``--models`` / ``--seeds`` / ``--protocols`` (comma-separated) as the rows, seeds and
+    protocols to run; None runs all. Names the job does not have are refused."""
+    def items(text: str | None) -> list[str] | None:
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+    chosen = {"only": items(models), "protocols": items(protocols), "seeds": None}
+    for option, key, known in (("--models", "only", spec.names),
+                               ("--protocols", "protocols", [p.name for p in spec.protocols])):
+        unknown = sorted(set(chosen[key] or []) - set(known))
+        if unknown:
+            raise InputError(path, f"{option} names {', '.join(unknown)}, which the pipeline "
+                             "does not run", f"choose from {', '.join(known)}")
+    if seeds is not None:
+        try:
+            chosen["seeds"] = [int(s) for s in items(seeds) or []]
+        except ValueError as exc:
+            raise InputError(None, f"--seeds '{seeds}' is not a list of integers",
+                             "write e.g. --seeds 0,1") from exc
+    return chosen
 
 
 def load_pipeline(path: str | Path) -> Benchmark:
@@ -170,33 +186,16 @@ def _pipeline_problem(exc: ValidationError, document: Any) -> str:
     return f"models: {where}: {field + ': ' if field else ''}{message}"
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak resident memory (MB).
-
-    Linux's ``VmHWM``, not ``ru_maxrss``: a spawned child's ``ru_maxrss`` starts from its parent's
-    resident size at fork time, which made the parent's memory look like the child's.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
-
-
 def _train_and_map(job: dict, folder: str, threads: int) -> dict:
     """One benchmark run (in its own process): [pretrain,] train, then map the whole scene."""
-    import torch
-
     from hsikit.bundle import load_bundle
     from hsikit.data.datasets import load
+    from hsikit.devices import use_threads
     from hsikit.predict.classify import classify_scene
     from hsikit.training.config import TrainConfig
     from hsikit.training.fit import train
 
-    torch.set_num_threads(threads)
+    use_threads(threads)
     folder_path = Path(folder)
     folder_path.mkdir(parents=True, exist_ok=True)
     config = dict(job["train"])
@@ -224,39 +223,7 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
     kept = ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
             "trainable_parameters", "samples", "fit", "per_class", "unsmoothed", "device")
     return {k: report[k] for k in kept if k in report} | {
-        "pixels_per_second": None, "peak_rss_mb": _peak_rss_mb(), **extra}
-
-
-def _quiet() -> None:
-    import warnings
-
-    import rasterio.errors
-
-    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
-
-
-@contextmanager
-def _terminate_exits_cleanly() -> Iterator[None]:
-    """Turn SIGTERM (``kill``, a batch scheduler) into a normal exit while a run is in its
-    child process: Python's default handler ends the job at once and leaves the child training
-    on, orphaned, on the cores the next job needs; an exit lets the pool stop it first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _in_child(target: Any, *args: Any) -> dict:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, initializer=_quiet) as pool, _terminate_exits_cleanly():
-        try:
-            return pool.apply(target, args)
-        except Exception as exc:  # recorded in the results, the job goes on
-            return {"error": f"{type(exc).__name__}: {exc}"}
+        "pixels_per_second": None, "peak_rss_mb": peak_rss_mb(), **extra}
 
 
 def _run_job(spec: Benchmark, protocol: Protocol, variant: Variant, seed: int) -> dict:
@@ -326,7 +293,7 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
     for index, protocol, variant, seed, job in planned:
         folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
         started = time.perf_counter()
-        outcome = _in_child(_train_and_map, job, str(folder), spec.threads)
+        outcome = in_child(_train_and_map, job, str(folder), spec.threads)
         outcome.update(model=variant.name, protocol=protocol.name, seed=seed,
                        date=date.today().isoformat(),
                        wall_seconds=round(time.perf_counter() - started, 1))
@@ -373,179 +340,7 @@ def machine() -> dict:
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "memory_gb": round(memory_gb, 1), "python": platform.python_version(),
-            "torch": torch.__version__, "gpu": "none (CPU only)"}
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    rows = []
-    keys = sorted({(r["protocol"], r["model"]) for r in runs},
-                  key=lambda k: ([r["protocol"] for r in runs].index(k[0]),
-                                 [r["model"] for r in runs].index(k[1])))
-    for protocol, model in keys:
-        good = [r for r in runs if r["protocol"] == protocol and r["model"] == model
-                and "error" not in r]
-        if not good:
-            rows.append({"protocol": protocol, "model": model, "error": "every run failed"})
-            continue
-        stats = summarize_runs(good)
-        rows.append({"protocol": protocol, "model": model, **stats,
-                     "train_seconds": float(np.mean([r["train_seconds"] for r in good])),
-                     "pixels_per_second": (float(np.mean([r["pixels_per_second"] for r in good]))
-                                           if all(r["pixels_per_second"] for r in good) else None),
-                     "parameters": int(good[0]["parameters"]),
-                     "trainable_parameters": int(good[0].get("trainable_parameters",
-                                                             good[0]["parameters"])),
-                     "pretrain_seconds": (float(np.mean([r["pretrain"]["seconds"] for r in good]))
-                                          if all("pretrain" in r for r in good) else None),
-                     "peak_rss_mb": float(max(r["peak_rss_mb"] for r in good)),
-                     "n_test": int(np.mean([r["n_test"] for r in good]))})
-    return rows
-
-
-# -- memory: peak RSS must not grow with scene size ------------------------------------------------
-
-
-def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) -> dict:
-    """A float32 GeoTIFF of about ``gigabytes`` with 4 spectrally distinct classes, written in
-    windows so generating it needs little memory."""
-    import rasterio
-    from affine import Affine
-    from rasterio.windows import Window
-
-    side = int(np.sqrt(gigabytes * 2**30 / (bands * 4)))
-    rng = np.random.default_rng(seed)
-    means = rng.uniform(500, 3000, size=(4, bands)).astype("float32")
-    profile = {"driver": "GTiff", "width": side, "height": side, "count": bands,
-               "dtype": "float32", "crs": "EPSG:32633", "nodata": -9999.0, "tiled": True,
-               "blockxsize": 256, "blockysize": 256, "BIGTIFF": "YES",
-               "transform": Affine(10, 0, 500000, 0, -10, 4_000_000)}
-    with rasterio.open(path, "w", **profile) as dst:
-        for row in range(0, side, 256):
-            h = min(256, side - row)
-            classes = (np.arange(side)[None, :] * 4 // side).repeat(h, 0)
-            block = means[classes].transpose(2, 0, 1)
-            block += rng.standard_normal(size=block.shape, dtype="float32") * 50
-            dst.write(block, window=Window(0, row, side, h))
-    return {}
-
-
-def _map_scene(scene_path: str, bundle_path: str, output: str) -> dict:
-    from hsikit.bundle import load_bundle
-    from hsikit.predict.classify import classify_scene
-    from hsikit.readers import open_scene
-
-    started = time.perf_counter()
-    summary = classify_scene(open_scene(scene_path), load_bundle(bundle_path), output)
-    return {"seconds": time.perf_counter() - started, "pixels": summary["pixels"],
-            "peak_rss_mb": _peak_rss_mb()}
-
-
-def _train_small(scene_path: str, bundle_path: str, model: str) -> dict:
-    """Train the memory-check model on a labelled strip along the top of the first scene."""
-    import rasterio
-    from rasterio.windows import Window
-
-    from hsikit.training.config import TrainConfig
-    from hsikit.training.fit import train
-
-    labels_path = Path(bundle_path).with_name("labels.tif")
-    with rasterio.open(scene_path) as src:
-        side = src.width
-        profile = src.profile | {"count": 1, "dtype": "uint8", "nodata": None}
-    strip = (np.arange(side)[None, :] * 4 // side + 1).repeat(64, 0).astype("uint8")
-    with rasterio.open(labels_path, "w", **profile) as dst:
-        dst.write(strip[None], window=Window(0, 0, side, 64))
-    train(TrainConfig(scenes=[scene_path], labels=[str(labels_path)], model=model,
-                      split="random", train_ratio=0.05), bundle_path,
-          Path(bundle_path).with_name("report"), progress=False)
-    return {}
-
-
-def run_memory_check(spec: Benchmark, log: Any = print) -> dict:
-    check = spec.memory_check
-    folder = Path(spec.output) / "memory"
-    folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    bundle = folder / "model.safetensors"
-    for index, size in enumerate(sorted(check.sizes_gb)):
-        scene = folder / f"scene_{size:g}gb.tif"
-        _in_child(_synthetic_scene, scene, size, check.bands)  # keeps this process small
-        if index == 0:
-            _in_child(_train_small, str(scene), str(bundle), check.model)
-        outcome = _in_child(_map_scene, str(scene), str(bundle), str(folder / f"map_{size:g}.tif"))
-        outcome.update(size_gb=size, file_bytes=scene.stat().st_size)
-        results.append(outcome)
-        log(f"memory check {size:g} GB: peak RSS {outcome.get('peak_rss_mb', float('nan')):.0f}"
-            f" MB, {outcome.get('pixels', 0) / max(outcome.get('seconds', 1), 1e-9):.0f} px/s")
-        scene.unlink()
-    return {"model": check.model, "bands": check.bands, "runs": results}
-
-
-# -- report ----------------------------------------------------------------------------------------
-
-MARK_BEGIN = "<!-- benchmark:{name}:begin -->"
-MARK_END = "<!-- benchmark:{name}:end -->"
-
-
-def _pm(stats: dict) -> str:
-    """mean ± std over seeds; a single run has no spread to show."""
-    if stats.get("n", 2) < 2:
-        return f"{100 * stats['mean']:.2f}"
-    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Markdown table lines; a short row (a failure message) is padded with empty cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = row + [""] * (len(header) - len(row))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def markdown_table(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"### {results['benchmark']} ({results['dataset']}), {results['date']}", "",
-             f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, "
-             f"{m['gpu']}; Python {m['python']}, torch {m['torch']}. "
-             f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
-             "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
-             ""]
-    def seconds(row: dict) -> str:
-        pre = row.get("pretrain_seconds")
-        return f"{row['train_seconds']:.0f}" + (f" + {pre:.0f} pretrain" if pre else "")
-
-    rows = [[r["protocol"], r["model"], "failed"] if "error" in r else
-            [r["protocol"], r["model"], str(r["oa"]["n"]), _pm(r["oa"]), _pm(r["aa"]),
-             _pm(r["kappa"]), str(r["n_test"]), seconds(r),
-             f"{r['pixels_per_second']:.0f}" if r["pixels_per_second"] else "–",
-             f"{r['parameters']:,}", f"{r.get('trainable_parameters', r['parameters']):,}",
-             f"{r['peak_rss_mb']:.0f}"] for r in results["summary"]]
-    lines += _table(["protocol", "model", "seeds", "OA %", "AA %", "kappa × 100", "test px",
-                     "train s", "inference px/s", "parameters", "trainable", "peak RSS MB"],
-                    rows)
-    memory = results.get("memory_check")
-    if memory:
-        lines += ["", f"Streamed `hsikit classify` on synthetic float32 scenes "
-                  f"({memory['bands']} bands, model `{memory['model']}`):", ""]
-        rows = [[f"{r['size_gb']:g} GB", f"failed: {r['error']}"] if "error" in r else
-                [f"{r['file_bytes'] / 2**30:.2f} GiB", f"{r['pixels']:,}",
-                 f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.0f}",
-                 f"{r['pixels'] / r['seconds']:.0f}"] for r in memory["runs"]]
-        lines += _table(["scene size", "pixels", "peak RSS MB", "seconds", "px/s"], rows)
-    return "\n".join(lines) + "\n"
-
-
-def write_markdown(results: dict, path: Path) -> None:
-    """Replace this benchmark's section of ``path`` (between its markers), keep the rest."""
-    begin = MARK_BEGIN.format(name=results["benchmark"])
-    end = MARK_END.format(name=results["benchmark"])
-    section = f"{begin}\n{markdown_table(results)}{end}\n"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)

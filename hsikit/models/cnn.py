@@ -75,7 +75,7 @@ class HybridSN(nn.Module):
 @register_model("cnn3d", architecture={"patch_size": 9, "pca": 30},
                 recipe={"epochs": 100, "lr": 2e-3, "batch_size": 64})
 def cnn3d(in_bands: int, num_classes: int, patch_size: int = 9, width: int = 16) -> CNN3D:
-    """Compact Hamida-style 3-D CNN (0.10 M parameters at 30 bands, 9×9 patches)."""
+    """Compact Hamida-style 3-D CNN."""
     return CNN3D(in_bands, num_classes, patch_size=patch_size, width=width)
 
 

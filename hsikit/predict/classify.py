@@ -16,14 +16,20 @@ from rasterio.windows import Window
 
 from hsikit.bundle import Bundle
 from hsikit.errors import InputError
-from hsikit.patches import around, batched_pixels, halo_windows, patches_at, read_block
+from hsikit.patches import (
+    STREAM_WINDOW,
+    around,
+    batched_pixels,
+    halo_windows,
+    patches_at,
+    read_block,
+)
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
 from hsikit.writers.provenance import provenance
 
 PREDICT_BATCH = 2048
-WINDOW = 256  # pixels per side of a streamed window
 
 
 def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
@@ -33,7 +39,7 @@ def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.empty((0, 0))
 
 
-def window_scores(scene: Scene, bundle: Bundle, *, window: int = WINDOW,
+def window_scores(scene: Scene, bundle: Bundle, *, window: int = STREAM_WINDOW,
                   batch_size: int = 1024, only: set[tuple[int, int]] | None = None
                   ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, ``[K, h, w]`` class probabilities, ``[h, w]`` valid mask) across the scene, as
@@ -70,7 +76,7 @@ def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np
     for index, scene in enumerate(scenes):
         pick = np.flatnonzero(where[:, 0] == index)
         rows, cols = where[pick, 1], where[pick, 2]
-        key_rows, key_cols = rows // WINDOW * WINDOW, cols // WINDOW * WINDOW
+        key_rows, key_cols = rows // STREAM_WINDOW * STREAM_WINDOW, cols // STREAM_WINDOW * STREAM_WINDOW
         wanted = set(zip(key_rows.tolist(), key_cols.tolist()))
         for core, scores, _ in window_scores(scene, bundle, only=wanted):
             inside = (key_rows == core.row_off) & (key_cols == core.col_off)
@@ -79,7 +85,7 @@ def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np
     return out
 
 
-def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = WINDOW,
+def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = STREAM_WINDOW,
                    batch_size: int = 1024, confidence: bool = False, probabilities: bool = False,
                    on_window: Callable[[int, int], None] | None = None) -> dict:
     """Write the class map (and optional confidence / probabilities) for ``scene``; a scene

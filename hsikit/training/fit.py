@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from hsikit.bundle import BUNDLE_SUFFIXES, Bundle, ModelSpec, new_meta, save_bundle
-from hsikit.classes import ClassTable
+from hsikit.classes import ClassTable, value_lookup
 from hsikit.data.samples import Samples, extract, read_spectra
 from hsikit.data.sources import load_sources
-from hsikit.devices import resolve_device
+from hsikit.devices import resolve_device, use_threads
 from hsikit.errors import InputError, error_reason
 from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
-from hsikit.preprocess import Preprocessor, good_bands
+from hsikit.preprocess import Preprocessor, good_band_identity
 from hsikit.scene import Scene
 from hsikit.training.config import TrainConfig
 
@@ -52,14 +52,12 @@ def _class_indices(samples: Samples, table: ClassTable, labels: str
                          f"(found: {found})", "a classifier needs at least two classes: label "
                          "more, or use a larger training share")
     model_table = ClassTable(tuple(e for e in table.entries if e.value in present))
-    lookup = np.full(table.max_value + 1, -1, np.int64)
-    lookup[present] = np.arange(len(present))
+    lookup = value_lookup(present, range(len(present)), table.max_value + 1)
     return model_table, {role: lookup[y] for role, y in samples.y.items()}
 
 
 def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
           progress: bool = True) -> TrainResult:
-    import torch
 
     from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
     from hsikit.training.report import write_report
@@ -84,8 +82,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     device = resolve_device(config.device)  # a missing GPU is refused whatever the model
     if entry.family == "classical":
         device = "cpu"  # scikit-learn models run on the CPU
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     started = time.perf_counter()
     sources, table = load_sources(config)
     spectra, checksum = read_spectra(sources)
@@ -144,6 +141,7 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     )
     meta.training = {"config": config.model_dump(), "device": device,
                      "data_checksum": checksum, "split_protocol": config.split,
+                     "split": config.split_spec().describe(),
                      "sources": [s.name for s in sources]}
     meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class",
                                            "unsmoothed") if k in report}
@@ -156,9 +154,7 @@ def _preprocessor(config: TrainConfig, spectra: np.ndarray, scene: Scene) -> Pre
     """Fitted on the training spectra, or when fine-tuning a bundle, the bundle's own."""
     from hsikit.training.finetune import bundle_preprocessor
 
-    chosen = good_bands(scene)
-    wavelengths = scene.wavelengths[chosen]
-    names = [str(n) for n in scene.band_values("name")[chosen]]
+    _, wavelengths, names = good_band_identity(scene)
     kept = (bundle_preprocessor(config.init, config.pca, config.patch_size, wavelengths, names)
             if config.init else None)
     return kept or Preprocessor.fit(spectra, wavelengths, names, pca=config.pca or None,

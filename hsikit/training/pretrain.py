@@ -22,11 +22,11 @@ from hsikit.bundle import BUNDLE_SUFFIXES, HEADER_KEY, PRETRAINED_FORMAT, Pretra
 from hsikit.data.samples import Source, extract, read_spectra
 from hsikit.data.sources import load_sources
 from hsikit.data.splits import TRAIN, VAL, Split, SplitSpec
-from hsikit.devices import resolve_device
+from hsikit.devices import resolve_device, use_threads
 from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
 from hsikit.models.pretraining import build_pretrainer
-from hsikit.preprocess import Preprocessor, good_bands, match_bands
+from hsikit.preprocess import Preprocessor, good_band_identity, match_bands
 from hsikit.training.config import DataOptions, TrainConfig
 from hsikit.training.fit import architecture_for
 from hsikit.writers.atomic import check_output, staged_output
@@ -70,9 +70,7 @@ def _random_sources(config: PretrainConfig) -> list[Source]:
               else [resolve_scene(s) for s in config.scenes])
     rng = np.random.default_rng(config.seed)
     first = scenes[0]
-    chosen = good_bands(first)
-    wavelengths, names = first.wavelengths[chosen], [str(n) for n in
-                                                     first.band_values("name")[chosen]]
+    _, wavelengths, names = good_band_identity(first)
     per_scene = int(np.ceil(config.samples * (1 + config.holdout) / len(scenes)))
     sources = []
     for scene in scenes:
@@ -123,8 +121,7 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
         raise InputError(None, f"{config.model} has no self-supervised objective",
                          "pretrain a less_vit_* or spectralgpt_* model")
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     started = time.perf_counter()
     patch_size = entry.architecture["patch_size"]
     sources = (_split_sources(config, patch_size) if config.split != "none"
@@ -133,9 +130,8 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     if len(spectra) == 0:
         raise InputError(None, "no valid pixels to pretrain on", "check the scenes and split")
     first = sources[0].scene
-    chosen = good_bands(first)
-    preprocessor = Preprocessor.fit(spectra, first.wavelengths[chosen],
-                                    [str(n) for n in first.band_values("name")[chosen]])
+    _, wavelengths, names = good_band_identity(first)
+    preprocessor = Preprocessor.fit(spectra, wavelengths, names)
     samples = extract(sources, preprocessor, patch_size)
     x_train = _subsample(samples.x["train"], config.samples, config.seed)
     x_held = _subsample(samples.x["val"], max(64, int(config.samples * config.holdout)),

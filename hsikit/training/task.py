@@ -88,7 +88,6 @@ def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | N
     Patch models learn the context their training pixels sit in (field edges, strips); on unseen
     fields that context differs (field interiors, other neighbours) and the centre spectrum is
     what transfers. Centre-filled neighbours keep the label true while breaking that reliance.
-    (Measured on Indian Pines' spatial split: no gain for Mamba, see docs/benchmarks.md.)
     """
     b, _, h, w = x.shape
     chosen = torch.rand(b, 1, 1, 1, generator=generator) < rate
