@@ -39,8 +39,12 @@ class ModelSpec(BaseModel):
     name: str
     family: Literal["torch", "classical"]
     config: dict[str, Any] = Field(default_factory=dict)
-    members: int = Field(1, ge=1, description="networks of this architecture whose class "
-                         "probabilities are averaged (a deep ensemble); 1: a single model")
+    members: int = Field(
+        1,
+        ge=1,
+        description="networks of this architecture whose class "
+        "probabilities are averaged (a deep ensemble); 1: a single model",
+    )
 
     @model_validator(mode="after")
     def _members_are_networks(self) -> ModelSpec:
@@ -53,8 +57,10 @@ class ModelSpec(BaseModel):
         from hsikit.models import create_model
         from hsikit.models.ensemble import MeanEnsemble
 
-        models = [create_model(self.name, in_bands, num_classes, **self.config)
-                  for _ in range(self.members)]
+        models = [
+            create_model(self.name, in_bands, num_classes, **self.config)
+            for _ in range(self.members)
+        ]
         return models[0] if self.members == 1 else MeanEnsemble(models)
 
 
@@ -95,8 +101,9 @@ class BundleMeta(BaseModel):
         if len({r.value for r in records}) != len(records):
             raise ValueError("class values must be unique")
         if len(records) != self.num_classes:
-            raise ValueError(f"num_classes is {self.num_classes} but {len(records)} classes "
-                             "are listed")
+            raise ValueError(
+                f"num_classes is {self.num_classes} but {len(records)} classes are listed"
+            )
         if len(self.band_names) != len(self.band_wavelengths):
             raise ValueError("band_names and band_wavelengths differ in length")
         if any(w is not None and not math.isfinite(w) for w in self.band_wavelengths):
@@ -194,8 +201,9 @@ class Bundle:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(patches)).to(device)
             if self.band_agnostic:
-                wavelengths = torch.as_tensor(self.preprocessor.band_wavelengths,
-                                              dtype=torch.float32)
+                wavelengths = torch.as_tensor(
+                    self.preprocessor.band_wavelengths, dtype=torch.float32
+                )
                 logits = self.model(x, wavelengths)
             else:
                 logits = self.model(x)
@@ -208,14 +216,16 @@ def model_arrays(model: Any, family: str) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
-def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Preprocessor
-                ) -> Path:
+def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Preprocessor) -> Path:
     from safetensors.numpy import save_file
 
-    tensors = {f"model.{k}": np.ascontiguousarray(v)
-               for k, v in model_arrays(model, meta.model.family).items()}
-    tensors.update({f"preprocess.{k}": np.ascontiguousarray(v)
-                    for k, v in preprocessor.state().items()})
+    tensors = {
+        f"model.{k}": np.ascontiguousarray(v)
+        for k, v in model_arrays(model, meta.model.family).items()
+    }
+    tensors.update(
+        {f"preprocess.{k}": np.ascontiguousarray(v) for k, v in preprocessor.state().items()}
+    )
     path = Path(path)
     with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a bundle") as stage:
         # one metadata key (safetensors orders several at random) and no time stamp: the same
@@ -225,8 +235,9 @@ def save_bundle(path: str | Path, meta: BundleMeta, model: Any, preprocessor: Pr
 
 
 def new_meta(**fields: Any) -> BundleMeta:
-    return BundleMeta(format=FORMAT, format_version=FORMAT_VERSION, hsikit_version=__version__,
-                      **fields)
+    return BundleMeta(
+        format=FORMAT, format_version=FORMAT_VERSION, hsikit_version=__version__, **fields
+    )
 
 
 def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -242,20 +253,30 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             header = (handle.metadata() or {}).get(HEADER_KEY)
             arrays = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(path, f"not a safetensors bundle ({str(exc).splitlines()[0]})",
-                         "use a bundle written by 'hsikit train'") from exc
+        raise InputError(
+            path,
+            f"not a safetensors bundle ({str(exc).splitlines()[0]})",
+            "use a bundle written by 'hsikit train'",
+        ) from exc
     if header is None:
-        raise InputError(path, "the safetensors file has no hsikit description",
-                         "use a bundle written by 'hsikit train'")
+        raise InputError(
+            path,
+            "the safetensors file has no hsikit description",
+            "use a bundle written by 'hsikit train'",
+        )
     try:
         parsed = json.loads(header)
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise InputError(path, f"the bundle description is invalid ({reason})",
-                         "the file is damaged or was edited") from exc
+        raise InputError(
+            path,
+            f"the bundle description is invalid ({reason})",
+            "the file is damaged or was edited",
+        ) from exc
     if not isinstance(parsed, dict):
-        raise InputError(path, "the bundle description is not a JSON object",
-                         "the file is damaged or was edited")
+        raise InputError(
+            path, "the bundle description is not a JSON object", "the file is damaged or was edited"
+        )
     return parsed, arrays
 
 
@@ -265,17 +286,24 @@ def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str,
     pretrained = header.get("format") == PRETRAINED_FORMAT
     version = header.get("format_version")
     if not pretrained and isinstance(version, int) and version > FORMAT_VERSION:
-        raise InputError(path, f"bundle format {version} is newer than this hsikit reads "
-                         f"({FORMAT_VERSION})", "upgrade hsikit")
+        raise InputError(
+            path,
+            f"bundle format {version} is newer than this hsikit reads ({FORMAT_VERSION})",
+            "upgrade hsikit",
+        )
     try:
         return (PretrainedMeta if pretrained else BundleMeta).model_validate(header), arrays
     except RecursionError as exc:
-        raise InputError(path, "the bundle description is nested too deeply",
-                         "the file is damaged or was edited") from exc
+        raise InputError(
+            path, "the bundle description is nested too deeply", "the file is damaged or was edited"
+        ) from exc
     except ValidationError as exc:
         kind = "pretrained-encoder" if pretrained else "bundle"
-        raise InputError(path, f"the {kind} description is invalid ({validation_sentence(exc)})",
-                         "the file is damaged or was edited") from exc
+        raise InputError(
+            path,
+            f"the {kind} description is invalid ({validation_sentence(exc)})",
+            "the file is damaged or was edited",
+        ) from exc
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -287,18 +315,26 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     meta, arrays = read_description(path)
     if isinstance(meta, PretrainedMeta):
-        raise InputError(path, "this is a pretrained encoder (from 'hsikit pretrain'), not a "
-                         "trained classifier", "fine-tune it on labelled pixels first "
-                         f"('hsikit train … --init {path.name}') and use the bundle that writes")
+        raise InputError(
+            path,
+            "this is a pretrained encoder (from 'hsikit pretrain'), not a trained classifier",
+            "fine-tune it on labelled pixels first "
+            f"('hsikit train … --init {path.name}') and use the bundle that writes",
+        )
     try:
         entry = get_entry(meta.model.name)
     except InputError as exc:
         raise InputError(path, f"the bundle's model is {exc.problem}", exc.hint) from exc
     if entry.family != meta.model.family:
-        raise InputError(path, f"the bundle says {meta.model.name} is a {meta.model.family} "
-                         f"model, but it is {entry.family}", "the file is damaged or was edited")
-    prep = {k.removeprefix("preprocess."): v for k, v in arrays.items()
-            if k.startswith("preprocess.")}
+        raise InputError(
+            path,
+            f"the bundle says {meta.model.name} is a {meta.model.family} "
+            f"model, but it is {entry.family}",
+            "the file is damaged or was edited",
+        )
+    prep = {
+        k.removeprefix("preprocess."): v for k, v in arrays.items() if k.startswith("preprocess.")
+    }
     preprocessor = _checked_preprocessor(path, meta, prep)
     weights = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
     model = _built_model(path, meta, weights)
@@ -309,22 +345,26 @@ def _damaged(path: Path, problem: str) -> InputError:
     return InputError(path, problem, "the file is damaged or was edited")
 
 
-def _checked_preprocessor(path: Path, meta: BundleMeta, prep: dict[str, np.ndarray]
-                          ) -> Preprocessor:
+def _checked_preprocessor(
+    path: Path, meta: BundleMeta, prep: dict[str, np.ndarray]
+) -> Preprocessor:
     bands = len(meta.band_names)
     pca = "components" in prep or "pca_mean" in prep
     expected = {"mean": (bands,), "std": (bands,), "band_wavelengths": (bands,)}
     if pca:
         expected.update(components=(meta.in_bands, bands), pca_mean=(bands,))
     elif meta.in_bands != bands:
-        raise _damaged(path, f"the model takes {meta.in_bands} inputs but the bundle lists "
-                       f"{bands} bands and no PCA")
+        raise _damaged(
+            path,
+            f"the model takes {meta.in_bands} inputs but the bundle lists {bands} bands and no PCA",
+        )
     for key, shape in expected.items():
         if key not in prep:
             raise _damaged(path, f"the bundle lacks preprocessing array '{key}'")
         if prep[key].shape != shape:
-            raise _damaged(path, f"preprocessing array '{key}' has shape {prep[key].shape}, not "
-                           f"{shape}")
+            raise _damaged(
+                path, f"preprocessing array '{key}' has shape {prep[key].shape}, not {shape}"
+            )
         values = prep[key].astype("float64")
         finite = np.isfinite(values) | (key == "band_wavelengths") & np.isnan(values)
         if not finite.all():
@@ -353,12 +393,16 @@ def _built_model(path: Path, meta: BundleMeta, weights: dict[str, np.ndarray]) -
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = [k for k in expected if k in found and expected[k] != found[k]]
     if missing or unexpected or wrong:
-        first = (f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
-                 if unexpected else f"'{wrong[0]}' is {found[wrong[0]]}, not {expected[wrong[0]]}")
+        first = (
+            f"missing '{missing[0]}'"
+            if missing
+            else f"unexpected '{unexpected[0]}'"
+            if unexpected
+            else f"'{wrong[0]}' is {found[wrong[0]]}, not {expected[wrong[0]]}"
+        )
         raise _damaged(path, f"the weights do not fit the '{spec.name}' architecture ({first})")
     model = _checked_build(path, spec, meta)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()},
-                          strict=True)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()}, strict=True)
     return model.eval()
 
 
@@ -366,5 +410,7 @@ def _checked_build(path: Path, spec: ModelSpec, meta: BundleMeta) -> Any:
     try:
         return spec.build(meta.in_bands, meta.num_classes)
     except Exception as exc:  # noqa: BLE001 — whatever a builder raises on a config it refuses
-        raise _damaged(path, f"the '{spec.name}' architecture cannot be built from the "
-                       f"bundle's description ({exc})") from exc
+        raise _damaged(
+            path,
+            f"the '{spec.name}' architecture cannot be built from the bundle's description ({exc})",
+        ) from exc

@@ -10,10 +10,26 @@ import numpy as np
 
 #: A fixed qualitative palette for class tables that bring no colours (vector labels).
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
 ]
 UNLABELLED = 0
 
@@ -27,8 +43,9 @@ def palette_colour(index: int) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def value_lookup(keys: Sequence[int], targets: Sequence[int], size: int = 0,
-                 fill: int = -1) -> np.ndarray:
+def value_lookup(
+    keys: Sequence[int], targets: Sequence[int], size: int = 0, fill: int = -1
+) -> np.ndarray:
     """An array ``lookup`` with ``lookup[key] = target`` (``fill`` elsewhere), long enough for
     every key and ``size``: class values to indices or to other values in one gather."""
     lookup = np.full(max([size - 1, *keys], default=0) + 1, fill, np.int64)
@@ -78,22 +95,30 @@ class ClassTable:
         return cls(tuple(ClassEntry(i + 1, str(n), palette_colour(i)) for i, n in enumerate(names)))
 
     @classmethod
-    def from_values(cls, values: Iterable[int], names: dict[int, str] | None = None
-                    ) -> ClassTable:
+    def from_values(cls, values: Iterable[int], names: dict[int, str] | None = None) -> ClassTable:
         """Classes for the given values, named from ``names`` or by the default rule, colours
         from the fixed palette in value order."""
         names = names or {}
-        return cls(tuple(ClassEntry(v, names.get(v, default_class_name(v)), palette_colour(i))
-                         for i, v in enumerate(sorted(set(values)))))
+        return cls(
+            tuple(
+                ClassEntry(v, names.get(v, default_class_name(v)), palette_colour(i))
+                for i, v in enumerate(sorted(set(values)))
+            )
+        )
 
     @classmethod
     def from_records(cls, records: Iterable[dict]) -> ClassTable:
-        return cls(tuple(ClassEntry(int(r["value"]), str(r["name"]), parse_colour(r["colour"]))
-                         for r in sorted(records, key=lambda r: int(r["value"]))))
+        return cls(
+            tuple(
+                ClassEntry(int(r["value"]), str(r["name"]), parse_colour(r["colour"]))
+                for r in sorted(records, key=lambda r: int(r["value"]))
+            )
+        )
 
     def to_records(self) -> list[dict]:
-        return [{"value": e.value, "name": e.name, "colour": hex_colour(e.colour)}
-                for e in self.entries]
+        return [
+            {"value": e.value, "name": e.name, "colour": hex_colour(e.colour)} for e in self.entries
+        ]
 
     @property
     def values(self) -> list[int]:

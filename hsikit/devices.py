@@ -44,11 +44,17 @@ def resolve_device(requested: str = "auto") -> str:
         return "cpu"
     index = int(match.group(1) or 0)
     if index >= found:
-        seen = (f"{found} CUDA device{'s' if found > 1 else ''} (numbered from 0)" if found
-                else "no CUDA device")
+        seen = (
+            f"{found} CUDA device{'s' if found > 1 else ''} (numbered from 0)"
+            if found
+            else "no CUDA device"
+        )
         build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
-        raise InputError(None, f"--device {requested}: torch sees {seen}{build}", "use --device "
-                         "cpu, or a machine with an NVIDIA GPU and a CUDA build of torch")
+        raise InputError(
+            None,
+            f"--device {requested}: torch sees {seen}{build}",
+            "use --device cpu, or a machine with an NVIDIA GPU and a CUDA build of torch",
+        )
     return f"cuda:{index}"
 
 

@@ -19,8 +19,9 @@ def read_yaml(path: str | Path, what: str, hint: str) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else \
-            str(exc).splitlines()[0]
+        reason = (
+            "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+        )
         raise InputError(path, f"invalid {what}: {reason}", hint) from exc
 
 

@@ -1,4 +1,5 @@
-"""What ``hsikit info`` reports about a scene, as a plain dict (the CLI renders it or prints JSON)."""
+"""What ``hsikit info`` reports about a scene, as a plain dict (the CLI renders it, or prints
+JSON)."""
 
 from __future__ import annotations
 
@@ -56,23 +57,28 @@ def summarize(scene: Scene) -> dict[str, Any]:
         "rows": scene.height,
         "cols": scene.width,
         "dtype": str(scene.dtype),
-        "crs": None if crs is None else (f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.to_wkt()),
+        "crs": None
+        if crs is None
+        else (f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.to_wkt()),
         "resolution": [math.hypot(t.a, t.d), math.hypot(t.b, t.e)],
         "rotated": bool(t.b or t.d),
         "transform": list(t)[:6],
         "bounds": {"left": min(xs), "bottom": min(ys), "right": max(xs), "top": max(ys)},
-        "nodata": _finite(scene.nodata) if scene.nodata is None or np.isfinite(scene.nodata)
+        "nodata": _finite(scene.nodata)
+        if scene.nodata is None or np.isfinite(scene.nodata)
         else "nan",
         "nodata_fraction": round(fraction, 6),
         "nodata_fraction_exact": exact,
-        "wavelength_range_nm": (None if not np.isfinite(wl).any()
-                                else [float(np.nanmin(wl)), float(np.nanmax(wl))]),
+        "wavelength_range_nm": (
+            None if not np.isfinite(wl).any() else [float(np.nanmin(wl)), float(np.nanmax(wl))]
+        ),
         "spectral_metadata_source": scene.data.attrs.get("spectral_metadata_source", "none"),
         "bad_bands": [int(b) + 1 for b in bad],
         "scale": sorted({float(v) for v in scale}),
         "offset": sorted({float(v) for v in offset}),
         "band_names": [str(n) for n in scene.band_values("name")],
-        "ground_truth": None if truth is None else {
-            "classes": len(truth), "labelled_pixels": sum(truth.values())},
+        "ground_truth": None
+        if truth is None
+        else {"classes": len(truth), "labelled_pixels": sum(truth.values())},
         "notes": list(scene.notes),
     }

@@ -26,36 +26,51 @@ def summarize_model_file(path: str | Path) -> dict[str, Any]:
     if isinstance(meta, PretrainedMeta):
         training, config = meta.training, meta.training.get("config", {})
         return {
-            "path": str(path), "kind": "pretrained encoder", "model": meta.model,
-            "hsikit_version": meta.hsikit_version, "objective": meta.objective,
+            "path": str(path),
+            "kind": "pretrained encoder",
+            "model": meta.model,
+            "hsikit_version": meta.hsikit_version,
+            "objective": meta.objective,
             "bands": len(meta.band_wavelengths),
             "wavelength_range_nm": _wavelength_range(meta.band_wavelengths),
             "patch_size": meta.patch_size,
             "stored_values": int(sum(a.size for k, a in arrays.items() if k.startswith("model."))),
-            "trained_on": _sources(config), "split": config.get("split"),
+            "trained_on": _sources(config),
+            "split": config.get("split"),
             "train_patches": training.get("train_patches"),
             "heldout_patches": training.get("heldout_patches"),
-            "heldout_loss": [training.get("heldout_loss_before"),
-                             training.get("heldout_loss_after")],
+            "heldout_loss": [
+                training.get("heldout_loss_before"),
+                training.get("heldout_loss_after"),
+            ],
         }
     bundle = load_bundle(path)  # a full load: a file that would not classify is refused here
     config = meta.training.get("config", {})
     return {
-        "path": str(path), "kind": "classifier bundle", "model": meta.model.name,
-        "family": meta.model.family, "members": meta.model.members,
+        "path": str(path),
+        "kind": "classifier bundle",
+        "model": meta.model.name,
+        "family": meta.model.family,
+        "members": meta.model.members,
         "hsikit_version": meta.hsikit_version,
         "parameters": bundle.parameter_count,
         "bands": len(meta.band_names),
         "wavelength_range_nm": _wavelength_range(meta.band_wavelengths),
-        "band_agnostic": bundle.band_agnostic, "pca": meta.pca, "patch_size": meta.patch_size,
+        "band_agnostic": bundle.band_agnostic,
+        "pca": meta.pca,
+        "patch_size": meta.patch_size,
         "classes": [entry["name"] for entry in meta.classes],
         "trained_on": meta.training.get("sources", []),
         "split": meta.training.get("split_protocol"),
-        "seed": config.get("seed"), "fine_tuned_from": config.get("init"),
+        "seed": config.get("seed"),
+        "fine_tuned_from": config.get("init"),
         "lora": bool(config.get("lora")),
         "smoothing": meta.smoothing.model_dump() if meta.smoothing else None,
-        "test_metrics": {k: meta.metrics[k] for k in ("oa", "aa", "kappa", "n_test",
-                                                      "unsmoothed") if k in meta.metrics},
+        "test_metrics": {
+            k: meta.metrics[k]
+            for k in ("oa", "aa", "kappa", "n_test", "unsmoothed")
+            if k in meta.metrics
+        },
     }
 
 

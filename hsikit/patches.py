@@ -57,8 +57,12 @@ def pad_block(block: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
     return np.pad(block, widths, mode="edge" if small else "reflect")
 
 
-def read_block(scene: Scene, window: HaloWindow, bands: np.ndarray,
-               transform: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def read_block(
+    scene: Scene,
+    window: HaloWindow,
+    bands: np.ndarray,
+    transform: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed ``[k, h + 2r, w + 2r]`` block around ``window.core`` and the core valid mask.
 
     Invalid pixels are zero after preprocessing (the training mean), so a neighbour that is nodata
@@ -70,7 +74,7 @@ def read_block(scene: Scene, window: HaloWindow, bands: np.ndarray,
     block = pad_block(block, window.pad)
     r_off = window.core.row_off - window.read.row_off
     c_off = window.core.col_off - window.read.col_off
-    core_valid = valid[r_off:r_off + window.core.height, c_off:c_off + window.core.width]
+    core_valid = valid[r_off : r_off + window.core.height, c_off : c_off + window.core.width]
     return block.astype("float32", copy=False), core_valid
 
 
@@ -88,4 +92,4 @@ def batched_pixels(mask: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarr
     """(rows, cols) of the True pixels of ``mask``, ``batch_size`` at a time."""
     rows, cols = np.nonzero(mask)
     for start in range(0, rows.size, batch_size):
-        yield rows[start:start + batch_size], cols[start:start + batch_size]
+        yield rows[start : start + batch_size], cols[start : start + batch_size]

@@ -32,8 +32,14 @@ class Preprocessor:
         return self.mean.size if self.components is None else self.components.shape[0]
 
     @classmethod
-    def fit(cls, spectra: np.ndarray, wavelengths: np.ndarray, names: list[str],
-            pca: int | None = None, seed: int = 0) -> Preprocessor:
+    def fit(
+        cls,
+        spectra: np.ndarray,
+        wavelengths: np.ndarray,
+        names: list[str],
+        pca: int | None = None,
+        seed: int = 0,
+    ) -> Preprocessor:
         """``spectra`` is ``[N, C]`` physical values of training pixels only."""
         mean = spectra.mean(axis=0)
         std = spectra.std(axis=0)
@@ -79,8 +85,14 @@ class Preprocessor:
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], names: list[str]) -> Preprocessor:
-        return cls(arrays["band_wavelengths"], names, arrays["mean"], arrays["std"],
-                   arrays.get("components"), arrays.get("pca_mean"))
+        return cls(
+            arrays["band_wavelengths"],
+            names,
+            arrays["mean"],
+            arrays["std"],
+            arrays.get("components"),
+            arrays.get("pca_mean"),
+        )
 
     def match_bands(self, scene: Scene) -> np.ndarray:
         """Indices of the scene's bands, in training order: by wavelength, else by name."""
@@ -101,8 +113,12 @@ class Preprocessor:
         if len(kept) < 2:
             self.match_bands(scene)  # raises the sentence that lists the missing bands
         keep = np.asarray(kept)
-        return Preprocessor(self.band_wavelengths[keep], [self.band_names[i] for i in keep],
-                            self.mean[keep], self.std[keep]), np.asarray(indices)
+        return Preprocessor(
+            self.band_wavelengths[keep],
+            [self.band_names[i] for i in keep],
+            self.mean[keep],
+            self.std[keep],
+        ), np.asarray(indices)
 
 
 def good_bands(scene: Scene) -> np.ndarray:
@@ -134,9 +150,12 @@ def match_bands(wavelengths: np.ndarray, band_names: list[str], scene: Scene) ->
         else:
             found.append(index)
     if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8
-                                           else "")
-        raise InputError(scene.path, f"the scene lacks {len(missing)} of the model's "
-                         f"{len(band_names)} bands: {shown}",
-                         "use a scene from the same sensor, with its wavelengths")
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        raise InputError(
+            scene.path,
+            f"the scene lacks {len(missing)} of the model's {len(band_names)} bands: {shown}",
+            "use a scene from the same sensor, with its wavelengths",
+        )
     return np.asarray(found, dtype=int)

@@ -1,4 +1,5 @@
-"""Scene: the one representation of a raster cube, lazily backed, with its grid and spectral metadata.
+"""Scene: the one representation of a raster cube, lazily backed, with its grid and spectral
+metadata.
 
 A reader supplies a *window reader* — a function that returns raw values for a band list and a
 row/column slice — plus the grid and band metadata. The scene wraps it as an ``xarray.DataArray``
@@ -45,8 +46,9 @@ class LazyCube(BackendArray):
     Whatever a reader raises while reading (a corrupt chunk, a truncated file) becomes the
     file's one sentence: a lazy read must fail as clearly as an open."""
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, reader: WindowReader,
-                 path: str) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], dtype: np.dtype, reader: WindowReader, path: str
+    ) -> None:
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self._reader = reader
@@ -68,12 +70,17 @@ class LazyCube(BackendArray):
         except HsikitError:
             raise
         except MemoryError as exc:
-            raise FormatError(self._path, f"reading rows {rows.start}–{rows.stop} needs more "
-                              "memory than this machine has", "use smaller windows") from exc
+            raise FormatError(
+                self._path,
+                f"reading rows {rows.start}–{rows.stop} needs more memory than this machine has",
+                "use smaller windows",
+            ) from exc
         except Exception as exc:  # any library's error on damaged data
-            raise FormatError(self._path, f"reading rows {rows.start}–{rows.stop} failed "
-                              f"({error_reason(exc)})", "the file is truncated or corrupt; "
-                              "re-download or re-export it") from exc
+            raise FormatError(
+                self._path,
+                f"reading rows {rows.start}–{rows.stop} failed ({error_reason(exc)})",
+                "the file is truncated or corrupt; re-download or re-export it",
+            ) from exc
         return out.squeeze(axis=tuple(squeeze)) if squeeze else out
 
 
@@ -182,12 +189,18 @@ class Scene:
         """Wrap a window reader; no pixel is read here. Without georeferencing the grid is
         :data:`PIXEL_GRID`."""
         if min(shape) <= 0:
-            raise FormatError(path, f"the raster is empty (bands × rows × cols = {shape})",
-                              "check that the file was written completely")
+            raise FormatError(
+                path,
+                f"the raster is empty (bands × rows × cols = {shape})",
+                "check that the file was written completely",
+            )
         if bands.wavelength.size != shape[0]:
-            raise FormatError(path, f"the band metadata describe {bands.wavelength.size} bands "
-                              f"but the image has {shape[0]}", "the file is inconsistent; "
-                              "re-export it")
+            raise FormatError(
+                path,
+                f"the band metadata describe {bands.wavelength.size} bands "
+                f"but the image has {shape[0]}",
+                "the file is inconsistent; re-export it",
+            )
         lazy = indexing.LazilyIndexedArray(LazyCube(shape, np.dtype(dtype), reader, path))
         data = xr.DataArray(xr.Variable(("band", "y", "x"), lazy), dims=("band", "y", "x"))
         data = data.assign_coords(
@@ -203,19 +216,26 @@ class Scene:
         if transform is None or is_pixel_grid(transform, crs):
             transform = PIXEL_GRID
         if transform.b == 0 and transform.d == 0:  # rectilinear: lazy pixel-centre coordinates
-            data = data.assign_coords(xr.Coordinates.from_xindex(_centres("x", shape[2],
-                                                                          transform.c,
-                                                                          transform.a)))
-            data = data.assign_coords(xr.Coordinates.from_xindex(_centres("y", shape[1],
-                                                                          transform.f,
-                                                                          transform.e)))
+            data = data.assign_coords(
+                xr.Coordinates.from_xindex(_centres("x", shape[2], transform.c, transform.a))
+            )
+            data = data.assign_coords(
+                xr.Coordinates.from_xindex(_centres("y", shape[1], transform.f, transform.e))
+            )
         data = data.rio.write_transform(transform)
         if crs is not None:
             data = data.rio.write_crs(crs)
         if nodata is not None:
             data = data.rio.write_nodata(nodata, encoded=False)
-        return cls(data=data, path=path, format=format, notes=list(notes or []),
-                   truth=ground_truth, mask_reader=mask_reader, warnings=list(warnings or []))
+        return cls(
+            data=data,
+            path=path,
+            format=format,
+            notes=list(notes or []),
+            truth=ground_truth,
+            mask_reader=mask_reader,
+            warnings=list(warnings or []),
+        )
 
     # -- ground truth -----------------------------------------------------------------------
     @property
@@ -242,9 +262,11 @@ class Scene:
         except HsikitError:
             raise
         except Exception as exc:
-            raise FormatError(self.path, f"reading the ground truth failed ({error_reason(exc)})",
-                              "the file is truncated or corrupt; re-download or re-export it"
-                              ) from exc
+            raise FormatError(
+                self.path,
+                f"reading the ground truth failed ({error_reason(exc)})",
+                "the file is truncated or corrupt; re-download or re-export it",
+            ) from exc
 
     def truth_counts(self) -> dict[int, int]:
         """Labelled pixels per class value, read in row bands (memory bounded by the band)."""
@@ -305,7 +327,8 @@ class Scene:
 
     # -- spectral metadata ------------------------------------------------------------------
     def band_values(self, coord: str) -> np.ndarray:
-        """One band coordinate (``wavelength``, ``fwhm``, ``bad_band``, ``name``, ``scale``, ``offset``)."""
+        """One band coordinate (``wavelength``, ``fwhm``, ``bad_band``, ``name``, ``scale``,
+        ``offset``)."""
         return self.data.coords[coord].values
 
     @property
@@ -317,16 +340,24 @@ class Scene:
         return self.band_values("bad_band")
 
     def band_info(self) -> BandInfo:
-        return BandInfo(*(self.band_values(c).copy() for c in
-                          ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")),
-                        source=self.data.attrs.get("spectral_metadata_source", "none"))
+        return BandInfo(
+            *(
+                self.band_values(c).copy()
+                for c in ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")
+            ),
+            source=self.data.attrs.get("spectral_metadata_source", "none"),
+        )
 
     def with_band_info(self, info: BandInfo) -> Scene:
         """The same pixels with other band metadata (e.g. from a catalog card)."""
         data = self.data.assign_coords(
-            wavelength=("band", info.wavelength), fwhm=("band", info.fwhm),
-            bad_band=("band", info.bad_band), name=("band", info.name),
-            scale=("band", info.scale), offset=("band", info.offset))
+            wavelength=("band", info.wavelength),
+            fwhm=("band", info.fwhm),
+            bad_band=("band", info.bad_band),
+            name=("band", info.name),
+            scale=("band", info.scale),
+            offset=("band", info.offset),
+        )
         data.attrs["spectral_metadata_source"] = info.source
         return replace(self, data=data)
 
@@ -341,15 +372,17 @@ class Scene:
     def full_window(self) -> Window:
         return Window(0, 0, self.width, self.height)
 
-    def read_raw(self, window: Window | None = None, bands: Sequence[int] | None = None,
-                 step: int = 1) -> np.ndarray:
+    def read_raw(
+        self, window: Window | None = None, bands: Sequence[int] | None = None, step: int = 1
+    ) -> np.ndarray:
         """Values as stored (no scaling), for the window and zero-based bands given."""
         rows, cols = _window_slices(window or self.full_window(), step)
         band_index = slice(None) if bands is None else list(bands)
         return np.asarray(self.data[band_index, rows, cols].values)
 
-    def read(self, window: Window | None = None, bands: Sequence[int] | None = None,
-             step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: Window | None = None, bands: Sequence[int] | None = None, step: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Physical values ``float32 [bands, h, w]`` and the valid-pixel mask ``bool [h, w]``.
 
         Among the requested good (not bad-flagged) bands, a pixel is invalid where every one

@@ -34,8 +34,12 @@ class Smoothing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     radius: int = Field(ge=1)
     eps: float = Field(DEFAULT_EPS, gt=0)
-    guide: int = Field(DEFAULT_GUIDE, ge=1, description="leading principal components in the "
-                       "guide image; a model without PCA input is guided by its mean band")
+    guide: int = Field(
+        DEFAULT_GUIDE,
+        ge=1,
+        description="leading principal components in the "
+        "guide image; a model without PCA input is guided by its mean band",
+    )
 
     @property
     def margin(self) -> int:
@@ -44,38 +48,56 @@ class Smoothing(BaseModel):
         return 2 * self.radius
 
 
-def chosen_smoothing(radius: int | None, eps: float | None, guide: int | None = None,
-                     current: Smoothing | None = None) -> Smoothing | None:
+def chosen_smoothing(
+    radius: int | None,
+    eps: float | None,
+    guide: int | None = None,
+    current: Smoothing | None = None,
+) -> Smoothing | None:
     """What ``--smooth RADIUS`` / ``--smooth-eps EPS`` / ``--smooth-guide N`` ask for on top of
     ``current`` (a bundle's): radius 0 turns smoothing off, None keeps the current setting."""
     if eps is not None and not eps > 0:
-        raise InputError(None, f"the smoothing's ε must be above 0, not {eps}",
-                         "give --smooth-eps a small positive number such as 0.01")
+        raise InputError(
+            None,
+            f"the smoothing's ε must be above 0, not {eps}",
+            "give --smooth-eps a small positive number such as 0.01",
+        )
     if guide is not None and guide < 1:
-        raise InputError(None, f"the smoothing's guide needs at least 1 component, not {guide}",
-                         "give --smooth-guide 1 (grey) or 3 (colour)")
+        raise InputError(
+            None,
+            f"the smoothing's guide needs at least 1 component, not {guide}",
+            "give --smooth-guide 1 (grey) or 3 (colour)",
+        )
     radius = radius if radius is not None else (current.radius if current else 0)
     if not radius:
         for name, value in (("--smooth-eps", eps), ("--smooth-guide", guide)):
             if value is not None:
-                raise InputError(None, f"{name} sets part of the smoothing, and no smoothing "
-                                 "is on", "add --smooth RADIUS (e.g. 2)")
+                raise InputError(
+                    None,
+                    f"{name} sets part of the smoothing, and no smoothing is on",
+                    "add --smooth RADIUS (e.g. 2)",
+                )
         return None
     kept = current or Smoothing(radius=radius)
-    return Smoothing(radius=radius, eps=kept.eps if eps is None else eps,
-                     guide=kept.guide if guide is None else guide)
+    return Smoothing(
+        radius=radius,
+        eps=kept.eps if eps is None else eps,
+        guide=kept.guide if guide is None else guide,
+    )
 
 
-def _masked_mean(values: np.ndarray, weight: np.ndarray, count: np.ndarray, radius: int
-                 ) -> np.ndarray:
+def _masked_mean(
+    values: np.ndarray, weight: np.ndarray, count: np.ndarray, radius: int
+) -> np.ndarray:
     """Mean of ``values`` ([..., h, w]) over the valid pixels of each (2r + 1)² window."""
     size = (1,) * (values.ndim - 2) + (2 * radius + 1,) * 2
     summed = uniform_filter(values * weight, size=size, mode="constant")
     return np.divide(summed, count, out=np.zeros_like(summed), where=count > 0)
 
 
-def guided_filter(guide: np.ndarray, probabilities: np.ndarray, valid: np.ndarray,
-                  smoothing: Smoothing) -> np.ndarray:
+def guided_filter(
+    guide: np.ndarray, probabilities: np.ndarray, valid: np.ndarray, smoothing: Smoothing
+) -> np.ndarray:
     """``[K, h, w]`` probabilities filtered with the ``[C, h, w]`` guide over ``valid`` pixels.
 
     Each window fits every class's probabilities as a linear function of the guide's C

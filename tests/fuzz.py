@@ -34,32 +34,59 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_GRIB = Path(os.environ.get("HSIKIT_SHARED_DATA", REPO.parent / "shared" / "data")) \
-    / "era5" / "era5-levels-members.grib"
+SHARED_GRIB = (
+    Path(os.environ.get("HSIKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+    / "era5"
+    / "era5-levels-members.grib"
+)
 MEMORY_LIMIT = 4 * 2**30
 CASE_SECONDS = 30
 OPEN_FILE = ".open"  # in a sample folder: the path to open, relative to it
 _NUMBER = re.compile(rb"-?\d+(\.\d+)?")
-_EXTREMES = [b"0", b"-1", b"1e308", b"nan", b"-2147483649", b"99999999999", b"4294967296",
-             b"1e-308", b"inf", b"abc", b""]
+_EXTREMES = [
+    b"0",
+    b"-1",
+    b"1e308",
+    b"nan",
+    b"-2147483649",
+    b"99999999999",
+    b"4294967296",
+    b"1e-308",
+    b"inf",
+    b"abc",
+    b"",
+]
 
 
 # -- samples ---------------------------------------------------------------------------------
 
+
 def _geotiff(folder: Path) -> Path:
     from tests import synthetic
 
-    return synthetic.write_geotiff(folder / "scene.tif", synthetic.cube(4, 20, 24), tiled=True,
-                                   band_wavelengths=synthetic.wavelengths(4))
+    return synthetic.write_geotiff(
+        folder / "scene.tif",
+        synthetic.cube(4, 20, 24),
+        tiled=True,
+        band_wavelengths=synthetic.wavelengths(4),
+    )
 
 
 def _envi(folder: Path) -> tuple[Path, Path]:
     from tests import synthetic
 
-    return synthetic.write_envi(folder, synthetic.cube(4, 12, 10), map_info=(
-        "UTM, 1, 1, 500000, 4000000, 30, 30, 33, North, WGS-84"), extra={
-        "wavelength": "{450, 550, 650, 850}", "fwhm": "{10, 10, 10, 10}", "bbl": "{1, 1, 1, 0}",
-        "data ignore value": "-9999", "band names": "{a, b, c, d}"})
+    return synthetic.write_envi(
+        folder,
+        synthetic.cube(4, 12, 10),
+        map_info=("UTM, 1, 1, 500000, 4000000, 30, 30, 33, North, WGS-84"),
+        extra={
+            "wavelength": "{450, 550, 650, 850}",
+            "fwhm": "{10, 10, 10, 10}",
+            "bbl": "{1, 1, 1, 0}",
+            "data ignore value": "-9999",
+            "band names": "{a, b, c, d}",
+        },
+    )
 
 
 def _mat_v5(folder: Path) -> Path:
@@ -67,8 +94,13 @@ def _mat_v5(folder: Path) -> Path:
 
     path = folder / "scene.mat"
     rng = np.random.default_rng(0)
-    scipy.io.savemat(path, {"cube": rng.random((12, 10, 4)).astype("float32"),
-                            "gt": rng.integers(0, 4, (12, 10)).astype("uint8")})
+    scipy.io.savemat(
+        path,
+        {
+            "cube": rng.random((12, 10, 4)).astype("float32"),
+            "gt": rng.integers(0, 4, (12, 10)).astype("uint8"),
+        },
+    )
     return path
 
 
@@ -78,8 +110,10 @@ def _mat_v73(folder: Path) -> Path:
     path = folder / "scene.mat"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w", userblock_size=512) as h5:
-        for name, data, cls in (("cube", rng.random((4, 10, 12)).astype("float32"), "single"),
-                                ("gt", rng.integers(0, 4, (10, 12)).astype("uint8"), "uint8")):
+        for name, data, cls in (
+            ("cube", rng.random((4, 10, 12)).astype("float32"), "single"),
+            ("gt", rng.integers(0, 4, (10, 12)).astype("uint8"), "uint8"),
+        ):
             h5.create_dataset(name, data=data, chunks=True, compression="gzip")
             h5[name].attrs["MATLAB_class"] = np.bytes_(cls)
     with open(path, "r+b") as fh:
@@ -108,10 +142,14 @@ def _netcdf(folder: Path) -> Path:
 
     path = folder / "grid.nc"
     rng = np.random.default_rng(0)
-    xr.Dataset({"t": (("time", "latitude", "longitude"), rng.random((2, 7, 9)).astype("f4"))},
-               coords={"time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"),
-                       "latitude": np.linspace(60, 30, 7), "longitude": np.linspace(0, 40, 9)}
-               ).to_netcdf(path, engine="h5netcdf")
+    xr.Dataset(
+        {"t": (("time", "latitude", "longitude"), rng.random((2, 7, 9)).astype("f4"))},
+        coords={
+            "time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"),
+            "latitude": np.linspace(60, 30, 7),
+            "longitude": np.linspace(0, 40, 9),
+        },
+    ).to_netcdf(path, engine="h5netcdf")
     return path
 
 
@@ -120,8 +158,8 @@ def _grib(folder: Path) -> Path | None:
         return None
     data, offset, kept = SHARED_GRIB.read_bytes(), 0, b""
     for _ in range(4):  # the first four messages: a small, valid GRIB file
-        length = int.from_bytes(data[offset + 4:offset + 7], "big")
-        kept += data[offset:offset + length]
+        length = int.from_bytes(data[offset + 4 : offset + 7], "big")
+        kept += data[offset : offset + length]
         offset = data.index(b"GRIB", offset + length)
     path = folder / "sample.grib"
     path.write_bytes(kept)
@@ -136,8 +174,19 @@ def _bundle(folder: Path, model: str) -> Path:
     scene, labels, _ = synthetic.class_scene(folder, bands=6, rows=16, cols=20, classes=3)
     bundle = folder / f"{model}.safetensors"
     extra = {"epochs": 1, "patch_size": 5, "pca": 0} if model == "mamba_hsi_tiny" else {}
-    train(TrainConfig(scenes=[str(scene)], labels=[str(labels)], model=model, split="random",
-                      train_ratio=0.3, **extra), bundle, folder / "report", progress=False)
+    train(
+        TrainConfig(
+            scenes=[str(scene)],
+            labels=[str(labels)],
+            model=model,
+            split="random",
+            train_ratio=0.3,
+            **extra,
+        ),
+        bundle,
+        folder / "report",
+        progress=False,
+    )
     for leftover in (scene, labels):
         leftover.unlink()
     shutil.rmtree(folder / "report")
@@ -174,8 +223,11 @@ def _random_leaf(document: object, rng: np.random.Generator) -> tuple[object, ob
     node = document
     while isinstance(node, (dict, list)) and node and rng.random() < 0.8:
         parent = node
-        key = (list(node)[int(rng.integers(0, len(node)))] if isinstance(node, dict)
-               else int(rng.integers(0, len(node))))
+        key = (
+            list(node)[int(rng.integers(0, len(node)))]
+            if isinstance(node, dict)
+            else int(rng.integers(0, len(node)))
+        )
         node = node[key]
     return parent, key
 
@@ -184,7 +236,7 @@ def mutate_bundle(data: bytes, rng: np.random.Generator) -> bytes:
     """A well-formed safetensors file whose description or tensor table is edited: what a
     hand-edited or hostile bundle looks like after every byte-level check passes."""
     size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + size])
+    header = json.loads(data[8 : 8 + size])
     if rng.random() < 0.6:
         description = json.loads(header["__metadata__"]["hsikit"])
         for _ in range(int(rng.integers(1, 4))):
@@ -199,12 +251,14 @@ def mutate_bundle(data: bytes, rng: np.random.Generator) -> bytes:
         name = [k for k in header if k != "__metadata__"][int(rng.integers(0, len(header) - 1))]
         entry = header[name]
         field = ["shape", "dtype", "data_offsets"][int(rng.integers(0, 3))]
-        entry[field] = {"shape": [int(rng.integers(0, 4))] * int(rng.integers(0, 4)),
-                        "dtype": ["F64", "I8", "BOOL", "U64"][int(rng.integers(0, 4))],
-                        "data_offsets": [0, int(rng.integers(0, 64))]}[field]
+        entry[field] = {
+            "shape": [int(rng.integers(0, 4))] * int(rng.integers(0, 4)),
+            "dtype": ["F64", "I8", "BOOL", "U64"][int(rng.integers(0, 4))],
+            "data_offsets": [0, int(rng.integers(0, 64))],
+        }[field]
     body = json.dumps(header).encode()
     body += b" " * (-len(body) % 8)
-    return len(body).to_bytes(8, "little") + body + data[8 + size:]
+    return len(body).to_bytes(8, "little") + body + data[8 + size :]
 
 
 def mutate(data: bytes, rng: np.random.Generator, text: bool) -> bytes:
@@ -220,25 +274,26 @@ def mutate(data: bytes, rng: np.random.Generator, text: bool) -> bytes:
             for index in rng.integers(0, len(out), int(rng.integers(1, 9))):
                 out[int(index)] ^= 1 << int(rng.integers(0, 8))
         elif kind == 1:  # overwrite a run with an interesting value
-            value = bytes([int(rng.choice([0x00, 0xff, 0x7f, 0x80]))])
-            out[at:at + int(rng.integers(1, 17))] = value * int(rng.integers(1, 17))
+            value = bytes([int(rng.choice([0x00, 0xFF, 0x7F, 0x80]))])
+            out[at : at + int(rng.integers(1, 17))] = value * int(rng.integers(1, 17))
         elif kind == 2:  # truncate
             del out[at:]
         elif kind == 3:  # duplicate a run
-            run = bytes(out[at:at + int(rng.integers(1, 65))])
+            run = bytes(out[at : at + int(rng.integers(1, 65))])
             out[at:at] = run * int(rng.integers(1, 4))
         elif kind == 4:  # random bytes over a run
             length = int(rng.integers(1, 33))
-            out[at:at + length] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+            out[at : at + length] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
         else:  # a number in the text replaced by an extreme one
             numbers = list(_NUMBER.finditer(bytes(out)))
             if numbers:
                 match = numbers[int(rng.integers(0, len(numbers)))]
-                out[match.start():match.end()] = _EXTREMES[int(rng.integers(0, len(_EXTREMES)))]
+                out[match.start() : match.end()] = _EXTREMES[int(rng.integers(0, len(_EXTREMES)))]
     return bytes(out)
 
 
 # -- one case --------------------------------------------------------------------------------
+
 
 def open_like_the_cli(path: Path) -> tuple[str, str]:
     """What ``hsikit info`` and a full read do: ('accepted', '') or ('refused', the problem)."""
@@ -307,15 +362,20 @@ def _worker_cases(fmt: str, sample_dir: Path, seed: int, cases: range) -> None:
             except BaseException as exc:  # noqa: BLE001 — every other exception is a finding
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
                 outcome = "failure"
-                detail = (f"{type(exc).__name__}: {str(exc)[:200]} "
-                          f"({Path(frame.filename).name}:{frame.lineno})")
+                detail = (
+                    f"{type(exc).__name__}: {str(exc)[:200]} "
+                    f"({Path(frame.filename).name}:{frame.lineno})"
+                )
             finally:
                 signal.alarm(0)
-            print(json.dumps({"fmt": fmt, "case": case, "state": outcome, "detail": detail}),
-                  flush=True)
+            print(
+                json.dumps({"fmt": fmt, "case": case, "state": outcome, "detail": detail}),
+                flush=True,
+            )
 
 
 # -- a campaign ------------------------------------------------------------------------------
+
 
 def make_samples(root: Path, formats: list[str]) -> dict[str, Path]:
     """One folder per format holding its valid sample; formats without a sample are left out."""
@@ -331,8 +391,9 @@ def make_samples(root: Path, formats: list[str]) -> dict[str, Path]:
     return made
 
 
-def campaign(formats: list[str], cases: int, seed: int = 0, log: Callable[[str], None] = print
-             ) -> dict:
+def campaign(
+    formats: list[str], cases: int, seed: int = 0, log: Callable[[str], None] = print
+) -> dict:
     """Run ``cases`` mutants per format; returns counts, failures and crashes per format."""
     with tempfile.TemporaryDirectory(prefix="hsikit-fuzz-samples-") as root:
         samples = make_samples(Path(root), formats)
@@ -343,8 +404,7 @@ def campaign(formats: list[str], cases: int, seed: int = 0, log: Callable[[str],
     return {fmt: results[fmt] for fmt in formats}
 
 
-def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[str], None]
-         ) -> dict:
+def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[str], None]) -> dict:
     """All formats through worker processes; a worker that dies is replaced after its case."""
     counts = {fmt: Counter() for fmt in formats}
     refusals = {fmt: Counter() for fmt in formats}
@@ -353,8 +413,21 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
     position = dict.fromkeys(formats, 0)
     while plan := [f"{fmt}:{position[fmt]}" for fmt in formats if position[fmt] < cases]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz", "--worker", str(root), str(seed), str(cases),
-             *plan], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.fuzz",
+                "--worker",
+                str(root),
+                str(seed),
+                str(cases),
+                *plan,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         running, clock = None, time.perf_counter()
         for line in process.stdout:
             record = json.loads(line)
@@ -380,9 +453,16 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
             position[fmt] = case + 1
         elif any(position[fmt] < cases for fmt in formats):
             raise RuntimeError(f"a fuzz worker stopped early (exit status {code})")
-    return {fmt: {"cases": cases, **dict(counts[fmt]), "findings": findings[fmt][:50],
-                  "top_refusals": dict(refusals[fmt].most_common(4)),
-                  "seconds": round(seconds[fmt], 1)} for fmt in formats}
+    return {
+        fmt: {
+            "cases": cases,
+            **dict(counts[fmt]),
+            "findings": findings[fmt][:50],
+            "top_refusals": dict(refusals[fmt].most_common(4)),
+            "seconds": round(seconds[fmt], 1),
+        }
+        for fmt in formats
+    }
 
 
 def main() -> None:
@@ -395,8 +475,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         root, seed, cases, *plan = args.worker
-        worker(Path(root), int(seed), int(cases),
-               [(item.split(":")[0], int(item.split(":")[1])) for item in plan])
+        worker(
+            Path(root),
+            int(seed),
+            int(cases),
+            [(item.split(":")[0], int(item.split(":")[1])) for item in plan],
+        )
         return
     results = campaign(args.formats.split(","), args.cases, args.seed)
     if args.json:

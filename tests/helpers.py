@@ -11,6 +11,9 @@ def snapshot(folder: Path) -> dict[str, str]:
     out = {}
     for path in sorted(folder.rglob("*")):
         key = str(path.relative_to(folder))
-        out[key] = (hashlib.sha256(path.read_bytes()).hexdigest()
-                    if path.is_file() and not path.is_symlink() else "folder-or-link")
+        out[key] = (
+            hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_file() and not path.is_symlink()
+            else "folder-or-link"
+        )
     return out

@@ -29,13 +29,19 @@ def describe(path: str) -> dict:
         return result.get(1)
 
     renderer = layer.renderer()
-    legend = [[int(c.value), c.label] for c in renderer.classes()] \
-        if renderer.type() == "paletted" else []
+    legend = (
+        [[int(c.value), c.label] for c in renderer.classes()]
+        if renderer.type() == "paletted"
+        else []
+    )
     return {
-        "path": path, "valid": True, "crs": layer.crs().authid(),
+        "path": path,
+        "valid": True,
+        "crs": layer.crs().authid(),
         "top_left": value_at(extent.xMinimum() + step_x / 2, extent.yMaximum() - step_y / 2),
         "bottom_right": value_at(extent.xMaximum() - step_x / 2, extent.yMinimum() + step_y / 2),
-        "renderer": renderer.type(), "legend": legend,
+        "renderer": renderer.type(),
+        "legend": legend,
         "band_description": provider.generateBandName(1),
     }
 

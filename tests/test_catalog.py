@@ -18,9 +18,20 @@ from hsikit.data.catalog import DatasetCard, catalog, get_card, load_card
 from hsikit.errors import CatalogError
 from tests.conftest import REPO, assert_one_sentence_error
 
-EXPECTED_CARDS = {"indian_pines", "salinas", "salinas_a", "pavia_university", "pavia_centre",
-                  "ksc", "botswana", "whu_hi_longkou", "whu_hi_honghu", "whu_hi_hanchuan",
-                  "enmap_l2a", "era5"}
+EXPECTED_CARDS = {
+    "indian_pines",
+    "salinas",
+    "salinas_a",
+    "pavia_university",
+    "pavia_centre",
+    "ksc",
+    "botswana",
+    "whu_hi_longkou",
+    "whu_hi_honghu",
+    "whu_hi_hanchuan",
+    "enmap_l2a",
+    "era5",
+}
 
 
 def test_every_card_is_valid_and_present():
@@ -34,19 +45,25 @@ def test_every_card_is_valid_and_present():
 
 
 def test_indian_pines_band_centres_match_the_aviris_file(shared_data):
-    rows = [line.split() for line in
-            (shared_data / "indian_pines" / "92AV3C.spc").read_text().splitlines()[2:] if line]
+    rows = [
+        line.split()
+        for line in (shared_data / "indian_pines" / "92AV3C.spc").read_text().splitlines()[2:]
+        if line
+    ]
     card = get_card("indian_pines").spectral
     assert [float(r[0]) for r in rows] == pytest.approx(card.centres_nm, abs=1e-3)
     assert [float(r[1]) for r in rows] == pytest.approx(card.fwhm_nm, abs=1e-3)
 
 
-@pytest.mark.parametrize("mutation, message", [
-    (lambda c: c["classes"].append(dict(c["classes"][0])), "class values repeat"),
-    (lambda c: c["files"][0].update(name="../../etc/passwd"), "plain name"),
-    (lambda c: c["files"][0].update(sha256="xyz"), "files[0].sha256"),
-    (lambda c: c.update(unknown_key=1), "unknown_key"),
-])
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda c: c["classes"].append(dict(c["classes"][0])), "class values repeat"),
+        (lambda c: c["files"][0].update(name="../../etc/passwd"), "plain name"),
+        (lambda c: c["files"][0].update(sha256="xyz"), "files[0].sha256"),
+        (lambda c: c.update(unknown_key=1), "unknown_key"),
+    ],
+)
 def test_a_broken_card_fails(tmp_path, mutation, message):
     card = yaml.safe_load((REPO / "data_catalog" / "indian_pines.yaml").read_text())
     mutation(card)
@@ -58,8 +75,21 @@ def test_a_broken_card_fails(tmp_path, mutation, message):
 
 @pytest.mark.slow
 def test_cards_and_every_module_ship_inside_a_built_wheel(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+    )
     wheel = next(tmp_path.glob("hsikit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"hsikit/data_catalog/{n}.yaml" for n in EXPECTED_CARDS} <= set(names)
@@ -95,7 +125,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if name in self.cut_first_request:  # die half-way through the first response
             self.cut_first_request.discard(name)
-            self.wfile.write(body[start:start + len(body) // 3])
+            self.wfile.write(body[start : start + len(body) // 3])
             self.wfile.flush()
             self.connection.shutdown(2)
             return
@@ -118,12 +148,26 @@ def server():
 
 def _register_card(monkeypatch, payloads: dict[str, bytes]):
     """A test-only card whose files are the payloads, added to the loaded catalog."""
-    card = DatasetCard.model_validate({
-        "name": "tiny", "title": "tiny", "kind": "scene", "sensor": "test", "description": "t",
-        "licence": "CC0", "citation": "none",
-        "files": [{"name": name, "role": role, "bytes": len(body),
-                   "sha256": hashlib.sha256(body).hexdigest()}
-                  for (name, body), role in zip(payloads.items(), ["cube", "ground_truth"])]})
+    card = DatasetCard.model_validate(
+        {
+            "name": "tiny",
+            "title": "tiny",
+            "kind": "scene",
+            "sensor": "test",
+            "description": "t",
+            "licence": "CC0",
+            "citation": "none",
+            "files": [
+                {
+                    "name": name,
+                    "role": role,
+                    "bytes": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                }
+                for (name, body), role in zip(payloads.items(), ["cube", "ground_truth"])
+            ],
+        }
+    )
     monkeypatch.setitem(catalog(), "tiny", card)
     return card
 

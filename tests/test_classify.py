@@ -33,8 +33,17 @@ def test_classify_keeps_grid_nodata_and_class_table(tmp_path, run_cli, monkeypat
     assert report["oa"] > 0.95 and report["protocol"] == "random"
     for name in ("confusion.png", "confusion.csv", "config.json", "split.tif", "split.json"):
         assert (tmp_path / "model_report" / name).is_file(), name
-    result = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "map.tif",
-                     "--confidence", "--png", tmp_path / "map.png")
+    result = run_cli(
+        "classify",
+        scene,
+        "-m",
+        bundle,
+        "-o",
+        tmp_path / "map.tif",
+        "--confidence",
+        "--png",
+        tmp_path / "map.png",
+    )
     assert result.code == 0, result.stderr
     with rasterio.open(scene) as src, rasterio.open(tmp_path / "map.tif") as out:
         assert (out.width, out.height) == (src.width, src.height)
@@ -44,7 +53,11 @@ def test_classify_keeps_grid_nodata_and_class_table(tmp_path, run_cli, monkeypat
     assert (classes[:6, :8] == 0).all() and (classes[truth > 0] > 0).all()
     assert (classes[truth > 0] == truth[truth > 0]).mean() > 0.95
     assert [e.name for e in read_class_table(tmp_path / "map.tif").entries] == [
-        "class 1", "class 2", "class 3", "class 4"]
+        "class 1",
+        "class 2",
+        "class 3",
+        "class 4",
+    ]
     assert (tmp_path / "map_confidence.tif").is_file() and (tmp_path / "map.qml").is_file()
     first = (tmp_path / "map.tif").read_bytes()
     assert run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "map.tif").code == 0
@@ -58,16 +71,22 @@ def test_bands_are_matched_by_wavelength(tmp_path, run_cli):
     opened = open_scene(scene)
     order = np.random.default_rng(5).permutation(200)
     data = opened.read_raw()[order]
-    shuffled = synthetic.write_geotiff(tmp_path / "shuffled.tif", data,
-                                       band_wavelengths=opened.wavelengths[order])
+    shuffled = synthetic.write_geotiff(
+        tmp_path / "shuffled.tif", data, band_wavelengths=opened.wavelengths[order]
+    )
     assert run_cli("classify", shuffled, "-m", bundle, "-o", tmp_path / "b.tif").code == 0
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
-    subset = synthetic.write_geotiff(tmp_path / "subset.tif", opened.read_raw()[:150],
-                                     band_wavelengths=opened.wavelengths[:150])
+    subset = synthetic.write_geotiff(
+        tmp_path / "subset.tif", opened.read_raw()[:150], band_wavelengths=opened.wavelengths[:150]
+    )
     result = run_cli("classify", subset, "-m", bundle, "-o", tmp_path / "c.tif")
-    assert_one_sentence_error(result, "subset.tif", "lacks 50 of the model's 200 bands",
-                              f"{opened.wavelengths[150]:.1f} nm")
+    assert_one_sentence_error(
+        result,
+        "subset.tif",
+        "lacks 50 of the model's 200 bands",
+        f"{opened.wavelengths[150]:.1f} nm",
+    )
     assert not (tmp_path / "c.tif").exists()
 
 
@@ -78,21 +97,34 @@ def test_vector_labels_in_wgs84_train_and_map_a_utm_scene(tmp_path, run_cli):
     polygons, names = [], []
     for k, name in enumerate(["water", "forest", "crop", "urban"]):
         col0 = k * 15 + 3
-        polygons += [_pixel_box_in_wgs84(col0, 5, col0 + 9, 20),
-                     _pixel_box_in_wgs84(col0, 28, col0 + 9, 44)]
+        polygons += [
+            _pixel_box_in_wgs84(col0, 5, col0 + 9, 20),
+            _pixel_box_in_wgs84(col0, 28, col0 + 9, 44),
+        ]
         names += [name, name]
     vector = tmp_path / "fields.gpkg"
     gpd.GeoDataFrame({"crop": names}, geometry=polygons, crs="EPSG:4326").to_file(vector)
-    result = run_cli("classify", scene, "--labels", vector, "--class-field", "crop",
-                     "--model", "random_forest", "-o", tmp_path / "map.tif")
+    result = run_cli(
+        "classify",
+        scene,
+        "--labels",
+        vector,
+        "--class-field",
+        "crop",
+        "--model",
+        "random_forest",
+        "-o",
+        tmp_path / "map.tif",
+    )
     assert result.code == 0, result.stderr
     with rasterio.open(tmp_path / "map.tif") as src:
         mapped = src.read(1)
         assert src.crs.to_epsg() == 32633
     table = read_class_table(tmp_path / "map.tif")
     by_name = {e.name: e.value for e in table.entries}
-    expected = np.vectorize({1: by_name["water"], 2: by_name["forest"], 3: by_name["crop"],
-                             4: by_name["urban"]}.get)(truth)
+    expected = np.vectorize(
+        {1: by_name["water"], 2: by_name["forest"], 3: by_name["crop"], 4: by_name["urban"]}.get
+    )(truth)
     assert (mapped == expected).mean() > 0.95
     assert (tmp_path / "map.safetensors").is_file()
 
@@ -110,21 +142,30 @@ class _Exploit:
 def test_tampered_bundles_are_refused(tmp_path, run_cli):
     scene, labels, _ = synthetic.class_scene(tmp_path)
     bundle = _train(run_cli, tmp_path, scene, labels)
-    bad_json = synthetic.edited_bundle(bundle, tmp_path / "bad_json.safetensors",
-                                       lambda meta: "{not json")
-    wrong_shape = synthetic.edited_bundle(bundle, tmp_path / "wrong_shape.safetensors",
-                                          lambda meta: {**meta, "in_bands": meta["in_bands"] + 3})
-    future = synthetic.edited_bundle(bundle, tmp_path / "future.safetensors",
-                                     lambda meta: {**meta, "format_version": 99, "new_key": 1})
+    bad_json = synthetic.edited_bundle(
+        bundle, tmp_path / "bad_json.safetensors", lambda meta: "{not json"
+    )
+    wrong_shape = synthetic.edited_bundle(
+        bundle,
+        tmp_path / "wrong_shape.safetensors",
+        lambda meta: {**meta, "in_bands": meta["in_bands"] + 3},
+    )
+    future = synthetic.edited_bundle(
+        bundle,
+        tmp_path / "future.safetensors",
+        lambda meta: {**meta, "format_version": 99, "new_key": 1},
+    )
 
     marker = tmp_path / "pwned"
     pickled = tmp_path / "pickle.safetensors"
     pickled.write_bytes(pickle.dumps(_Exploit(marker)))
 
-    for path, fragment in ((bad_json, "the bundle description is invalid"),
-                           (wrong_shape, "the model takes 27 inputs but the bundle lists 24 bands"),
-                           (future, "bundle format 99 is newer than this hsikit reads"),
-                           (pickled, "not a safetensors bundle")):
+    for path, fragment in (
+        (bad_json, "the bundle description is invalid"),
+        (wrong_shape, "the model takes 27 inputs but the bundle lists 24 bands"),
+        (future, "bundle format 99 is newer than this hsikit reads"),
+        (pickled, "not a safetensors bundle"),
+    ):
         result = run_cli("classify", scene, "-m", path, "-o", tmp_path / "map.tif")
         assert_one_sentence_error(result, path.name, fragment)
         assert not (tmp_path / "map.tif").exists()
@@ -160,19 +201,35 @@ def test_info_describes_a_bundle(tmp_path, run_cli):
     assert summary["trained_on"] == [str(scene)] and summary["fine_tuned_from"] is None
     text = run_cli("info", bundle).stdout
     assert "random_forest (classical)" in text and f"OA {report['oa']:.2%}" in text
-    assert_one_sentence_error(run_cli("info", tmp_path / "nothing.safetensors"),
-                              "nothing.safetensors: no such model file")
+    assert_one_sentence_error(
+        run_cli("info", tmp_path / "nothing.safetensors"), "nothing.safetensors: no such model file"
+    )
 
 
 def test_evaluate_demo_bundle_on_its_dataset(tmp_path, run_cli):
     bundle = tmp_path / "ip.safetensors"
-    result = run_cli("train", "--dataset", "indian_pines", "--model", "cnn3d", "--split",
-                     "random", "--epochs", "1", "--pca", "10", "--patch-size", "5",
-                     "--threads", "2", "-o", bundle)
+    result = run_cli(
+        "train",
+        "--dataset",
+        "indian_pines",
+        "--model",
+        "cnn3d",
+        "--split",
+        "random",
+        "--epochs",
+        "1",
+        "--pca",
+        "10",
+        "--patch-size",
+        "5",
+        "--threads",
+        "2",
+        "-o",
+        bundle,
+    )
     assert result.code == 0, result.stderr
     written = json.loads((tmp_path / "ip_report" / "metrics.json").read_text())
-    result = run_cli("evaluate", bundle, "--dataset", "indian_pines", "--report",
-                     tmp_path / "eval")
+    result = run_cli("evaluate", bundle, "--dataset", "indian_pines", "--report", tmp_path / "eval")
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert result.code == 0 and again["confusion"] == written["confusion"]
     assert again["oa"] == written["oa"] and again["n_test"] == 9224
@@ -220,9 +277,26 @@ def test_same_command_same_bundle(tmp_path, run_cli):
     outputs = []
     for name in ("a", "b"):
         bundle = tmp_path / f"{name}.safetensors"
-        result = run_cli("train", scene, "--labels", labels, "--model", "cnn3d", "--epochs", "2",
-                         "--patch-size", "5", "--pca", "8", "--split", "random",
-                         "--train-ratio", "0.3", "-o", bundle)
+        result = run_cli(
+            "train",
+            scene,
+            "--labels",
+            labels,
+            "--model",
+            "cnn3d",
+            "--epochs",
+            "2",
+            "--patch-size",
+            "5",
+            "--pca",
+            "8",
+            "--split",
+            "random",
+            "--train-ratio",
+            "0.3",
+            "-o",
+            bundle,
+        )
         assert result.code == 0, result.stderr
         outputs.append(bundle.read_bytes())
     assert outputs[0] == outputs[1]

@@ -31,15 +31,19 @@ def _envi_short_data(tmp_path):
 
 def _envi_missing_keys(tmp_path):
     header, _ = synthetic.write_envi(tmp_path, synthetic.cube(3, 10, 10))
-    header.write_text("\n".join(line for line in header.read_text().splitlines()
-                                if not line.startswith(("interleave", "data type"))))
+    header.write_text(
+        "\n".join(
+            line
+            for line in header.read_text().splitlines()
+            if not line.startswith(("interleave", "data type"))
+        )
+    )
     return header
 
 
 def _envi_zero_size(tmp_path):
     header = tmp_path / "empty.hdr"
-    header.write_text("ENVI\nsamples = 10\nlines = 0\nbands = 3\ndata type = 2\n"
-                      "interleave = bsq\n")
+    header.write_text("ENVI\nsamples = 10\nlines = 0\nbands = 3\ndata type = 2\ninterleave = bsq\n")
     (tmp_path / "empty.img").write_bytes(b"")
     return header
 
@@ -61,17 +65,32 @@ def _malformed_enmap(tmp_path):
     return product
 
 
-@pytest.mark.parametrize("make, fragments", [
-    (lambda p: p / "missing.tif", ["missing.tif", "no such file or folder"]),
-    (_junk, ["scene.xyz", "format not recognised"]),
-    (_truncated_tiff, ["cut.tif", "GDAL cannot read this raster"]),
-    (_envi_short_data, ["scene.img", "holds 593 bytes but the header describes 600"]),
-    (_envi_missing_keys, ["scene.hdr", "lacks required keys: data type, interleave"]),
-    (_envi_zero_size, ["empty.hdr", "the raster is empty"]),
-    (_mat_without_cube, ["nothing.mat", "no cube-like (3-D) or label-like (2-D) numeric array"]),
-    (_malformed_enmap, ["METADATA.XML is not well-formed XML"]),
-], ids=["missing", "unknown-format", "truncated-tiff", "envi-size", "envi-keys", "zero-size",
-        "mat-no-cube", "enmap-xml"])
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (lambda p: p / "missing.tif", ["missing.tif", "no such file or folder"]),
+        (_junk, ["scene.xyz", "format not recognised"]),
+        (_truncated_tiff, ["cut.tif", "GDAL cannot read this raster"]),
+        (_envi_short_data, ["scene.img", "holds 593 bytes but the header describes 600"]),
+        (_envi_missing_keys, ["scene.hdr", "lacks required keys: data type, interleave"]),
+        (_envi_zero_size, ["empty.hdr", "the raster is empty"]),
+        (
+            _mat_without_cube,
+            ["nothing.mat", "no cube-like (3-D) or label-like (2-D) numeric array"],
+        ),
+        (_malformed_enmap, ["METADATA.XML is not well-formed XML"]),
+    ],
+    ids=[
+        "missing",
+        "unknown-format",
+        "truncated-tiff",
+        "envi-size",
+        "envi-keys",
+        "zero-size",
+        "mat-no-cube",
+        "enmap-xml",
+    ],
+)
 def test_bad_scene_input(tmp_path, run_cli, make, fragments):
     scene = make(tmp_path)
     output = tmp_path / "out" / "converted.tif"
@@ -105,10 +124,10 @@ def test_vector_labels_that_miss_the_scene(tmp_path, run_cli):
 def test_class_field_missing(tmp_path, run_cli):
     scene = _scene(tmp_path)
     labels = _labels(tmp_path, box(500_000, 3_999_000, 500_300, 4_000_000), field="landcover")
-    result = run_cli("rasterize", scene, labels, "--class-field", "crop", "-o",
-                     tmp_path / "labels.tif")
-    assert_one_sentence_error(result, "the class field 'crop' is not in the file",
-                              "landcover")
+    result = run_cli(
+        "rasterize", scene, labels, "--class-field", "crop", "-o", tmp_path / "labels.tif"
+    )
+    assert_one_sentence_error(result, "the class field 'crop' is not in the file", "landcover")
     assert not (tmp_path / "labels.tif").exists()
 
 
@@ -123,11 +142,17 @@ def test_unknown_output_format(tmp_path, run_cli):
     assert not (tmp_path / "out.jpg").exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--dataset", "indian_pines", "--model", "cnn3d"], "cnn3d has no self-supervised objective"),
-    (["SCENE", "--split", "spatial"], "a split needs labels"),
-    (["--dataset", "indian_pines", "--model", "less_vit_tiny", "--samples", "0"], "samples"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (
+            ["--dataset", "indian_pines", "--model", "cnn3d"],
+            "cnn3d has no self-supervised objective",
+        ),
+        (["SCENE", "--split", "spatial"], "a split needs labels"),
+        (["--dataset", "indian_pines", "--model", "less_vit_tiny", "--samples", "0"], "samples"),
+    ],
+)
 def test_pretraining_options_are_checked(tmp_path, run_cli, args, fragment):
     args = [str(_scene(tmp_path)) if a == "SCENE" else a for a in args]
     result = run_cli("pretrain", *args, "-o", tmp_path / "pre.safetensors")
@@ -137,38 +162,54 @@ def test_pretraining_options_are_checked(tmp_path, run_cli, args, fragment):
 
 def test_wavelength_models_need_wavelengths(tmp_path, run_cli):
     scene = _scene(tmp_path)  # no wavelength metadata
-    labels = synthetic.write_geotiff(tmp_path / "labels.tif",
-                                     (np.arange(50)[None, None, :] * 2 // 50 + 1)
-                                     .repeat(40, 1).astype("uint8"), nodata=None)
-    result = run_cli("train", scene, "--labels", labels, "--model", "less_vit_tiny",
-                     "-o", tmp_path / "m.safetensors")
+    labels = synthetic.write_geotiff(
+        tmp_path / "labels.tif",
+        (np.arange(50)[None, None, :] * 2 // 50 + 1).repeat(40, 1).astype("uint8"),
+        nodata=None,
+    )
+    result = run_cli(
+        "train",
+        scene,
+        "--labels",
+        labels,
+        "--model",
+        "less_vit_tiny",
+        "-o",
+        tmp_path / "m.safetensors",
+    )
     assert_one_sentence_error(result, "scene.tif", "embeds band wavelengths")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--keep", "sometimes"], "keep: Input should be 'best' or 'last'"),
-    (["--val-fraction", "1.5"], "val_fraction"),
-    (["--label-smoothing", "-0.1"], "label_smoothing"),
-    (["--max-minutes", "0"], "max_minutes"),
-    (["--context-dropout", "1.5"], "context_dropout"),
-    (["--brightness", "1"], "brightness"),
-    (["--mixup", "-0.4"], "mixup"),
-    (["--ema", "1"], "ema"),
-    (["--init-seed", "-1"], "init_seed"),
-    (["--members", "0"], "members"),
-    (["--weight-decay", "-0.01"], "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--keep", "sometimes"], "keep: Input should be 'best' or 'last'"),
+        (["--val-fraction", "1.5"], "val_fraction"),
+        (["--label-smoothing", "-0.1"], "label_smoothing"),
+        (["--max-minutes", "0"], "max_minutes"),
+        (["--context-dropout", "1.5"], "context_dropout"),
+        (["--brightness", "1"], "brightness"),
+        (["--mixup", "-0.4"], "mixup"),
+        (["--ema", "1"], "ema"),
+        (["--init-seed", "-1"], "init_seed"),
+        (["--members", "0"], "members"),
+        (["--weight-decay", "-0.01"], "weight_decay"),
+    ],
+)
 def test_training_recipe_options_are_checked(tmp_path, run_cli, args, fragment):
     result = run_cli("train", "--dataset", "indian_pines", *args, "-o", tmp_path / "m.safetensors")
     assert_one_sentence_error(result, "invalid training options", fragment)
     assert not (tmp_path / "m.safetensors").exists()
 
 
-@pytest.mark.parametrize("args, complaint", [
-    (["train", "--bogus"], "No such option: --bogus"),
-    (["classify"], "Missing argument 'scene'"),
-    (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
-])
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["train", "--bogus"], "No such option: --bogus"),
+        (["classify"], "Missing argument 'scene'"),
+        (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    ],
+)
 def test_usage_errors_show_the_usage_not_a_traceback(run_cli, args, complaint):
     """A mistyped command line gets the command's usage line and the complaint, exit 2."""
     result = run_cli(*args)

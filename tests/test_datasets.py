@@ -19,7 +19,7 @@ def test_indian_pines_loads_with_200_wavelengths():
     wl = scene.wavelengths
     assert wl.size == 200 and 399 < wl.min() < 401 and 2480 < wl.max() < 2500
     # AVIRIS spectrometers overlap, so centres are not monotonic; they match 92AV3C.spc
-    assert np.isfinite(wl).all() and np.isfinite(scene.band_values('fwhm')).all()
+    assert np.isfinite(wl).all() and np.isfinite(scene.band_values("fwhm")).all()
     assert len(dataset.labels.classes) == 16
     values, valid = scene.read()
     assert valid.all() and 955 <= values.min() and values.max() <= 9604
@@ -40,8 +40,9 @@ def test_info_json_for_scripts(run_cli):
 
 
 def test_ground_truth_class_map(tmp_path, run_cli):
-    result = run_cli("data", "labels", "indian_pines", "-o", tmp_path / "gt.tif",
-                     "--png", tmp_path / "gt.png")
+    result = run_cli(
+        "data", "labels", "indian_pines", "-o", tmp_path / "gt.tif", "--png", tmp_path / "gt.png"
+    )
     assert result.code == 0, result.stderr
     with rasterio.open(tmp_path / "gt.tif") as src:
         assert src.nodata == 0 and (src.width, src.height) == (145, 145)

@@ -58,20 +58,22 @@ def test_training_augmentations_stay_on_the_batchs_device():
 
 @NO_GPU
 @pytest.mark.parametrize("command", ["train", "train_svm", "pretrain", "classify", "evaluate"])
-def test_asking_for_a_gpu_the_machine_lacks_is_refused_before_any_work(tmp_path, run_cli,
-                                                                       command):
+def test_asking_for_a_gpu_the_machine_lacks_is_refused_before_any_work(tmp_path, run_cli, command):
     """Also for a CPU-only model: the same flag is not refused by one command and ignored by
     another."""
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     output = tmp_path / "out.safetensors"
-    args = {"train": ["train", scene, "--labels", labels, "-o", output],
-            "train_svm": ["train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output],
-            "pretrain": ["pretrain", scene, "-o", output],
-            "classify": ["classify", scene, "--labels", labels, "-o", tmp_path / "map.tif"],
-            "evaluate": ["evaluate", tmp_path / "absent.safetensors"]}[command]
+    args = {
+        "train": ["train", scene, "--labels", labels, "-o", output],
+        "train_svm": ["train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output],
+        "pretrain": ["pretrain", scene, "-o", output],
+        "classify": ["classify", scene, "--labels", labels, "-o", tmp_path / "map.tif"],
+        "evaluate": ["evaluate", tmp_path / "absent.safetensors"],
+    }[command]
     result = run_cli(*args, "--device", "cuda")
-    assert_one_sentence_error(result, "--device cuda: torch sees no CUDA device",
-                              "use --device cpu")
+    assert_one_sentence_error(
+        result, "--device cuda: torch sees no CUDA device", "use --device cpu"
+    )
     assert list(tmp_path.glob("out*")) == [] and not (tmp_path / "map.tif").exists()
 
 
@@ -89,9 +91,24 @@ def test_auto_device_trains_maps_and_evaluates_on_the_cpu_here_and_says_so(tmp_p
         pytest.skip("on a CUDA machine auto picks the GPU")
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=24, cols=30)
     bundle = tmp_path / "m.safetensors"
-    result = run_cli("train", scene, "--labels", labels, "--model", "mamba_hsi_tiny", "--split",
-                     "random", "--train-ratio", "0.3", "--epochs", "2", "--pca", "8", "-o",
-                     bundle)
+    result = run_cli(
+        "train",
+        scene,
+        "--labels",
+        labels,
+        "--model",
+        "mamba_hsi_tiny",
+        "--split",
+        "random",
+        "--train-ratio",
+        "0.3",
+        "--epochs",
+        "2",
+        "--pca",
+        "8",
+        "-o",
+        bundle,
+    )
     assert result.code == 0, result.stderr + result.stdout
     report = json.loads((tmp_path / "m_report" / "metrics.json").read_text())
     assert report["device"] == "cpu"

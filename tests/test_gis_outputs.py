@@ -38,8 +38,21 @@ def test_a_converted_pixel_grid_stays_north_up(tmp_path, run_cli):
 def _map(tmp_path, run_cli, *extra):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24, classes=3)
     bundle = tmp_path / "m.safetensors"
-    assert run_cli("train", scene, "--labels", labels, "--model", "random_forest", "--split",
-                   "random", "-o", bundle).code == 0
+    assert (
+        run_cli(
+            "train",
+            scene,
+            "--labels",
+            labels,
+            "--model",
+            "random_forest",
+            "--split",
+            "random",
+            "-o",
+            bundle,
+        ).code
+        == 0
+    )
     result = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "map.tif", *extra)
     assert result.code == 0, result.stderr
     return scene, bundle, result
@@ -100,4 +113,7 @@ def test_a_map_without_its_sidecars_keeps_values_and_names(tmp_path, run_cli):
     lone.mkdir()
     (lone / "map.tif").write_bytes((tmp_path / "map.tif").read_bytes())
     assert [(e.value, e.name) for e in read_class_table(lone / "map.tif").entries] == [
-        (1, "class 1"), (2, "class 2"), (3, "class 3")]
+        (1, "class 1"),
+        (2, "class 2"),
+        (3, "class 3"),
+    ]

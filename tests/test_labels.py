@@ -32,11 +32,21 @@ def test_wgs84_polygons_land_on_the_utm_grid(tmp_path, run_cli):
     frame = gpd.GeoDataFrame(
         {"crop": ["wheat", "maize"]},
         geometry=[_pixel_box_in_wgs84(2, 3, 12, 10), _pixel_box_in_wgs84(30, 20, 45, 35)],
-        crs="EPSG:4326")
+        crs="EPSG:4326",
+    )
     vector = tmp_path / "fields.gpkg"
     frame.to_file(vector)
-    result = run_cli("rasterize", scene_path, vector, "--class-field", "crop",
-                     "-o", tmp_path / "labels.tif", "--png", tmp_path / "labels.png")
+    result = run_cli(
+        "rasterize",
+        scene_path,
+        vector,
+        "--class-field",
+        "crop",
+        "-o",
+        tmp_path / "labels.tif",
+        "--png",
+        tmp_path / "labels.png",
+    )
     assert result.code == 0, result.stderr
     with rasterio.open(tmp_path / "labels.tif") as src:
         values = src.read(1)
@@ -53,9 +63,11 @@ def test_wgs84_polygons_land_on_the_utm_grid(tmp_path, run_cli):
 def test_numeric_class_field_keeps_values_and_names(tmp_path):
     scene = open_scene(_scene(tmp_path))
     t = synthetic.UTM_TRANSFORM
-    frame = gpd.GeoDataFrame({"code": [7, 3], "label": ["urban", "water"]},
-                             geometry=[box(*(t @ (0, 10)), *(t @ (10, 0))),
-                                       box(*(t @ (20, 30)), *(t @ (30, 20)))], crs=32633)
+    frame = gpd.GeoDataFrame(
+        {"code": [7, 3], "label": ["urban", "water"]},
+        geometry=[box(*(t @ (0, 10)), *(t @ (10, 0))), box(*(t @ (20, 30)), *(t @ (30, 20)))],
+        crs=32633,
+    )
     frame.to_file(tmp_path / "l.geojson")
     labels = load_labels(tmp_path / "l.geojson", scene, "code", name_field="label")
     assert labels.classes.values == [3, 7]

@@ -56,8 +56,14 @@ def test_lora_trains_only_adapters_and_head():
     freeze_all_but_lora(tuned, also=("head",))
     tuned(torch.randn(5, 8)).sum().backward()
     with_grad = {n for n, p in tuned.named_parameters() if p.grad is not None}
-    assert with_grad == {"attn.qkv.lora_a", "attn.qkv.lora_b", "attn.proj.lora_a",
-                         "attn.proj.lora_b", "head.weight", "head.bias"}
+    assert with_grad == {
+        "attn.qkv.lora_a",
+        "attn.qkv.lora_b",
+        "attn.proj.lora_a",
+        "attn.proj.lora_b",
+        "head.weight",
+        "head.bias",
+    }
     counts = count_parameters(tuned)
     assert counts["trainable"] == 2 * (8 + 24) + 2 * (24 + 8) + 8 * 3 + 3
 
@@ -99,8 +105,9 @@ def test_swiglu_matches_its_formula():
     x = torch.randn(3, 5)
     w1, w2, w3 = layer.gate, layer.value, layer.out
     silu = lambda t: t / (1 + torch.exp(-t))  # noqa: E731
-    expected = (silu(x @ w1.weight.T + w1.bias) * (x @ w2.weight.T + w2.bias)) @ w3.weight.T \
-        + w3.bias
+    expected = (
+        silu(x @ w1.weight.T + w1.bias) * (x @ w2.weight.T + w2.bias)
+    ) @ w3.weight.T + w3.bias
     torch.testing.assert_close(layer(x), expected)
 
 
@@ -110,23 +117,35 @@ def _window_attention_reference(layer: WindowAttention, x: torch.Tensor) -> torc
     b, h, w, d = x.shape
     win, heads, hd = layer.window, layer.heads, d // layer.heads
     qkv = layer.qkv(x)
-    q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+    q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
     out = torch.zeros_like(x)
     for n in range(b):
         for i in range(h):
             for j in range(w):
-                keys = [(a, c) for a in range(h) for c in range(w)
-                        if a // win == i // win and c // win == j // win]
+                keys = [
+                    (a, c)
+                    for a in range(h)
+                    for c in range(w)
+                    if a // win == i // win and c // win == j // win
+                ]
                 for head in range(heads):
                     sl = slice(head * hd, (head + 1) * hd)
-                    scores = torch.stack([
-                        (q[n, i, j, sl] @ k[n, a, c, sl]) / math.sqrt(hd)
-                        + layer.bias_table[((i % win) - (a % win) + win - 1) * (2 * win - 1)
-                                           + (j % win) - (c % win) + win - 1, head]
-                        for a, c in keys])
+                    scores = torch.stack(
+                        [
+                            (q[n, i, j, sl] @ k[n, a, c, sl]) / math.sqrt(hd)
+                            + layer.bias_table[
+                                ((i % win) - (a % win) + win - 1) * (2 * win - 1)
+                                + (j % win)
+                                - (c % win)
+                                + win
+                                - 1,
+                                head,
+                            ]
+                            for a, c in keys
+                        ]
+                    )
                     weights = scores.softmax(0)
-                    out[n, i, j, sl] = sum(wt * v[n, a, c, sl] for wt, (a, c) in
-                                           zip(weights, keys))
+                    out[n, i, j, sl] = sum(wt * v[n, a, c, sl] for wt, (a, c) in zip(weights, keys))
     return layer.proj(out)
 
 
@@ -136,8 +155,9 @@ def test_window_attention_matches_token_by_token_reference(size):
     layer = WindowAttention(8, 2, window=4 if size == (4, 4) else 3).eval()
     x = torch.randn(2, *size, 8)
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), _window_attention_reference(layer, x),
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            layer(x), _window_attention_reference(layer, x), atol=1e-5, rtol=1e-4
+        )
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 16, 37])

@@ -32,8 +32,9 @@ def _batch(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _build(name: str, seed: int = 0):
     torch.manual_seed(seed)
-    config = architecture_config(name, patch_size=_patch_size(name), wavelengths=WAVELENGTHS,
-                                 gsd=20.0)
+    config = architecture_config(
+        name, patch_size=_patch_size(name), wavelengths=WAVELENGTHS, gsd=20.0
+    )
     return create_model(name, BANDS, CLASSES, **config), config
 
 
@@ -75,12 +76,21 @@ def test_same_seed_same_model(name):
 
 def _saved_and_loaded(tmp_path, spec: ModelSpec, model):
     """``model`` written as a bundle (identity preprocessing, three classes) and read back."""
-    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
-                        np.zeros(BANDS), np.ones(BANDS))
-    meta = new_meta(model=spec, in_bands=BANDS, num_classes=CLASSES,
-                    patch_size=_patch_size(spec.name),
-                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
-                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
+    prep = Preprocessor(
+        np.linspace(400, 900, BANDS),
+        [f"b{i}" for i in range(BANDS)],
+        np.zeros(BANDS),
+        np.ones(BANDS),
+    )
+    meta = new_meta(
+        model=spec,
+        in_bands=BANDS,
+        num_classes=CLASSES,
+        patch_size=_patch_size(spec.name),
+        band_wavelengths=list(prep.band_wavelengths),
+        band_names=prep.band_names,
+        classes=ClassTable.from_names(["a", "b", "c"]).to_records(),
+    )
     return load_bundle(save_bundle(tmp_path / f"{spec.name}.safetensors", meta, model, prep))
 
 
@@ -91,8 +101,7 @@ def test_bundle_round_trip_gives_identical_scores(tmp_path, name):
     family = get_entry(name).family
     if family == "classical":
         model.fit(x, y)
-    loaded = _saved_and_loaded(tmp_path, ModelSpec(name=name, family=family, config=config),
-                               model)
+    loaded = _saved_and_loaded(tmp_path, ModelSpec(name=name, family=family, config=config), model)
     expected = _scores(model, family, x)
     got = _scores(loaded.model, family, x)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
@@ -133,13 +142,15 @@ def test_overfits_one_batch(name):
     assert (_scores(model, family, x).argmax(1) == y).all()
 
 
-@pytest.mark.parametrize("family", ["lola_specvit", "lola_specvit_proj", "less_vit", "spectralgpt",
-                                    "mamba_hsi"])
+@pytest.mark.parametrize(
+    "family", ["lola_specvit", "lola_specvit_proj", "less_vit", "spectralgpt", "mamba_hsi"]
+)
 def test_variants_grow_tiny_to_base(family):
     names = [n for n in list_models(f"{family}_*") if n.rsplit("_", 1)[0] == family]
     sizes = [sum(p.numel() for p in _build(name)[0].parameters()) for name in names]
-    order = sorted(range(len(names)), key=lambda i: ["tiny", "small", "base"].index(
-        names[i].rsplit("_", 1)[1]))
+    order = sorted(
+        range(len(names)), key=lambda i: ["tiny", "small", "base"].index(names[i].rsplit("_", 1)[1])
+    )
     counts = [sizes[i] for i in order]
     assert counts == sorted(counts) and len(set(counts)) == len(counts)
     assert counts[0] < 200_000  # tiny trains on a CPU in minutes
@@ -152,8 +163,9 @@ def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
     x, y = _batch("cnn3d")
     y_val = np.random.default_rng(1).permutation(y)  # validation that does not follow training
     model, _ = _build("cnn3d")
-    recipe = Recipe(epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, keep=keep,
-                    progress=False)
+    recipe = Recipe(
+        epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, keep=keep, progress=False
+    )
     info = fit_torch(model, x, y, x, y_val, recipe, 0, str(tmp_path))
     predicted = _scores(model, "torch", x).argmax(1)
     if keep == "best":
@@ -169,12 +181,15 @@ def test_ema_keeps_the_moving_average_of_every_step(tmp_path, monkeypatch):
 
     x, y = _batch("cnn3d")
     x_val, y_val = _batch("cnn3d", seed=1)
-    recipe = task.Recipe(epochs=4, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last",
-                         progress=False)
+    recipe = task.Recipe(
+        epochs=4, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last", progress=False
+    )
     steps: list[dict[str, torch.Tensor]] = []  # the weights after every optimiser step
-    monkeypatch.setattr(task.PatchClassifierTask, "on_train_batch_end",
-                        lambda self, *_: steps.append({k: v.clone() for k, v in
-                                                       self.model.state_dict().items()}))
+    monkeypatch.setattr(
+        task.PatchClassifierTask,
+        "on_train_batch_end",
+        lambda self, *_: steps.append({k: v.clone() for k, v in self.model.state_dict().items()}),
+    )
     plain, _ = _build("cnn3d")
     task.fit_torch(plain, x, y, x_val, y_val, recipe, 0, str(tmp_path / "a"))
     monkeypatch.undo()
@@ -184,8 +199,16 @@ def test_ema_keeps_the_moving_average_of_every_step(tmp_path, monkeypatch):
         for k, v in reference.items():
             v.copy_(v + (state[k] - v) * (1 - decay))
     averaged, _ = _build("cnn3d")  # the same initial weights and seed, so the same steps
-    task.fit_torch(averaged, x, y, x_val, y_val, task.Recipe(**{**vars(recipe), "ema": 0.9}), 0,
-                   str(tmp_path / "b"))
+    task.fit_torch(
+        averaged,
+        x,
+        y,
+        x_val,
+        y_val,
+        task.Recipe(**{**vars(recipe), "ema": 0.9}),
+        0,
+        str(tmp_path / "b"),
+    )
     for k, v in averaged.state_dict().items():
         torch.testing.assert_close(v, reference[k], rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(v, steps[-1][k]) for k, v in averaged.state_dict().items())
@@ -200,13 +223,22 @@ def test_ema_weights_are_the_ones_validation_judges_and_training_keeps(tmp_path)
     x, y = _batch("cnn3d")
     y_val = np.random.default_rng(1).permutation(y)
     model, _ = _build("cnn3d")
-    recipe = Recipe(epochs=12, batch_size=4, lr=3e-3, warmup_epochs=0, patience=3, ema=0.8,
-                    label_smoothing=0.0, progress=False)
+    recipe = Recipe(
+        epochs=12,
+        batch_size=4,
+        lr=3e-3,
+        warmup_epochs=0,
+        patience=3,
+        ema=0.8,
+        label_smoothing=0.0,
+        progress=False,
+    )
     info = fit_torch(model, x, y, x, y_val, recipe, 0, str(tmp_path))
     with open(tmp_path / "metrics.csv") as log:
         logged = [float(row["val_loss"]) for row in csv.DictReader(log) if row["val_loss"]]
-    kept_loss = torch.nn.functional.cross_entropy(torch.from_numpy(_scores(model, "torch", x)),
-                                                  torch.from_numpy(y_val))
+    kept_loss = torch.nn.functional.cross_entropy(
+        torch.from_numpy(_scores(model, "torch", x)), torch.from_numpy(y_val)
+    )
     assert float(kept_loss) == pytest.approx(logged[info["best_epoch"]], rel=1e-5)
 
 
@@ -217,12 +249,28 @@ def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixel
     x_val, y_val = _batch("cnn3d", seed=1)
     recipe = Recipe(epochs=6, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last", progress=False)
     refitted, _ = _build("cnn3d")
-    info = fit_torch(refitted, x, y, x_val, y_val, Recipe(**{**vars(recipe), "refit": True}), 0,
-                     str(tmp_path / "a"))
+    info = fit_torch(
+        refitted,
+        x,
+        y,
+        x_val,
+        y_val,
+        Recipe(**{**vars(recipe), "refit": True}),
+        0,
+        str(tmp_path / "a"),
+    )
     assert info["refit_on"] == "train+val" and info["refit_epochs"] == 6
     pooled, _ = _build("cnn3d")  # the same initial weights, trained on both sets, no validation
-    fit_torch(pooled, np.concatenate([x, x_val]), np.concatenate([y, y_val]), x[:0], y[:0],
-              recipe, 0, str(tmp_path / "b"))
+    fit_torch(
+        pooled,
+        np.concatenate([x, x_val]),
+        np.concatenate([y, y_val]),
+        x[:0],
+        y[:0],
+        recipe,
+        0,
+        str(tmp_path / "b"),
+    )
     for a, b in zip(refitted.state_dict().values(), pooled.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -231,11 +279,13 @@ def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget
     from hsikit.training.task import Recipe, fit_torch
 
     x, y = _batch("cnn3d")
-    recipe = Recipe(epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, refit=True,
-                    progress=False)
+    recipe = Recipe(
+        epochs=20, batch_size=4, lr=3e-3, warmup_epochs=0, patience=2, refit=True, progress=False
+    )
     model, _ = _build("cnn3d")
-    info = fit_torch(model, x, y, x, np.random.default_rng(1).permutation(y), recipe, 0,
-                     str(tmp_path / "a"))
+    info = fit_torch(
+        model, x, y, x, np.random.default_rng(1).permutation(y), recipe, 0, str(tmp_path / "a")
+    )
     assert info["epochs_run"] > info["best_epoch"] + 1  # early stopping ran past the best
     assert info["refit_epochs"] == info["best_epoch"] + 1
     budget = Recipe(**{**vars(recipe), "max_minutes": 1e-7})
@@ -252,9 +302,11 @@ def test_training_runs_in_train_mode_whatever_mode_the_model_comes_in(tmp_path):
     model, _ = _build("cnn3d")
     modes: set[bool] = set()
     model.register_forward_hook(
-        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None)
-    recipe = Recipe(epochs=2, batch_size=4, warmup_epochs=0, refit=True, keep="last",
-                    progress=False)
+        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None
+    )
+    recipe = Recipe(
+        epochs=2, batch_size=4, warmup_epochs=0, refit=True, keep="last", progress=False
+    )
     fit_torch(model.eval(), x, y, x, y, recipe, 0, str(tmp_path))
     assert modes == {True}
     assert not model.training  # handed back ready for inference
@@ -268,10 +320,12 @@ def test_pretraining_runs_in_train_mode_after_the_held_out_loss_left_it_in_eval_
     pretrainer = build_pretrainer("hyper_mae", model).eval()
     modes: set[bool] = set()
     pretrainer.decoder.register_forward_hook(
-        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None)
+        lambda module, *_: modes.add(module.training) if torch.is_grad_enabled() else None
+    )
     x, _ = _batch("less_vit_tiny")
-    fit_pretraining(pretrainer, x, x[:4], Recipe(epochs=1, batch_size=4, warmup_epochs=0,
-                                                 progress=False), 0)
+    fit_pretraining(
+        pretrainer, x, x[:4], Recipe(epochs=1, batch_size=4, warmup_epochs=0, progress=False), 0
+    )
     assert modes == {True}
     assert not pretrainer.training
 
@@ -293,13 +347,25 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
 
     model, config = _build("cnn3d")
     model.leftover = torch.nn.Linear(2, 2)  # as from an older or edited architecture
-    prep = Preprocessor(np.linspace(400, 900, BANDS), [f"b{i}" for i in range(BANDS)],
-                        np.zeros(BANDS), np.ones(BANDS))
-    meta = new_meta(model=ModelSpec(name="cnn3d", family="torch", config=config),
-                    in_bands=BANDS, num_classes=CLASSES, patch_size=_patch_size("cnn3d"),
-                    band_wavelengths=list(prep.band_wavelengths), band_names=prep.band_names,
-                    classes=ClassTable.from_names(["a", "b", "c"]).to_records())
+    prep = Preprocessor(
+        np.linspace(400, 900, BANDS),
+        [f"b{i}" for i in range(BANDS)],
+        np.zeros(BANDS),
+        np.ones(BANDS),
+    )
+    meta = new_meta(
+        model=ModelSpec(name="cnn3d", family="torch", config=config),
+        in_bands=BANDS,
+        num_classes=CLASSES,
+        patch_size=_patch_size("cnn3d"),
+        band_wavelengths=list(prep.band_wavelengths),
+        band_names=prep.band_names,
+        classes=ClassTable.from_names(["a", "b", "c"]).to_records(),
+    )
     path = save_bundle(tmp_path / "old.safetensors", meta, model, prep)
-    with pytest.raises(InputError, match=r"do not fit the 'cnn3d' architecture \(unexpected "
-                                         r"'leftover.bias'\)"):
+    with pytest.raises(
+        InputError,
+        match=r"do not fit the 'cnn3d' architecture \(unexpected "
+        r"'leftover.bias'\)",
+    ):
         load_bundle(path)

@@ -29,9 +29,18 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     scene, labels, _ = synthetic.class_scene(folder, bands=8, rows=24, cols=30)
     bundle = folder / "model.safetensors"
-    train(TrainConfig(scenes=[str(scene)], labels=[str(labels)], model="random_forest",
-                      split="random", train_ratio=0.3), bundle, folder / "model_report",
-          progress=False)
+    train(
+        TrainConfig(
+            scenes=[str(scene)],
+            labels=[str(labels)],
+            model="random_forest",
+            split="random",
+            train_ratio=0.3,
+        ),
+        bundle,
+        folder / "model_report",
+        progress=False,
+    )
     return scene, labels, bundle
 
 
@@ -48,30 +57,49 @@ def _user_folder(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["convert", "classify", "rasterize", "quicklook",
-                                     "data labels", "train"])
+@pytest.mark.parametrize(
+    "command", ["convert", "classify", "rasterize", "quicklook", "data labels", "train"]
+)
 def test_an_existing_folder_is_never_replaced(tmp_path, run_cli, trained, command):
     scene, labels, bundle = trained
     suffix = {"quicklook": ".png", "train": ".safetensors"}.get(command, ".tif")
     target = _user_folder(tmp_path / f"work{suffix}")
-    args = {"convert": ["convert", scene, "-o", target],
-            "classify": ["classify", scene, "-m", bundle, "-o", target],
-            "rasterize": ["rasterize", scene, labels, "-o", target],
-            "quicklook": ["quicklook", scene, "-o", target],
-            "data labels": ["data", "labels", "indian_pines", "-o", target],
-            "train": ["train", scene, "--labels", labels, "--model", "random_forest",
-                      "-o", target]}[command]
-    _refused(run_cli, tmp_path, *args, fragments=[
-        "work", "is an existing folder that hsikit did not write"])
+    args = {
+        "convert": ["convert", scene, "-o", target],
+        "classify": ["classify", scene, "-m", bundle, "-o", target],
+        "rasterize": ["rasterize", scene, labels, "-o", target],
+        "quicklook": ["quicklook", scene, "-o", target],
+        "data labels": ["data", "labels", "indian_pines", "-o", target],
+        "train": ["train", scene, "--labels", labels, "--model", "random_forest", "-o", target],
+    }[command]
+    _refused(
+        run_cli,
+        tmp_path,
+        *args,
+        fragments=["work", "is an existing folder that hsikit did not write"],
+    )
 
 
-def test_a_report_folder_hsikit_did_not_write_is_refused_before_training(tmp_path, run_cli,
-                                                                         trained):
+def test_a_report_folder_hsikit_did_not_write_is_refused_before_training(
+    tmp_path, run_cli, trained
+):
     scene, labels, _ = trained
     report = _user_folder(tmp_path / "report")
-    _refused(run_cli, tmp_path, "train", scene, "--labels", labels, "--model", "random_forest",
-             "-o", tmp_path / "m.safetensors", "--report", report,
-             fragments=["report", "holds files hsikit did not write"])
+    _refused(
+        run_cli,
+        tmp_path,
+        "train",
+        scene,
+        "--labels",
+        labels,
+        "--model",
+        "random_forest",
+        "-o",
+        tmp_path / "m.safetensors",
+        "--report",
+        report,
+        fragments=["report", "holds files hsikit did not write"],
+    )
 
 
 def test_hsikit_replaces_its_own_outputs(tmp_path, run_cli, trained):
@@ -81,9 +109,21 @@ def test_hsikit_replaces_its_own_outputs(tmp_path, run_cli, trained):
     assert run_cli("info", tmp_path / "cube.zarr").code == 0
 
 
-@pytest.mark.parametrize("case", ["map-over-scene", "convert-over-scene", "map-over-bundle",
-                                  "png-over-scene-sidecar", "bundle-over-init", "via-symlink",
-                                  "via-hard-link", "envi-data-file", "labels", "sidecar-qml"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "map-over-scene",
+        "convert-over-scene",
+        "map-over-bundle",
+        "png-over-scene-sidecar",
+        "bundle-over-init",
+        "via-symlink",
+        "via-hard-link",
+        "envi-data-file",
+        "labels",
+        "sidecar-qml",
+    ],
+)
 def test_an_output_never_replaces_an_input(tmp_path, run_cli, trained, case):
     scene_src, labels_src, bundle_src = trained
     scene = tmp_path / "scene.tif"
@@ -100,8 +140,16 @@ def test_an_output_never_replaces_an_input(tmp_path, run_cli, trained, case):
         args = ["classify", scene, "-m", bundle, "-o", bundle]
     elif case == "png-over-scene-sidecar":
         (tmp_path / "scene.tif.aux.xml").write_text("<PAMDataset/>")
-        args = ["classify", scene, "-m", bundle, "-o", tmp_path / "map.tif",
-                "--png", tmp_path / "scene.tif.aux.xml"]
+        args = [
+            "classify",
+            scene,
+            "-m",
+            bundle,
+            "-o",
+            tmp_path / "map.tif",
+            "--png",
+            tmp_path / "scene.tif.aux.xml",
+        ]
     elif case == "bundle-over-init":
         args = ["train", scene, "--labels", labels, "--init", bundle, "-o", bundle]
     elif case == "via-symlink":
@@ -123,36 +171,58 @@ def test_an_output_never_replaces_an_input(tmp_path, run_cli, trained, case):
         assert run_cli(*args).code == 0  # map.qml is not an input: an older style is replaced
         assert snapshot(tmp_path) != before
         return
-    fragment = {"png-over-scene-sidecar": "cannot write a PNG",
-                "map-over-bundle": "cannot write a class map as '.safetensors'"}.get(
-        case, "writing here would replace")
+    fragment = {
+        "png-over-scene-sidecar": "cannot write a PNG",
+        "map-over-bundle": "cannot write a class map as '.safetensors'",
+    }.get(case, "writing here would replace")
     _refused(run_cli, tmp_path, *args, fragments=[fragment])
 
 
 def test_special_files_are_never_replaced(tmp_path, run_cli, trained):
     scene, _, _ = trained
     os.mkfifo(tmp_path / "pipe.tif")
-    _refused(run_cli, tmp_path, "convert", scene, "-o", tmp_path / "pipe.tif",
-             fragments=["pipe.tif", "device, pipe or socket"])
+    _refused(
+        run_cli,
+        tmp_path,
+        "convert",
+        scene,
+        "-o",
+        tmp_path / "pipe.tif",
+        fragments=["pipe.tif", "device, pipe or socket"],
+    )
     if Path("/dev/null").exists():
         result = run_cli("quicklook", scene, "-o", "/dev/null")
         assert_one_sentence_error(result, "cannot write a PNG as 'null'")
         assert Path("/dev/null").is_char_device()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["classify", "SCENE", "-m", "BUNDLE", "-o", "map.jpg"], "cannot write a class map as '.jpg'"),
-    (["classify", "SCENE", "-m", "BUNDLE", "-o", "map.tif", "--png", "map.jpg"],
-     "cannot write a PNG as '.jpg'"),
-    (["quicklook", "SCENE", "-o", "look.tif"], "cannot write a PNG as '.tif'"),
-    (["rasterize", "SCENE", "LABELS", "-o", "labels.png"], "cannot write a class map"),
-    (["train", "SCENE", "--labels", "LABELS", "--model", "random_forest", "-o", "m.pt"],
-     "cannot write a bundle as '.pt'"),
-    (["classify", "SCENE", "-m", "BUNDLE", "-o", "map.tif", "--png", "missing/map.png"],
-     "the output folder missing does not exist"),
-], ids=["map-jpg", "png-suffix", "quicklook-tif", "labels-png", "bundle-pt", "png-folder"])
-def test_outputs_are_checked_before_any_work(tmp_path, run_cli, trained, args, fragment,
-                                             monkeypatch):
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (
+            ["classify", "SCENE", "-m", "BUNDLE", "-o", "map.jpg"],
+            "cannot write a class map as '.jpg'",
+        ),
+        (
+            ["classify", "SCENE", "-m", "BUNDLE", "-o", "map.tif", "--png", "map.jpg"],
+            "cannot write a PNG as '.jpg'",
+        ),
+        (["quicklook", "SCENE", "-o", "look.tif"], "cannot write a PNG as '.tif'"),
+        (["rasterize", "SCENE", "LABELS", "-o", "labels.png"], "cannot write a class map"),
+        (
+            ["train", "SCENE", "--labels", "LABELS", "--model", "random_forest", "-o", "m.pt"],
+            "cannot write a bundle as '.pt'",
+        ),
+        (
+            ["classify", "SCENE", "-m", "BUNDLE", "-o", "map.tif", "--png", "missing/map.png"],
+            "the output folder missing does not exist",
+        ),
+    ],
+    ids=["map-jpg", "png-suffix", "quicklook-tif", "labels-png", "bundle-pt", "png-folder"],
+)
+def test_outputs_are_checked_before_any_work(
+    tmp_path, run_cli, trained, args, fragment, monkeypatch
+):
     scene, labels, bundle = trained
     monkeypatch.chdir(tmp_path)
     args = [{"SCENE": scene, "BUNDLE": bundle, "LABELS": labels}.get(a, a) for a in args]
@@ -161,8 +231,12 @@ def test_outputs_are_checked_before_any_work(tmp_path, run_cli, trained, args, f
 
 def test_crashed_runs_leave_no_staging_behind(tmp_path, run_cli, trained):
     scene, _, _ = trained
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     import socket
 
     stale = tmp_path / ".out.tif.abc123.partial"
@@ -178,17 +252,22 @@ def test_crashed_runs_leave_no_staging_behind(tmp_path, run_cli, trained):
 
 
 def _convert(scene: Path, output: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hsikit", "convert", str(scene), "-o",
-                             str(output)], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hsikit", "convert", str(scene), "-o", str(output)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_a_killed_writer_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     """kill -9 at random moments of a write over an older output: the final path holds the
     old bytes or exactly the bytes of an uninterrupted run, never anything else."""
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
-    scene = synthetic.write_geotiff(tmp_path / "scene.tif", synthetic.cube(40, 512, 512),
-                                    tiled=True)
+    scene = synthetic.write_geotiff(
+        tmp_path / "scene.tif", synthetic.cube(40, 512, 512), tiled=True
+    )
     reference = tmp_path / "reference.tif"
     started = time.perf_counter()
     assert _convert(scene, reference, env).wait() == 0

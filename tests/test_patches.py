@@ -13,8 +13,14 @@ from hsikit.scene import BandInfo, Scene
 def test_windowed_patches_equal_whole_scene_patches(size, window):
     rng = np.random.default_rng(0)
     data = rng.normal(size=(3, 23, 31)).astype("float32")
-    scene = Scene.from_reader(lambda b, r, c: data[b][:, r, c], shape=data.shape, dtype="float32",
-                              bands=BandInfo.build(3), path="m", format="t")
+    scene = Scene.from_reader(
+        lambda b, r, c: data[b][:, r, c],
+        shape=data.shape,
+        dtype="float32",
+        bands=BandInfo.build(3),
+        path="m",
+        format="t",
+    )
     r = size // 2
     padded = np.pad(data, ((0, 0), (r, r), (r, r)), mode="reflect")
     covered = np.zeros(data.shape[1:], int)
@@ -24,6 +30,6 @@ def test_windowed_patches_equal_whole_scene_patches(size, window):
         got = patches_at(block, rows, cols, size)
         for n, (i, j) in enumerate(zip(rows, cols)):
             gi, gj = i + hw.core.row_off, j + hw.core.col_off
-            np.testing.assert_array_equal(got[n], padded[:, gi:gi + size, gj:gj + size])
+            np.testing.assert_array_equal(got[n], padded[:, gi : gi + size, gj : gj + size])
         covered[hw.core.toslices()] += 1
     assert (covered == 1).all()

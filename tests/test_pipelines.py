@@ -23,10 +23,17 @@ from tests.conftest import assert_one_sentence_error
 def test_tiny_benchmark_writes_results_and_markdown(tmp_path, run_cli):
     report = tmp_path / "benchmarks.md"
     report.write_text("# Benchmarks\n\nHand-written text that must survive.\n")
-    spec = {"name": "tiny", "dataset": "indian_pines", "models": ["svm_rbf"],
-            "protocols": [{"name": "random10", "split": "random", "train_ratio": 0.1}],
-            "seeds": [0, 1], "threads": 1, "output": str(tmp_path / "out"),
-            "results": str(tmp_path / "tiny.json"), "report": str(report)}
+    spec = {
+        "name": "tiny",
+        "dataset": "indian_pines",
+        "models": ["svm_rbf"],
+        "protocols": [{"name": "random10", "split": "random", "train_ratio": 0.1}],
+        "seeds": [0, 1],
+        "threads": 1,
+        "output": str(tmp_path / "out"),
+        "results": str(tmp_path / "tiny.json"),
+        "report": str(report),
+    }
     pipeline = tmp_path / "tiny.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline)
@@ -45,27 +52,53 @@ def test_tiny_benchmark_writes_results_and_markdown(tmp_path, run_cli):
 
 def test_rerun_of_some_models_keeps_the_others(tmp_path, run_cli):
     """`--models` reruns only those; other runs are kept while their configuration holds."""
-    spec = {"name": "two", "dataset": "indian_pines", "models": ["svm_rbf", "random_forest"],
-            "protocols": [{"name": "random10", "split": "random", "train_ratio": 0.05}],
-            "seeds": [0], "threads": 1, "output": str(tmp_path / "out"),
-            "results": str(tmp_path / "two.json"), "report": str(tmp_path / "two.md")}
-    old = {"benchmark": "two", "dataset": "indian_pines", "date": "2026-01-01", "spec": spec,
-           "runs": [{"protocol": "random10", "model": m, "seed": 0, "oa": 0.5, "aa": 0.5,
-                     "kappa": 0.5, "n_test": 10, "train_seconds": 1.0, "parameters": 1,
-                     "pixels_per_second": 1.0, "peak_rss_mb": 1.0, "per_class": {}}
-                    for m in ("svm_rbf", "random_forest")]}
+    spec = {
+        "name": "two",
+        "dataset": "indian_pines",
+        "models": ["svm_rbf", "random_forest"],
+        "protocols": [{"name": "random10", "split": "random", "train_ratio": 0.05}],
+        "seeds": [0],
+        "threads": 1,
+        "output": str(tmp_path / "out"),
+        "results": str(tmp_path / "two.json"),
+        "report": str(tmp_path / "two.md"),
+    }
+    old = {
+        "benchmark": "two",
+        "dataset": "indian_pines",
+        "date": "2026-01-01",
+        "spec": spec,
+        "runs": [
+            {
+                "protocol": "random10",
+                "model": m,
+                "seed": 0,
+                "oa": 0.5,
+                "aa": 0.5,
+                "kappa": 0.5,
+                "n_test": 10,
+                "train_seconds": 1.0,
+                "parameters": 1,
+                "pixels_per_second": 1.0,
+                "peak_rss_mb": 1.0,
+                "per_class": {},
+            }
+            for m in ("svm_rbf", "random_forest")
+        ],
+    }
     (tmp_path / "two.json").write_text(json.dumps(old))
     pipeline = tmp_path / "two.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
-    assert_one_sentence_error(run_cli("run", pipeline, "--models", "cnn3d"), "two.yaml",
-                              "does not run")
+    assert_one_sentence_error(
+        run_cli("run", pipeline, "--models", "cnn3d"), "two.yaml", "does not run"
+    )
     result = run_cli("run", pipeline, "--models", "random_forest")
     assert result.code == 0, result.stdout + result.stderr
     runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
     assert runs["svm_rbf"]["oa"] == 0.5 and runs["svm_rbf"]["date"] == "2026-01-01"  # kept
     assert runs["random_forest"]["oa"] > 0.5  # rerun
     spec["threads"] = 2  # a changed configuration invalidates kept runs: dropped, never rerun
-    pipeline.write_text(yaml.safe_dump(spec))       # unasked
+    pipeline.write_text(yaml.safe_dump(spec))  # unasked
     result = run_cli("run", pipeline, "--models", "random_forest")
     assert result.code == 0 and "dropped random10 svm_rbf seed 0" in result.stdout
     runs = {r["model"]: r for r in json.loads((tmp_path / "two.json").read_text())["runs"]}
@@ -75,13 +108,17 @@ def test_rerun_of_some_models_keeps_the_others(tmp_path, run_cli):
 def test_invalid_pipeline_names_the_field(tmp_path, run_cli):
     pipeline = tmp_path / "bad.yaml"
     pipeline.write_text("name: x\nmodels: nope\n")
-    assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml",
-                              "invalid pipeline: dataset: Field required")
+    assert_one_sentence_error(
+        run_cli("run", pipeline), "bad.yaml", "invalid pipeline: dataset: Field required"
+    )
     spec = _indian_pines_job(tmp_path, "bad", [5], ["random_forest"])
     spec["protocols"][0]["train_ration"] = 0.1
     pipeline.write_text(yaml.safe_dump(spec))
-    assert_one_sentence_error(run_cli("run", pipeline), "bad.yaml",
-                              "protocols[0].train_ration: Extra inputs are not permitted")
+    assert_one_sentence_error(
+        run_cli("run", pipeline),
+        "bad.yaml",
+        "protocols[0].train_ration: Extra inputs are not permitted",
+    )
 
 
 def _child_peak() -> dict:
@@ -107,13 +144,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
-                    reason="needs Linux's /proc child lists")
+@pytest.mark.skipif(
+    not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+    reason="needs Linux's /proc child lists",
+)
 def test_a_terminated_job_stops_the_run_in_its_child_process():
     """`kill` on a running job must not leave its run training on, orphaned."""
-    job = subprocess.Popen([sys.executable, "-c", "import time\n"
-                            "from hsikit.jobs.runner import in_child\n"
-                            "in_child(time.sleep, 120)"])
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom hsikit.jobs.runner import in_child\nin_child(time.sleep, 120)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 60
         while not (children := _children(job.pid)) and time.monotonic() < deadline:
@@ -132,10 +175,17 @@ def test_a_terminated_job_stops_the_run_in_its_child_process():
 
 
 def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
-    spec = Benchmark(name="m", dataset="indian_pines", models=["svm_rbf"], protocols=[],
-                     seeds=[0], output=str(tmp_path), results=str(tmp_path / "m.json"),
-                     report=str(tmp_path / "m.md"),
-                     memory_check={"model": "svm_rbf", "sizes_gb": [0.004, 0.002], "bands": 16})
+    spec = Benchmark(
+        name="m",
+        dataset="indian_pines",
+        models=["svm_rbf"],
+        protocols=[],
+        seeds=[0],
+        output=str(tmp_path),
+        results=str(tmp_path / "m.json"),
+        report=str(tmp_path / "m.md"),
+        memory_check={"model": "svm_rbf", "sizes_gb": [0.004, 0.002], "bands": 16},
+    )
     memory = run_memory_check(spec, log=lambda _: None)
     runs = memory["runs"]
     assert [r["size_gb"] for r in runs] == [0.002, 0.004]
@@ -143,31 +193,67 @@ def test_memory_check_maps_each_size_in_its_own_process(tmp_path):
     assert runs[0]["pixels"] < runs[1]["pixels"]
     assert (tmp_path / "memory" / "map_0.004.tif").is_file()
     assert not list((tmp_path / "memory").glob("scene_*.tif"))  # the big inputs are removed
-    table = markdown_table({"benchmark": "m", "dataset": "indian_pines", "date": "today",
-                            "machine": {"cores": 2, "cpu": "x", "memory_gb": 1, "gpu": "none",
-                                        "python": "3", "torch": "2"},
-                            "spec": {"seeds": [0]}, "summary": [], "memory_check": memory})
+    table = markdown_table(
+        {
+            "benchmark": "m",
+            "dataset": "indian_pines",
+            "date": "today",
+            "machine": {
+                "cores": 2,
+                "cpu": "x",
+                "memory_gb": 1,
+                "gpu": "none",
+                "python": "3",
+                "torch": "2",
+            },
+            "spec": {"seeds": [0]},
+            "summary": [],
+            "memory_check": memory,
+        }
+    )
     assert "Streamed `hsikit classify`" in table and "peak RSS MB" in table
 
 
 def _indian_pines_job(tmp_path, stem: str, percents: list[int], models: list) -> dict:
     """A one-seed Indian Pines job with random-split protocols ``random<percent>``, not mapped."""
-    return {"name": stem, "dataset": "indian_pines", "seeds": [0], "threads": 2,
-            "protocols": [{"name": f"random{p}", "split": "random", "train_ratio": p / 100}
-                          for p in percents],
-            "models": models, "output": str(tmp_path / "out"),
-            "results": str(tmp_path / f"{stem}.json"), "report": str(tmp_path / f"{stem}.md"),
-            "map_scene": False}
+    return {
+        "name": stem,
+        "dataset": "indian_pines",
+        "seeds": [0],
+        "threads": 2,
+        "protocols": [
+            {"name": f"random{p}", "split": "random", "train_ratio": p / 100} for p in percents
+        ],
+        "models": models,
+        "output": str(tmp_path / "out"),
+        "results": str(tmp_path / f"{stem}.json"),
+        "report": str(tmp_path / f"{stem}.md"),
+        "map_scene": False,
+    }
 
 
 def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
     """A pretrained row and a LoRA row that starts from it, as the seed-model benchmark does."""
-    spec = _indian_pines_job(tmp_path, "v", [5], [
-        {"name": "sg_pre", "model": "spectralgpt_tiny", "options": {"epochs": 1},
-         "per_protocol": {"random5": {"val_fraction": 0.5}},
-         "pretrain": {"epochs": 1, "samples": 100_000}},
-        {"name": "sg_lora", "model": "spectralgpt_tiny", "init_from": "sg_pre",
-         "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1}}])
+    spec = _indian_pines_job(
+        tmp_path,
+        "v",
+        [5],
+        [
+            {
+                "name": "sg_pre",
+                "model": "spectralgpt_tiny",
+                "options": {"epochs": 1},
+                "per_protocol": {"random5": {"val_fraction": 0.5}},
+                "pretrain": {"epochs": 1, "samples": 100_000},
+            },
+            {
+                "name": "sg_lora",
+                "model": "spectralgpt_tiny",
+                "init_from": "sg_pre",
+                "options": {"epochs": 1, "lora": True, "lora_rank": 2, "lora_cycles": 1},
+            },
+        ],
+    )
     pipeline = tmp_path / "v.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline)
@@ -192,63 +278,117 @@ def test_variants_pretrain_and_start_from_each_other(tmp_path, run_cli):
 
 def test_row_whose_starting_bundle_is_missing_is_refused_before_training(tmp_path, run_cli):
     """`--models` on a LoRA row alone, with its base never trained here: one sentence, exit 2."""
-    spec = {"name": "lora", "dataset": "indian_pines", "seeds": [0], "threads": 1,
-            "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
-            "models": ["lola_specvit_tiny",
-                       {"name": "lola+lora", "model": "lola_specvit_tiny",
-                        "init_from": "lola_specvit_tiny", "options": {"lora": True}}],
-            "output": str(tmp_path / "out"), "results": str(tmp_path / "l.json"),
-            "report": str(tmp_path / "l.md")}
+    spec = {
+        "name": "lora",
+        "dataset": "indian_pines",
+        "seeds": [0],
+        "threads": 1,
+        "protocols": [{"name": "random5", "split": "random", "train_ratio": 0.05}],
+        "models": [
+            "lola_specvit_tiny",
+            {
+                "name": "lola+lora",
+                "model": "lola_specvit_tiny",
+                "init_from": "lola_specvit_tiny",
+                "options": {"lora": True},
+            },
+        ],
+        "output": str(tmp_path / "out"),
+        "results": str(tmp_path / "l.json"),
+        "report": str(tmp_path / "l.md"),
+    }
     pipeline = tmp_path / "l.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline, "--models", "lola+lora")
-    assert_one_sentence_error(result, "lola_specvit_tiny/seed0/model.safetensors",
-                              "add lola_specvit_tiny to --models to train it first")
+    assert_one_sentence_error(
+        result,
+        "lola_specvit_tiny/seed0/model.safetensors",
+        "add lola_specvit_tiny to --models to train it first",
+    )
     assert not (tmp_path / "l.json").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_row_can_be_limited_to_some_protocols(tmp_path, run_cli):
-    spec = _indian_pines_job(tmp_path, "l", [5, 6], [
-        "random_forest", {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]}])
+    spec = _indian_pines_job(
+        tmp_path,
+        "l",
+        [5, 6],
+        ["random_forest", {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]}],
+    )
     pipeline = tmp_path / "l.yaml"
     pipeline.write_text(yaml.safe_dump(spec))
     result = run_cli("run", pipeline)
     assert result.code == 0, result.stdout + result.stderr
     runs = json.loads((tmp_path / "l.json").read_text())["runs"]
     assert sorted((r["protocol"], r["model"]) for r in runs) == [
-        ("random5", "random_forest"), ("random5", "rf_only5"), ("random6", "random_forest")]
+        ("random5", "random_forest"),
+        ("random5", "rf_only5"),
+        ("random6", "random_forest"),
+    ]
     text = (tmp_path / "l.md").read_text()
     assert "| random5 | rf_only5 |" in text and "| random6 | rf_only5 |" not in text
     refused = {  # a row's protocols must agree with the job, its options and its base row
         "unknown protocol(s) spatial": {"protocols": ["spatial"]},
-        "options for protocol(s) it does not run: random6":
-            {"per_protocol": {"random6": {"n_estimators": 10}}},
+        "options for protocol(s) it does not run: random6": {
+            "per_protocol": {"random6": {"n_estimators": 10}}
+        },
         "models: row 'rf_only5': protocols: List should have at least 1 item": {"protocols": []},
     }
     for sentence, change in refused.items():
-        pipeline.write_text(yaml.safe_dump({**spec, "models": [
-            "random_forest", {"name": "rf_only5", "model": "random_forest",
-                              "protocols": ["random5"], **change}]}))
+        pipeline.write_text(
+            yaml.safe_dump(
+                {
+                    **spec,
+                    "models": [
+                        "random_forest",
+                        {
+                            "name": "rf_only5",
+                            "model": "random_forest",
+                            "protocols": ["random5"],
+                            **change,
+                        },
+                    ],
+                }
+            )
+        )
         assert_one_sentence_error(run_cli("run", pipeline), "l.yaml", sentence)
-    pipeline.write_text(yaml.safe_dump({**spec, "models": [
-        {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]},
-        {"name": "rf_next", "model": "random_forest", "init_from": "rf_only5"}]}))
-    assert_one_sentence_error(run_cli("run", pipeline), "l.yaml",
-                              "starts from 'rf_only5', which does not run on random6")
+    pipeline.write_text(
+        yaml.safe_dump(
+            {
+                **spec,
+                "models": [
+                    {"name": "rf_only5", "model": "random_forest", "protocols": ["random5"]},
+                    {"name": "rf_next", "model": "random_forest", "init_from": "rf_only5"},
+                ],
+            }
+        )
+    )
+    assert_one_sentence_error(
+        run_cli("run", pipeline), "l.yaml", "starts from 'rf_only5', which does not run on random6"
+    )
 
 
-@pytest.mark.parametrize("row, fragment", [
-    ({"name": "typo", "model": "cnn3d", "options": {"mixpu": 0.4}},
-     "row 'typo' (random5) options: mixpu: Extra inputs are not permitted"),
-    ({"name": "late", "model": "cnn3d", "per_protocol": {"random5": {"ema": 2}}},
-     "row 'late' (random5) options: recipe.ema: Input should be less than 1"),
-    ({"name": "pre", "model": "less_vit_tiny", "pretrain": {"sampels": 10}},
-     "row 'pre' (random5) pretrain: sampels: Extra inputs are not permitted"),
-], ids=["option", "per-protocol", "pretrain"])
+@pytest.mark.parametrize(
+    "row, fragment",
+    [
+        (
+            {"name": "typo", "model": "cnn3d", "options": {"mixpu": 0.4}},
+            "row 'typo' (random5) options: mixpu: Extra inputs are not permitted",
+        ),
+        (
+            {"name": "late", "model": "cnn3d", "per_protocol": {"random5": {"ema": 2}}},
+            "row 'late' (random5) options: recipe.ema: Input should be less than 1",
+        ),
+        (
+            {"name": "pre", "model": "less_vit_tiny", "pretrain": {"sampels": 10}},
+            "row 'pre' (random5) pretrain: sampels: Extra inputs are not permitted",
+        ),
+    ],
+    ids=["option", "per-protocol", "pretrain"],
+)
 def test_rows_are_validated_when_the_job_loads(tmp_path, run_cli, row, fragment):
     """A misspelt option is refused before any row runs, naming the row."""
     pipeline = tmp_path / "typo.yaml"
-    pipeline.write_text(yaml.safe_dump(_indian_pines_job(tmp_path, "typo", [5],
-                                                         ["svm_rbf", row])))
+    pipeline.write_text(yaml.safe_dump(_indian_pines_job(tmp_path, "typo", [5], ["svm_rbf", row])))
     assert_one_sentence_error(run_cli("run", pipeline), "typo.yaml", fragment)
     assert not (tmp_path / "out").exists() and not (tmp_path / "typo.json").exists()

@@ -19,12 +19,19 @@ QGIS_PYTHON = Path("/usr/bin/python3")
 
 
 def _qgis(*maps: Path) -> list[dict]:
-    if not QGIS_PYTHON.is_file() or subprocess.run(
-            [QGIS_PYTHON, "-c", "import qgis.core"], capture_output=True).returncode != 0:
+    if (
+        not QGIS_PYTHON.is_file()
+        or subprocess.run([QGIS_PYTHON, "-c", "import qgis.core"], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("QGIS's Python bindings are not installed (apt install qgis python3-qgis)")
-    result = subprocess.run([QGIS_PYTHON, REPO / "tests" / "qgis_check.py", *maps],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    result = subprocess.run(
+        [QGIS_PYTHON, REPO / "tests" / "qgis_check.py", *maps],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 

@@ -1,4 +1,5 @@
-"""Every reader: real files from ../shared/data where they exist, synthetic fixtures for the rest."""
+"""Every reader: real files from ../shared/data where they exist, synthetic fixtures for the
+rest."""
 
 from __future__ import annotations
 
@@ -29,8 +30,14 @@ def test_scene_read_asks_only_for_the_window():
         calls.append((tuple(bands), rows, cols))
         return data[bands][:, rows, cols]
 
-    scene = Scene.from_reader(reader, shape=data.shape, dtype=data.dtype,
-                              bands=BandInfo.build(4), path="mem", format="test")
+    scene = Scene.from_reader(
+        reader,
+        shape=data.shape,
+        dtype=data.dtype,
+        bands=BandInfo.build(4),
+        path="mem",
+        format="test",
+    )
     assert calls == []  # opening reads nothing
     values, valid = scene.read(Window(10, 20, 64, 64))
     assert len(calls) == 1
@@ -43,9 +50,15 @@ def test_nodata_and_nan_pixels_are_invalid_and_nan():
     data = synthetic.cube(3, 10, 10).astype("float32")
     data[:, 0, 0] = -9999  # nodata in every band
     data[1, 5, 5] = np.nan  # one non-finite band
-    scene = Scene.from_reader(lambda b, r, c: data[b][:, r, c], shape=data.shape,
-                              dtype=data.dtype, bands=BandInfo.build(3), path="m", format="t",
-                              nodata=-9999)
+    scene = Scene.from_reader(
+        lambda b, r, c: data[b][:, r, c],
+        shape=data.shape,
+        dtype=data.dtype,
+        bands=BandInfo.build(3),
+        path="m",
+        format="t",
+        nodata=-9999,
+    )
     values, valid = scene.read()
     assert not valid[0, 0] and not valid[5, 5] and valid.sum() == 98
     assert np.isnan(values[:, 0, 0]).all()
@@ -55,8 +68,10 @@ def test_twenty_gigabyte_scene_opens_lazily_and_reads_one_window(tmp_path):
     """A sparse 20 GB ENVI file: opening and a 64×64 read stay within a few MB of memory."""
     rows, cols, bands = 40_000, 25_000, 10
     header = tmp_path / "huge.hdr"
-    header.write_text(f"ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\n"
-                      "header offset = 0\ndata type = 4\ninterleave = bsq\nbyte order = 0\n")
+    header.write_text(
+        f"ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\n"
+        "header offset = 0\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+    )
     data_file = tmp_path / "huge.img"
     with open(data_file, "wb") as fh:
         fh.truncate(rows * cols * bands * 4)  # 40 GB apparent, nothing on disk
@@ -77,8 +92,9 @@ def test_twenty_gigabyte_scene_opens_lazily_and_reads_one_window(tmp_path):
 
 def test_geotiff_grid_nodata_and_wavelengths(tmp_path):
     data = synthetic.cube(5)
-    path = synthetic.write_geotiff(tmp_path / "s.tif", data,
-                                   band_wavelengths=synthetic.wavelengths(5), tiled=True)
+    path = synthetic.write_geotiff(
+        tmp_path / "s.tif", data, band_wavelengths=synthetic.wavelengths(5), tiled=True
+    )
     scene = open_scene(path)
     assert scene.format == "GeoTIFF"
     assert scene.crs == synthetic.UTM and scene.transform == synthetic.UTM_TRANSFORM
@@ -108,14 +124,25 @@ def test_real_rgb_geotiff(shared_data):
 def test_envi_layouts(tmp_path, interleave, big_endian, suffix):
     data = synthetic.cube(4, 12, 9, dtype="uint16")
     header, _ = synthetic.write_envi(
-        tmp_path, data, interleave=interleave, big_endian=big_endian, suffix=suffix,
+        tmp_path,
+        data,
+        interleave=interleave,
+        big_endian=big_endian,
+        suffix=suffix,
         map_info="UTM, 1, 1, 500000.0, 4000020.0, 30.0, 30.0, 33, North, WGS-84, units=Meters",
-        extra={"wavelength": "{450, 550, 650, 850}", "fwhm": "{10, 10, 12, 14}",
-               "bbl": "{1, 1, 0, 1}", "data ignore value": "0", "wavelength units": "nm"})
+        extra={
+            "wavelength": "{450, 550, 650, 850}",
+            "fwhm": "{10, 10, 12, 14}",
+            "bbl": "{1, 1, 0, 1}",
+            "data ignore value": "0",
+            "wavelength units": "nm",
+        },
+    )
     scene = open_scene(header)
     np.testing.assert_array_equal(scene.read_raw(), data)
-    np.testing.assert_array_equal(scene.read_raw(Window(2, 3, 4, 5), bands=[3, 1]),
-                                  data[[3, 1], 3:8, 2:6])
+    np.testing.assert_array_equal(
+        scene.read_raw(Window(2, 3, 4, 5), bands=[3, 1]), data[[3, 1], 3:8, 2:6]
+    )
     assert scene.crs.to_epsg() == 32633 and scene.transform == synthetic.UTM_TRANSFORM
     np.testing.assert_array_equal(scene.wavelengths, [450, 550, 650, 850])
     np.testing.assert_array_equal(scene.bad_bands, [False, False, True, False])
@@ -132,8 +159,11 @@ def test_envi_rotated_map_info_matches_gdal(tmp_path):
     """Rotation is honoured with GDAL's convention, so pixels land where QGIS puts them."""
     data = synthetic.cube(2, 10, 8)
     header, data_file = synthetic.write_envi(
-        tmp_path, data, map_info="UTM, 1, 1, 500000.0, 4000000.0, 30.0, 30.0, 33, North, "
-                                 "WGS-84, units=Meters, rotation=25.0")
+        tmp_path,
+        data,
+        map_info="UTM, 1, 1, 500000.0, 4000000.0, 30.0, 30.0, 33, North, "
+        "WGS-84, units=Meters, rotation=25.0",
+    )
     scene = open_scene(header)
     with rasterio.open(data_file) as src:  # GDAL's ENVI driver
         gdal_transform = src.transform
@@ -148,7 +178,23 @@ def test_real_ground_truth_mat_files(shared_data):
     ip = open_scene(shared_data / "indian_pines" / "Indian_pines_gt.mat")
     assert ip.format == "MATLAB v5" and ip.ground_truth.shape == (145, 145)
     assert np.bincount(ip.ground_truth.ravel())[1:].tolist() == [
-        46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93]
+        46,
+        1428,
+        830,
+        237,
+        483,
+        730,
+        28,
+        478,
+        20,
+        972,
+        2455,
+        593,
+        205,
+        1265,
+        386,
+        93,
+    ]
     for stem in ("salinas/Salinas_gt", "pavia_university/PaviaU_gt"):
         v5 = open_scene(shared_data / f"{stem}.mat")
         v73 = open_scene(shared_data / f"{stem}_v73.mat")
@@ -184,8 +230,10 @@ def test_mat_cube_and_ground_truth_found_without_fixed_keys(tmp_path, version):
     assert scene.format == f"MATLAB {version}"
     assert (scene.count, scene.height, scene.width) == (bands, rows, cols)
     np.testing.assert_array_equal(scene.read_raw(), cube.transpose(2, 0, 1))
-    np.testing.assert_array_equal(scene.read_raw(Window(2, 1, 3, 4), bands=[5, 0]),
-                                  cube[1:5, 2:5][:, :, [5, 0]].transpose(2, 0, 1))
+    np.testing.assert_array_equal(
+        scene.read_raw(Window(2, 1, 3, 4), bands=[5, 0]),
+        cube[1:5, 2:5][:, :, [5, 0]].transpose(2, 0, 1),
+    )
     np.testing.assert_array_equal(scene.ground_truth, truth)
 
 
@@ -210,8 +258,10 @@ def test_enmap_product_metadata(tmp_path, zip_it):
 
 # -- ERA5 / NetCDF / GRIB ------------------------------------------------------------------------
 
-needs_grib = pytest.mark.skipif(importlib.util.find_spec("cfgrib") is None,
-                                reason="cfgrib/eccodes not installed (pip install 'hsikit[era5]')")
+needs_grib = pytest.mark.skipif(
+    importlib.util.find_spec("cfgrib") is None,
+    reason="cfgrib/eccodes not installed (pip install 'hsikit[era5]')",
+)
 
 
 @needs_grib
@@ -247,9 +297,14 @@ def test_gridded_ascending_latitudes_and_0_360_longitudes(tmp_path, store):
     lat = np.array([-10.0, 0.0, 10.0])
     lon = np.arange(0.0, 360.0, 90.0)
     temps = np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4)
-    ds = xr.Dataset({"t": (("pressure_level", "latitude", "longitude"), temps)},
-                    coords={"pressure_level": ("pressure_level", [850.0, 500.0], {"units": "hPa"}),
-                            "latitude": lat, "longitude": lon})
+    ds = xr.Dataset(
+        {"t": (("pressure_level", "latitude", "longitude"), temps)},
+        coords={
+            "pressure_level": ("pressure_level", [850.0, 500.0], {"units": "hPa"}),
+            "latitude": lat,
+            "longitude": lon,
+        },
+    )
     path = tmp_path / store
     if store.endswith(".nc"):
         ds.to_netcdf(path, engine="h5netcdf")
@@ -273,8 +328,10 @@ def test_info_samples_the_nodata_fraction_of_large_scenes(tmp_path, run_cli):
     import json
 
     header = tmp_path / "big.hdr"
-    header.write_text("ENVI\nsamples = 2000\nlines = 1500\nbands = 2\ndata type = 2\n"
-                      "interleave = bsq\ndata ignore value = 0\n")
+    header.write_text(
+        "ENVI\nsamples = 2000\nlines = 1500\nbands = 2\ndata type = 2\n"
+        "interleave = bsq\ndata ignore value = 0\n"
+    )
     with open(tmp_path / "big.img", "wb") as fh:
         fh.truncate(2000 * 1500 * 2 * 2)  # all zeros = all nodata
     summary = json.loads(run_cli("info", header, "--json").stdout)

@@ -47,15 +47,18 @@ def _slow_guided_filter(guide, probabilities, valid, radius, eps):
             rows, cols = window(i, j)
             m = valid[rows, cols]
             for k in range(len(probabilities)):
-                out[k, i, j] = (a[:, k, rows, cols][:, m].mean(axis=1) @ guide[:, i, j]
-                                + b[k, rows, cols][m].mean())
+                out[k, i, j] = (
+                    a[:, k, rows, cols][:, m].mean(axis=1) @ guide[:, i, j]
+                    + b[k, rows, cols][m].mean()
+                )
     out = np.clip(out, 0, None)
     total = out.sum(0, keepdims=True)
     return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
 
 
-@pytest.mark.parametrize("radius, eps, channels", [(1, 0.01, 1), (2, 0.1, 1), (1, 0.01, 3),
-                                                   (2, 0.03, 3)])
+@pytest.mark.parametrize(
+    "radius, eps, channels", [(1, 0.01, 1), (2, 0.1, 1), (1, 0.01, 3), (2, 0.03, 3)]
+)
 def test_guided_filter_matches_the_pixel_by_pixel_definition(radius, eps, channels):
     rng = np.random.default_rng(radius)
     guide = rng.normal(size=(channels, 13, 17))
@@ -82,8 +85,7 @@ def _two_fields(step_channel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_an_isolated_error_is_removed_and_the_field_edge_kept():
     guide, truth, probabilities = _two_fields(step_channel=0)
-    smoothed = guided_filter(guide[:1], probabilities, np.ones((9, 12), bool),
-                             Smoothing(radius=1))
+    smoothed = guided_filter(guide[:1], probabilities, np.ones((9, 12), bool), Smoothing(radius=1))
     assert (smoothed.argmax(0) == truth).all()
     # a plain 3 × 3 average of the same probabilities would have blurred nothing here either,
     # but it moves the edge pixels towards 50 %: the guided filter keeps them confident
@@ -104,8 +106,22 @@ def test_a_colour_guide_keeps_an_edge_the_first_component_does_not_show():
 def test_smoothing_cleans_a_noisy_map_and_travels_with_the_bundle(tmp_path, run_cli):
     scene, labels, truth = synthetic.class_scene(tmp_path, bands=12, noise=1500)
     bundle = tmp_path / "model.safetensors"
-    result = run_cli("train", scene, "--labels", labels, "--model", "random_forest", "--split",
-                     "random", "--train-ratio", "0.3", "--smooth", "1", "-o", bundle)
+    result = run_cli(
+        "train",
+        scene,
+        "--labels",
+        labels,
+        "--model",
+        "random_forest",
+        "--split",
+        "random",
+        "--train-ratio",
+        "0.3",
+        "--smooth",
+        "1",
+        "-o",
+        bundle,
+    )
     assert result.code == 0, result.stderr
     assert "with smoothing (radius 1); without: OA" in result.stdout
     report = json.loads((tmp_path / "model_report" / "metrics.json").read_text())
@@ -116,9 +132,13 @@ def test_smoothing_cleans_a_noisy_map_and_travels_with_the_bundle(tmp_path, run_
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert again["oa"] == report["oa"] and again["unsmoothed"] == report["unsmoothed"]
     maps = {}
-    for name, extra in {"own": [], "small_windows": ["--window", "16"],
-                        "off": ["--smooth", "0"], "wider": ["--smooth", "2"],
-                        "edges_blur": ["--smooth-eps", "100"]}.items():
+    for name, extra in {
+        "own": [],
+        "small_windows": ["--window", "16"],
+        "off": ["--smooth", "0"],
+        "wider": ["--smooth", "2"],
+        "edges_blur": ["--smooth-eps", "100"],
+    }.items():
         result = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / f"{name}.tif", *extra)
         assert result.code == 0, result.stderr
         with rasterio.open(tmp_path / f"{name}.tif") as out:
@@ -135,26 +155,52 @@ def test_smoothing_cleans_a_noisy_map_and_travels_with_the_bundle(tmp_path, run_
     assert described["test_metrics"]["unsmoothed"]["oa"] == report["unsmoothed"]["oa"]
 
 
-def test_smoothing_widens_the_spatial_buffer_so_no_test_pixel_sees_a_training_one(tmp_path,
-                                                                                   run_cli):
+def test_smoothing_widens_the_spatial_buffer_so_no_test_pixel_sees_a_training_one(
+    tmp_path, run_cli
+):
     """A smoothed pixel's class depends on the patches 2 × radius pixels around it."""
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=12)
     for name, extra in {"plain": [], "smoothed": ["--smooth", "2"]}.items():
-        result = run_cli("train", scene, "--labels", labels, "--model", "random_forest",
-                         "--split", "spatial", "--block-size", "12", "--patch-size", "5",
-                         *extra, "-o", tmp_path / f"{name}.safetensors")
+        result = run_cli(
+            "train",
+            scene,
+            "--labels",
+            labels,
+            "--model",
+            "random_forest",
+            "--split",
+            "spatial",
+            "--block-size",
+            "12",
+            "--patch-size",
+            "5",
+            *extra,
+            "-o",
+            tmp_path / f"{name}.safetensors",
+        )
         assert result.code == 0, result.stderr
-    spec = {name: json.loads((tmp_path / f"{name}_report" / "split.json").read_text())["spec"]
-            for name in ("plain", "smoothed")}
+    spec = {
+        name: json.loads((tmp_path / f"{name}_report" / "split.json").read_text())["spec"]
+        for name in ("plain", "smoothed")
+    }
     assert (spec["plain"]["patch_size"], spec["smoothed"]["patch_size"]) == (5, 5 + 4 * 2)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--smooth-eps", "0.1"], "--smooth-eps sets part of the smoothing, and no smoothing is on"),
-    (["--smooth-guide", "1"], "--smooth-guide sets part of the smoothing, and no smoothing is on"),
-    (["--smooth", "1", "--smooth-eps", "-1"], "must be above 0"),
-    (["--smooth", "1", "--smooth-guide", "0"], "needs at least 1 component, not 0"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (
+            ["--smooth-eps", "0.1"],
+            "--smooth-eps sets part of the smoothing, and no smoothing is on",
+        ),
+        (
+            ["--smooth-guide", "1"],
+            "--smooth-guide sets part of the smoothing, and no smoothing is on",
+        ),
+        (["--smooth", "1", "--smooth-eps", "-1"], "must be above 0"),
+        (["--smooth", "1", "--smooth-guide", "0"], "needs at least 1 component, not 0"),
+    ],
+)
 def test_smoothing_options_are_checked(tmp_path, run_cli, args, fragment):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=16, cols=20)
     result = run_cli("classify", scene, "--labels", labels, *args, "-o", tmp_path / "map.tif")
@@ -166,9 +212,24 @@ def test_the_guide_is_chosen_recorded_and_kept_for_bundles_of_format_1(tmp_path,
     """A bundle written before colour guides (format 1) maps as it did: first component only."""
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=12, noise=1500)
     bundle = tmp_path / "model.safetensors"
-    result = run_cli("train", scene, "--labels", labels, "--model", "random_forest", "--pca",
-                     "4", "--split", "random", "--train-ratio", "0.3", "--smooth", "2",
-                     "-o", bundle)
+    result = run_cli(
+        "train",
+        scene,
+        "--labels",
+        labels,
+        "--model",
+        "random_forest",
+        "--pca",
+        "4",
+        "--split",
+        "random",
+        "--train-ratio",
+        "0.3",
+        "--smooth",
+        "2",
+        "-o",
+        bundle,
+    )
     assert result.code == 0, result.stderr
     assert "guided by the first 3 principal component(s)" in run_cli("info", bundle).stdout
 
@@ -179,11 +240,22 @@ def test_the_guide_is_chosen_recorded_and_kept_for_bundles_of_format_1(tmp_path,
     old = synthetic.edited_bundle(bundle, tmp_path / "old.safetensors", old_format)
     assert "guided by the first 1 principal component(s)" in run_cli("info", old).stdout
     probabilities = {}
-    for name, model, extra in (("colour", bundle, []), ("old", old, []),
-                               ("grey", bundle, ["--smooth-guide", "1"]),
-                               ("old_colour", old, ["--smooth-guide", "3"])):
-        result = run_cli("classify", scene, "-m", model, "-o", tmp_path / f"{name}.tif",
-                         "--probabilities", *extra)
+    for name, model, extra in (
+        ("colour", bundle, []),
+        ("old", old, []),
+        ("grey", bundle, ["--smooth-guide", "1"]),
+        ("old_colour", old, ["--smooth-guide", "3"]),
+    ):
+        result = run_cli(
+            "classify",
+            scene,
+            "-m",
+            model,
+            "-o",
+            tmp_path / f"{name}.tif",
+            "--probabilities",
+            *extra,
+        )
         assert result.code == 0, result.stderr
         with rasterio.open(tmp_path / f"{name}_probabilities.tif") as out:
             probabilities[name] = out.read()

@@ -18,13 +18,16 @@ def _fields(seed: int, shape=(96, 80), classes=6) -> np.ndarray:
     for _ in range(40):
         r, c = rng.integers(0, shape[0] - 8), rng.integers(0, shape[1] - 8)
         h, w = rng.integers(4, 20), rng.integers(4, 20)
-        labels[r:r + h, c:c + w] = rng.integers(1, classes + 1)
+        labels[r : r + h, c : c + w] = rng.integers(1, classes + 1)
     return labels
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), patch=st.sampled_from([1, 3, 5, 7, 9, 11]),
-       block=st.sampled_from([8, 12, 16, 24]))
+@given(
+    seed=st.integers(0, 10_000),
+    patch=st.sampled_from([1, 3, 5, 7, 9, 11]),
+    block=st.sampled_from([8, 12, 16, 24]),
+)
 def test_no_training_patch_covers_a_test_or_val_pixel(seed, patch, block):
     labels = _fields(seed)
     split = make_split(labels, SplitSpec("spatial", seed=seed, patch_size=patch, block_size=block))
@@ -37,7 +40,7 @@ def test_every_class_with_enough_blocks_is_in_train_and_test():
     labels = np.zeros((64, 64), np.uint8)
     for k in range(1, 5):  # each class spread over four blocks far apart
         for r, c in ((0, 0), (0, 32), (32, 0), (32, 32)):
-            labels[r + 2 * k: r + 2 * k + 2, c + 4: c + 12] = k
+            labels[r + 2 * k : r + 2 * k + 2, c + 4 : c + 12] = k
     split = make_split(labels, SplitSpec("spatial", seed=3, patch_size=3, block_size=16))
     for k in range(1, 5):
         assert (labels[split.roles == TRAIN] == k).any(), k

@@ -24,7 +24,8 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(name: str, path: Path) -> set[str]:
@@ -41,8 +42,10 @@ def _imports(name: str, path: Path) -> set[str]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
-                                    + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - child.level + 1]
+                        + ([base] if base else [])
+                    )
                 for alias in child.names:  # a submodule, else a name defined in ``base``
                     submodule = f"{base}.{alias.name}"
                     found.add(submodule if submodule in MODULES else base)
@@ -62,7 +65,7 @@ def _cycle() -> list[str] | None:
         stack.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (found := walk(target)):
                 return found
         state[node] = 2
@@ -83,7 +86,8 @@ def test_no_import_cycle():
 def test_every_module_imports_in_a_fresh_interpreter():
     names = [n for n in MODULES if not n.endswith("__main__")]
     script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
-    result = subprocess.run([sys.executable, "-c", script, *names], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *names], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr.strip().splitlines()[-1:]
     assert len(names) > 40  # the walk found the package

@@ -14,11 +14,20 @@ from tests.conftest import assert_one_sentence_error
 def test_a_config_file_trains_and_the_command_line_overrides_it(tmp_path, run_cli):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=8, rows=20, cols=24)
     config = tmp_path / "row.yaml"
-    config.write_text(yaml.safe_dump({"model": "random_forest", "split": "random",
-                                      "train_ratio": 0.2, "labels": [str(labels)],
-                                      "recipe": {"weight_decay": 0.5}}))
-    result = run_cli("train", scene, "--config", config, "--train-ratio", "0.3",
-                     "-o", tmp_path / "m.safetensors")
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": "random_forest",
+                "split": "random",
+                "train_ratio": 0.2,
+                "labels": [str(labels)],
+                "recipe": {"weight_decay": 0.5},
+            }
+        )
+    )
+    result = run_cli(
+        "train", scene, "--config", config, "--train-ratio", "0.3", "-o", tmp_path / "m.safetensors"
+    )
     assert result.code == 0, result.stderr + result.stdout
     recorded = json.loads((tmp_path / "m_report" / "config.json").read_text())
     assert recorded["model"] == "random_forest" and recorded["train_ratio"] == 0.3

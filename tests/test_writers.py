@@ -1,4 +1,5 @@
-"""Writers, checked by reopening what a user would open: grid, nodata, colours, names, COG layout."""
+"""Writers, checked by reopening what a user would open: grid, nodata, colours, names, COG
+layout."""
 
 from __future__ import annotations
 
@@ -50,7 +51,10 @@ def test_class_map_is_a_gis_ready_cog(tmp_path):
     qml = ET.parse(tmp_path / "map.qml").getroot()
     entries = qml.findall(".//paletteEntry")
     assert [(e.get("value"), e.get("label"), e.get("color")) for e in entries] == [
-        ("1", "Water", "#1f77b4"), ("2", "Forest", "#ff7f0e"), ("3", "Crop", "#2ca02c")]
+        ("1", "Water", "#1f77b4"),
+        ("2", "Forest", "#ff7f0e"),
+        ("3", "Crop", "#2ca02c"),
+    ]
     assert read_class_table(path) == TABLE
 
 
@@ -73,10 +77,12 @@ def test_confidence_and_probabilities_written_beside_the_map(tmp_path):
     probs = np.zeros((3, 30, 40), "float32")
     probs[1] = 0.8
     probs[0] = 0.2
-    with ClassMapWriter(tmp_path / "map.tif", grid, TABLE, confidence=True,
-                        probabilities=True) as writer:
-        writer.write(Window(0, 0, 40, 30), classes, confidence=probs.max(axis=0),
-                     probabilities=probs)
+    with ClassMapWriter(
+        tmp_path / "map.tif", grid, TABLE, confidence=True, probabilities=True
+    ) as writer:
+        writer.write(
+            Window(0, 0, 40, 30), classes, confidence=probs.max(axis=0), probabilities=probs
+        )
     with rasterio.open(tmp_path / "map_confidence.tif") as src:
         conf = src.read(1)
         assert conf[0, 0] == 255 and conf[5, 5] == 80 and src.nodata == 255
@@ -97,8 +103,9 @@ def test_failed_write_leaves_nothing_at_the_output(tmp_path):
 def test_geotiff_envi_zarr_geotiff_round_trip(tmp_path, run_cli):
     data = synthetic.cube(5, 33, 41)
     data[:, 0, 0] = -9999
-    src = synthetic.write_geotiff(tmp_path / "in.tif", data,
-                                  band_wavelengths=synthetic.wavelengths(5))
+    src = synthetic.write_geotiff(
+        tmp_path / "in.tif", data, band_wavelengths=synthetic.wavelengths(5)
+    )
     with rasterio.open(src, "r+") as dst:
         dst.update_tags(4, bbl="0")
     chain = [src, tmp_path / "a.hdr", tmp_path / "b.zarr", tmp_path / "c.tif"]
@@ -108,8 +115,9 @@ def test_geotiff_envi_zarr_geotiff_round_trip(tmp_path, run_cli):
     first, last = open_scene(src), open_scene(chain[-1])
     np.testing.assert_array_equal(last.read_raw(), data)
     for coord in ("wavelength", "fwhm", "bad_band", "scale", "offset"):
-        np.testing.assert_allclose(last.band_values(coord).astype(float),
-                                   first.band_values(coord).astype(float), rtol=1e-6)
+        np.testing.assert_allclose(
+            last.band_values(coord).astype(float), first.band_values(coord).astype(float), rtol=1e-6
+        )
     assert last.bad_bands.tolist() == [False, False, False, True, False]
     assert last.crs == first.crs and last.transform == first.transform
     assert last.nodata == -9999

@@ -17,8 +17,11 @@ from rich.console import Console
 from hsikit.devices import DEVICE_HELP
 from hsikit.errors import HsikitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Hyperspectral and geospatial rasters to GIS-ready maps.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Hyperspectral and geospatial rasters to GIS-ready maps.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="The data catalog: list, fetch, import.")
 app.add_typer(data_app, name="data")
 out = Console()
@@ -29,22 +32,37 @@ SceneArg = Annotated[str, typer.Argument(help="Scene file or folder, or a catalo
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path.")]
 MemberOpt = Annotated[int | None, typer.Option(help="Ensemble member index (ERA5); default 0.")]
 TimeOpt = Annotated[str | None, typer.Option(help="Time index or ISO time (ERA5); default first.")]
-SmoothOpt = Annotated[int | None, typer.Option(
-    min=0, help="Edge-preserving smoothing of the class probabilities (guided filter) with "
-                "this radius in pixels; 0 = off.")]
+SmoothOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Edge-preserving smoothing of the class probabilities (guided filter) with "
+        "this radius in pixels; 0 = off.",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
-SmoothEpsOpt = Annotated[float | None, typer.Option(
-    help="The smoothing's ε (> 0): guide steps above about √ε count as field edges (default "
-         "0.01).")]
-SmoothGuideOpt = Annotated[int | None, typer.Option(
-    help="Principal components in the smoothing's guide image: 3 (default) a colour guide, "
-         "1 the first component alone.")]
+SmoothEpsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="The smoothing's ε (> 0): guide steps above about √ε count as field edges (default "
+        "0.01)."
+    ),
+]
+SmoothGuideOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Principal components in the smoothing's guide image: 3 (default) a colour guide, "
+        "1 the first component alone."
+    ),
+]
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (and the "
-                                                           "libraries' own log messages).")
-                           ] = False) -> None:
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (and the libraries' own log messages).")
+    ] = False,
+) -> None:
     _state["debug"] = debug
     if debug:
         logging.basicConfig(level=logging.WARNING)
@@ -61,8 +79,9 @@ def scene_arg(argument: str, member: int | None = None, time: str | None = None)
         options["time"] = int(time) if time.lstrip("-").isdigit() else time
     opened = resolve_scene(argument, **options)
     for warning in opened.warnings:
-        err.print(f"[bold yellow]warning:[/] {opened.path}: {warning}", highlight=False,
-                  soft_wrap=True)
+        err.print(
+            f"[bold yellow]warning:[/] {opened.path}: {warning}", highlight=False, soft_wrap=True
+        )
     return opened
 
 

@@ -46,10 +46,11 @@ def data_list() -> None:
     from hsikit.data.fetch import cached_file
 
     cards = catalog()
-    table = Table(_whole_names_column(list(cards)), "kind", "sensor", "size", "classes",
-                  "available")
+    table = Table(
+        _whole_names_column(list(cards)), "kind", "sensor", "size", "classes", "available"
+    )
     for name, card in cards.items():
-        size = (f"{card.shape.rows}×{card.shape.cols}×{card.shape.bands}" if card.shape else "")
+        size = f"{card.shape.rows}×{card.shape.cols}×{card.shape.bands}" if card.shape else ""
         if card.offline_source:
             here = f"yes ({card.offline_source})"
         elif card.files:
@@ -71,20 +72,30 @@ def data_info(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
         return
     out.print(f"[bold]{card.title}[/bold] ({card.name}, {card.kind})\n{card.description}\n")
     if card.shape:
-        out.print(f"size: {card.shape.rows}×{card.shape.cols}, {card.shape.bands} bands; "
-                  f"GSD {card.gsd_m} m")
+        out.print(
+            f"size: {card.shape.rows}×{card.shape.cols}, {card.shape.bands} bands; "
+            f"GSD {card.gsd_m} m"
+        )
     if card.spectral:
-        out.print(f"spectral: {card.spectral.range_nm[0]:g}–{card.spectral.range_nm[1]:g} nm, "
-                  f"{card.spectral.band_count} bands ({card.spectral.source})")
+        out.print(
+            f"spectral: {card.spectral.range_nm[0]:g}–{card.spectral.range_nm[1]:g} nm, "
+            f"{card.spectral.band_count} bands ({card.spectral.source})"
+        )
     for spec in card.files:
-        out.print(f"file: {spec.name} ({spec.role}, {spec.bytes or '?'} bytes, "
-                  f"sha256 {spec.sha256 or 'not published'})")
+        out.print(
+            f"file: {spec.name} ({spec.role}, {spec.bytes or '?'} bytes, "
+            f"sha256 {spec.sha256 or 'not published'})"
+        )
     if card.classes:
         table = Table("value", "class", "colour", "pixels")
         counts = card.class_counts or [None] * len(card.classes)
         for cls, count in zip(card.classes, counts):
-            table.add_row(str(cls.value), cls.name, f"[{cls.colour}]██[/] {cls.colour}",
-                          "" if count is None else str(count))
+            table.add_row(
+                str(cls.value),
+                cls.name,
+                f"[{cls.colour}]██[/] {cls.colour}",
+                "" if count is None else str(count),
+            )
         out.print(table)
     out.print(f"licence: {card.licence}\ncitation: {card.citation}")
 
@@ -92,16 +103,22 @@ def data_info(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 @data_app.command("fetch")
 def data_fetch(
     name: str,
-    mirror: Annotated[str | None, typer.Option(help="Base URL of a mirror holding the files.")
-                      ] = None,
-    allow_unverified: Annotated[bool, typer.Option(help="Accept files with no published "
-                                                        "sha256.")] = False,
+    mirror: Annotated[
+        str | None, typer.Option(help="Base URL of a mirror holding the files.")
+    ] = None,
+    allow_unverified: Annotated[
+        bool, typer.Option(help="Accept files with no published sha256.")
+    ] = False,
 ) -> None:
     """Download a dataset into the cache (resumable, sha256-checked)."""
     from hsikit.data.fetch import fetch
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         paths = fetch(name, mirror=mirror, allow_unverified=allow_unverified, progress=progress)
     for path in paths:
@@ -118,9 +135,11 @@ def data_import(name: str, files: Annotated[list[Path], typer.Argument()]) -> No
 
 
 @data_app.command("labels")
-def data_labels(name: str, output: OutputOpt,
-                png: Annotated[Path | None, typer.Option(help="Also write a PNG legend.")] = None
-                ) -> None:
+def data_labels(
+    name: str,
+    output: OutputOpt,
+    png: Annotated[Path | None, typer.Option(help="Also write a PNG legend.")] = None,
+) -> None:
     """Write a catalog dataset's ground truth as a class-map COG."""
     from hsikit.data.datasets import load
     from hsikit.writers.classmap import write_class_map
@@ -129,9 +148,19 @@ def data_labels(name: str, output: OutputOpt,
 
     check_map_outputs(output, png)
     dataset = load(name)
-    write_class_map(output, dataset.labels.values, dataset.scene.grid, dataset.labels.classes,
-                    tags=provenance(source=f"catalog:{name}"))
+    write_class_map(
+        output,
+        dataset.labels.values,
+        dataset.scene.grid,
+        dataset.labels.classes,
+        tags=provenance(source=f"catalog:{name}"),
+    )
     if png is not None:
-        class_map_quicklook(dataset.labels.values, dataset.labels.classes, png,
-                            title=dataset.card.title, source=f"catalog:{name}")
+        class_map_quicklook(
+            dataset.labels.values,
+            dataset.labels.classes,
+            png,
+            title=dataset.card.title,
+            source=f"catalog:{name}",
+        )
     out.print(f"wrote {with_sidecars(output)}")

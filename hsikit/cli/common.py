@@ -10,14 +10,24 @@ from hsikit.cli.app import out
 from hsikit.errors import InputError, validation_sentence
 
 
-def check_map_outputs(output: Path, png: Path | None, *, inputs: list = (),
-                       confidence: bool = False, probabilities: bool = False) -> None:
+def check_map_outputs(
+    output: Path,
+    png: Path | None,
+    *,
+    inputs: list = (),
+    confidence: bool = False,
+    probabilities: bool = False,
+) -> None:
     """Every file a map command will write, refused before any work if one is unsafe."""
     from hsikit.writers.classmap import check_class_map_output
     from hsikit.writers.quicklook import check_png_output
 
-    check_class_map_output(output, confidence=confidence, probabilities=probabilities,
-                           inputs=tuple(str(i) for i in inputs))
+    check_class_map_output(
+        output,
+        confidence=confidence,
+        probabilities=probabilities,
+        inputs=tuple(str(i) for i in inputs),
+    )
     if png is not None:
         check_png_output(png, inputs=[str(i) for i in inputs])
 
@@ -27,12 +37,20 @@ def with_sidecars(output: Path) -> str:
     from hsikit.writers.classmap import sidecar_paths
 
     paths = sidecar_paths(output)
-    return (f"{output} (keep with it: {paths['aux'].name} for class names and the attribute "
-            f"table, {paths['qml'].name} for the QGIS style)")
+    return (
+        f"{output} (keep with it: {paths['aux'].name} for class names and the attribute "
+        f"table, {paths['qml'].name} for the QGIS style)"
+    )
 
 
-def config_from_options(config_class: type, command: str, scenes: list[str] | None,
-             labels: list[str] | None, dataset: str | None, **fields: Any) -> Any:
+def config_from_options(
+    config_class: type,
+    command: str,
+    scenes: list[str] | None,
+    labels: list[str] | None,
+    dataset: str | None,
+    **fields: Any,
+) -> Any:
     """A validated config from CLI options; the first problem becomes one sentence."""
     from pydantic import ValidationError
 
@@ -40,17 +58,24 @@ def config_from_options(config_class: type, command: str, scenes: list[str] | No
     try:
         return config_class(scenes=scenes or [], labels=labels or [], dataset=dataset, **given)
     except ValidationError as exc:
-        raise InputError(None, f"invalid {command}ing options: {validation_sentence(exc)}",
-                         f"see 'hsikit {command} --help'") from exc
+        raise InputError(
+            None,
+            f"invalid {command}ing options: {validation_sentence(exc)}",
+            f"see 'hsikit {command} --help'",
+        ) from exc
 
 
 def print_metrics(report: dict) -> None:
     from hsikit.training.report import seed_text
 
-    out.print(f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
-              f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
-              f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels")
+    out.print(
+        f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
+        f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
+        f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels"
+    )
     if "unsmoothed" in report:
         raw = report["unsmoothed"]
-        out.print(f"  with smoothing (radius {report['smoothing']['radius']}); without: OA "
-                  f"{raw['oa']:.2%}  AA {raw['aa']:.2%}  kappa {raw['kappa']:.4f}")
+        out.print(
+            f"  with smoothing (radius {report['smoothing']['radius']}); without: OA "
+            f"{raw['oa']:.2%}  AA {raw['aa']:.2%}  kappa {raw['kappa']:.4f}"
+        )

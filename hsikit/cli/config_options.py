@@ -55,18 +55,25 @@ def option_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
     declarations = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    option = typer.Option(*declarations, help=_help(info, choices),
-                          rich_help_panel=str(extra.get("group", "Options")),
-                          show_default=False)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[annotation | None, option])
+    option = typer.Option(
+        *declarations,
+        help=_help(info, choices),
+        rich_help_panel=str(extra.get("group", "Options")),
+        show_default=False,
+    )
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[annotation | None, option],
+    )
 
 
-def config_parameters(model: type[BaseModel], skip: frozenset[str] = frozenset()
-                      ) -> list[inspect.Parameter]:
+def config_parameters(
+    model: type[BaseModel], skip: frozenset[str] = frozenset()
+) -> list[inspect.Parameter]:
     """One option per config field (sections flattened), except those in ``skip``."""
-    return [option_parameter(name, info) for name, info in config_fields(model)
-            if name not in skip]
+    return [option_parameter(name, info) for name, info in config_fields(model) if name not in skip]
 
 
 def given(values: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -75,8 +82,9 @@ def given(values: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in names and v is not None}
 
 
-def command_with_options(function: Any, leading: list[inspect.Parameter],
-                         model: type[BaseModel], skip: frozenset[str]) -> Any:
+def command_with_options(
+    function: Any, leading: list[inspect.Parameter], model: type[BaseModel], skip: frozenset[str]
+) -> Any:
     """``function(**values)`` with a signature typer reads: ``leading`` parameters, then one
     option per config field."""
     parameters = [*leading, *config_parameters(model, skip)]

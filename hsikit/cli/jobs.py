@@ -14,15 +14,24 @@ from hsikit.cli.app import (
 
 
 @app.command()
-def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")],
-        models: Annotated[str | None, typer.Option(
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (pipelines/*.yaml).")],
+    models: Annotated[
+        str | None,
+        typer.Option(
             help="Comma-separated rows to rerun; the others' runs are kept from the existing "
-                 "results file when their configuration is unchanged.")] = None,
-        seeds: Annotated[str | None, typer.Option(
-            help="Comma-separated seeds to run (others kept as with --models).")] = None,
-        protocols: Annotated[str | None, typer.Option(
-            help="Comma-separated protocols to run (others kept as with --models).")] = None
-        ) -> None:
+            "results file when their configuration is unchanged."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated seeds to run (others kept as with --models)."),
+    ] = None,
+    protocols: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated protocols to run (others kept as with --models)."),
+    ] = None,
+) -> None:
     """Run a declarative job (its kind: a benchmark, …), e.g. the Indian Pines benchmark."""
     from hsikit.jobs import run_job
 

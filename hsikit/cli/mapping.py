@@ -28,14 +28,14 @@ from hsikit.errors import InputError
 def classify(
     scene: SceneArg,
     output: OutputOpt,
-    bundle: Annotated[Path | None, typer.Option("--model-bundle", "-m", help="Trained bundle "
-                                                "(.safetensors).")] = None,
+    bundle: Annotated[
+        Path | None, typer.Option("--model-bundle", "-m", help="Trained bundle (.safetensors).")
+    ] = None,
     labels: Annotated[str | None, typer.Option(help="Train on these labels first.")] = None,
     class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
     model: Annotated[str, typer.Option(help="Model to train with --labels.")] = "cnn3d",
     confidence: Annotated[bool, typer.Option(help="Also write map_confidence.tif.")] = False,
-    probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")
-                             ] = False,
+    probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Patches per forward pass.")] = 1024,
     window: Annotated[int, typer.Option(min=1, help="Window side in pixels.")] = 256,
@@ -56,45 +56,67 @@ def classify(
     from hsikit.writers.atomic import check_output, check_output_folder
 
     if (bundle is None) == (labels is None):
-        raise InputError(None, "give either a bundle (-m) or labels (--labels)",
-                         "see 'hsikit classify --help'")
+        raise InputError(
+            None, "give either a bundle (-m) or labels (--labels)", "see 'hsikit classify --help'"
+        )
     opened = scene_arg(scene)
     inputs = [opened.path, *([labels] if labels else []), *([bundle] if bundle else [])]
-    check_map_outputs(output, png, inputs=inputs, confidence=confidence,
-                       probabilities=probabilities)
+    check_map_outputs(
+        output, png, inputs=inputs, confidence=confidence, probabilities=probabilities
+    )
     device = resolve_device(device)
     if labels is not None:
         chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
-        bundle = check_output(output.with_suffix(".safetensors"), suffixes=BUNDLE_SUFFIXES,
-                              what="a bundle", inputs=inputs)
-        report_dir = check_output_folder(output.with_name(output.stem + "_report"),
-                                         inputs=inputs)
+        bundle = check_output(
+            output.with_suffix(".safetensors"),
+            suffixes=BUNDLE_SUFFIXES,
+            what="a bundle",
+            inputs=inputs,
+        )
+        report_dir = check_output_folder(output.with_name(output.stem + "_report"), inputs=inputs)
     use_threads(threads)
     if labels is not None:
         from hsikit.training.config import train_config
         from hsikit.training.fit import train as run_training
 
-        options = {"scenes": [scene], "labels": [labels], "model": model,
-                   "class_field": class_field, "seed": seed, "threads": threads,
-                   "device": device, "smooth": smooth, "smooth_eps": smooth_eps,
-                   "smooth_guide": smooth_guide}
+        options = {
+            "scenes": [scene],
+            "labels": [labels],
+            "model": model,
+            "class_field": class_field,
+            "seed": seed,
+            "threads": threads,
+            "device": device,
+            "smooth": smooth,
+            "smooth_eps": smooth_eps,
+            "smooth_guide": smooth_guide,
+        }
         config = train_config({k: v for k, v in options.items() if v is not None})
         result = run_training(config, bundle, report_dir)
         print_metrics(result.report)
     loaded = load_bundle(bundle).to(device)
     if (smooth, smooth_eps, smooth_guide) != (None, None, None):
-        loaded = loaded.with_smoothing(chosen_smoothing(smooth, smooth_eps, smooth_guide,
-                                                        loaded.meta.smoothing))
+        loaded = loaded.with_smoothing(
+            chosen_smoothing(smooth, smooth_eps, smooth_guide, loaded.meta.smoothing)
+        )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("classifying", total=None)
         summary = classify_scene(
-            opened, loaded, output, window=window, batch_size=batch_size, confidence=confidence,
+            opened,
+            loaded,
+            output,
+            window=window,
+            batch_size=batch_size,
+            confidence=confidence,
             probabilities=probabilities,
-            on_window=lambda done, total: progress.update(task, completed=done, total=total))
+            on_window=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     if png is not None:
         _map_png(output, png)
-    out.print(f"wrote {with_sidecars(output)}: {summary['classified']} pixels classified, "
-              f"{summary['nodata']} nodata")
+    out.print(
+        f"wrote {with_sidecars(output)}: {summary['classified']} pixels classified, "
+        f"{summary['nodata']} nodata"
+    )
 
 
 def _map_png(class_map: Path, png: Path) -> None:
@@ -105,21 +127,29 @@ def _map_png(class_map: Path, png: Path) -> None:
 
     written = open_scene(class_map)
     step = decimation(written.height, written.width, 1024)
-    class_map_quicklook(written.read_raw(bands=[0], step=step)[0], read_class_table(class_map),
-                        png, title=class_map.name, source=str(class_map))
+    class_map_quicklook(
+        written.read_raw(bands=[0], step=step)[0],
+        read_class_table(class_map),
+        png,
+        title=class_map.name,
+        source=str(class_map),
+    )
 
 
 @app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Trained bundle (.safetensors).")],
-    scene: Annotated[str | None, typer.Argument(help="Scene with --labels (independent "
-                                                     "reference data).")] = None,
+    scene: Annotated[
+        str | None, typer.Argument(help="Scene with --labels (independent reference data).")
+    ] = None,
     labels: Annotated[str | None, typer.Option(help="Reference labels for SCENE.")] = None,
     class_field: Annotated[str | None, typer.Option()] = None,
-    dataset: Annotated[str | None, typer.Option(help="Catalog dataset: its test split as "
-                                                     "recorded in the bundle.")] = None,
-    report: Annotated[Path | None, typer.Option(help="Folder for metrics.json and "
-                                                     "confusion.png.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Catalog dataset: its test split as recorded in the bundle.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Folder for metrics.json and confusion.png.")
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Accuracy of a bundle: on its own test split, or on independent labelled data."""
@@ -128,8 +158,15 @@ def evaluate(
 
     if report is not None:
         check_output_folder(report, inputs=[bundle, *filter(None, [scene, labels])])
-    result = evaluate_bundle(bundle, scene=scene, labels=labels, class_field=class_field,
-                             dataset=dataset, report_dir=report, device=device)
+    result = evaluate_bundle(
+        bundle,
+        scene=scene,
+        labels=labels,
+        class_field=class_field,
+        dataset=dataset,
+        report_dir=report,
+        device=device,
+    )
     print_metrics(result)
     if report is not None:
         out.print(f"report: {report}/")

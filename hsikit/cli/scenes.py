@@ -22,8 +22,12 @@ from hsikit.cli.common import check_map_outputs, with_sidecars
 
 
 @app.command()
-def info(scene: SceneArg, as_json: Annotated[bool, typer.Option("--json")] = False,
-         member: MemberOpt = None, time: TimeOpt = None) -> None:
+def info(
+    scene: SceneArg,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    member: MemberOpt = None,
+    time: TimeOpt = None,
+) -> None:
     """Describe a scene (format, grid, bands, wavelengths, nodata) or a model file (.safetensors:
     model, input, classes, training data, test scores)."""
     from hsikit.info import summarize
@@ -58,22 +62,35 @@ def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
         ("size", f"{summary['bands']} bands × {summary['rows']} rows × {summary['cols']} cols"),
         ("dtype", summary["dtype"]),
         ("CRS", summary["crs"] or "none (pixel grid)"),
-        ("resolution", "{:g} × {:g}".format(*summary["resolution"])
-         + (" (rotated)" if summary["rotated"] else "")),
+        (
+            "resolution",
+            "{:g} × {:g}".format(*summary["resolution"])
+            + (" (rotated)" if summary["rotated"] else ""),
+        ),
         ("bounds", "{left:g}, {bottom:g}, {right:g}, {top:g}".format(**summary["bounds"])),
-        ("nodata", f"{summary['nodata']} — {summary['nodata_fraction']:.2%} of pixels"
-         + ("" if summary["nodata_fraction_exact"] else " (estimated from a sample)")),
-        ("wavelengths", _wavelengths_text(summary) + (
-            "" if summary["wavelength_range_nm"] is None
-            else f" (from {summary['spectral_metadata_source']})")),
+        (
+            "nodata",
+            f"{summary['nodata']} — {summary['nodata_fraction']:.2%} of pixels"
+            + ("" if summary["nodata_fraction_exact"] else " (estimated from a sample)"),
+        ),
+        (
+            "wavelengths",
+            _wavelengths_text(summary)
+            + (
+                ""
+                if summary["wavelength_range_nm"] is None
+                else f" (from {summary['spectral_metadata_source']})"
+            ),
+        ),
         ("bad bands", ", ".join(map(str, summary["bad_bands"])) or "none"),
         ("scale / offset", f"{_few(summary['scale'])} / {_few(summary['offset'])}"),
         ("band names", ", ".join(names[:6]) + (f", … ({len(names)})" if len(names) > 6 else "")),
     ]
     if summary["ground_truth"]:
         gt = summary["ground_truth"]
-        rows.append(("ground truth", f"{gt['classes']} classes, {gt['labelled_pixels']} "
-                     "labelled pixels"))
+        rows.append(
+            ("ground truth", f"{gt['classes']} classes, {gt['labelled_pixels']} labelled pixels")
+        )
     return rows + [("note", note) for note in summary["notes"]]
 
 
@@ -86,42 +103,75 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
     if summary["kind"] == "pretrained encoder":
         before, after = summary["heldout_loss"]
         return [
-            ("kind", f"pretrained encoder ({summary['objective']}; hsikit "
-                     f"{summary['hsikit_version']}) — fine-tune it with 'hsikit train --init'"),
+            (
+                "kind",
+                f"pretrained encoder ({summary['objective']}; hsikit "
+                f"{summary['hsikit_version']}) — fine-tune it with 'hsikit train --init'",
+            ),
             ("model", f"{summary['model']}, {summary['stored_values']:,} stored values"),
             ("input", f"{bands}; {summary['patch_size']} × {summary['patch_size']} patches"),
             ("pretrained on", f"{trained_on}: {summary['train_patches']:,} patches"),
-            ("held-out loss", f"{before:.4f} → {after:.4f} on {summary['heldout_patches']:,} "
-                              "patches (reconstruction)"),
+            (
+                "held-out loss",
+                f"{before:.4f} → {after:.4f} on {summary['heldout_patches']:,} "
+                "patches (reconstruction)",
+            ),
         ]
     classes = summary["classes"]
     preprocessing = f"PCA {summary['pca']}" if summary["pca"] else "no PCA"
     agnostic = "; runs on any subset with wavelengths" if summary["band_agnostic"] else ""
     rows = [
         ("kind", f"classifier bundle (hsikit {summary['hsikit_version']})"),
-        ("model", f"{summary['model']} ({summary['family']}), {summary['parameters']:,} "
-                  "parameters" + (f" in an ensemble of {summary['members']} networks (class "
-                                  "probabilities averaged)" if summary["members"] > 1 else "")),
-        ("input", f"{bands}{agnostic}; {preprocessing}; {summary['patch_size']} × "
-                  f"{summary['patch_size']} patches"),
-        ("classes", f"{len(classes)}: " + ", ".join(classes[:8])
-         + (", …" if len(classes) > 8 else "")),
+        (
+            "model",
+            f"{summary['model']} ({summary['family']}), {summary['parameters']:,} "
+            "parameters"
+            + (
+                f" in an ensemble of {summary['members']} networks (class probabilities averaged)"
+                if summary["members"] > 1
+                else ""
+            ),
+        ),
+        (
+            "input",
+            f"{bands}{agnostic}; {preprocessing}; {summary['patch_size']} × "
+            f"{summary['patch_size']} patches",
+        ),
+        (
+            "classes",
+            f"{len(classes)}: " + ", ".join(classes[:8]) + (", …" if len(classes) > 8 else ""),
+        ),
         ("trained on", trained_on),
     ]
     if summary["fine_tuned_from"]:
-        rows.append(("fine-tuned from", summary["fine_tuned_from"]
-                     + (" (LoRA, merged)" if summary["lora"] else "")))
+        rows.append(
+            (
+                "fine-tuned from",
+                summary["fine_tuned_from"] + (" (LoRA, merged)" if summary["lora"] else ""),
+            )
+        )
     if summary["smoothing"]:
         smoothing = summary["smoothing"]
-        guide = (f"first {min(smoothing['guide'], summary['pca'])} principal component(s)"
-                 if summary["pca"] else "mean band")
-        rows.append(("smoothing", f"guided filter, radius {smoothing['radius']}, ε "
-                                  f"{smoothing['eps']:g}, guided by the {guide} (every map; "
-                                  "'hsikit classify --smooth 0' turns it off)"))
+        guide = (
+            f"first {min(smoothing['guide'], summary['pca'])} principal component(s)"
+            if summary["pca"]
+            else "mean band"
+        )
+        rows.append(
+            (
+                "smoothing",
+                f"guided filter, radius {smoothing['radius']}, ε "
+                f"{smoothing['eps']:g}, guided by the {guide} (every map; "
+                "'hsikit classify --smooth 0' turns it off)",
+            )
+        )
     scores = summary["test_metrics"]
-    text = (f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa {scores['kappa']:.4f} on "
-            f"{scores['n_test']:,} test pixels" if scores.get("n_test") else
-            "none (no test pixels)")
+    text = (
+        f"OA {scores['oa']:.2%}, AA {scores['aa']:.2%}, kappa {scores['kappa']:.4f} on "
+        f"{scores['n_test']:,} test pixels"
+        if scores.get("n_test")
+        else "none (no test pixels)"
+    )
     if "unsmoothed" in scores:
         text += f" (unsmoothed: OA {scores['unsmoothed']['oa']:.2%})"
     return rows + [("test scores", text)]
@@ -135,8 +185,9 @@ def _few(values: list[float]) -> str:
 def quicklook(
     scene: SceneArg,
     output: OutputOpt,
-    bands: Annotated[str | None, typer.Option(help="Three 1-based bands, e.g. 30,20,10 (or "
-                                                   "one, for grey).")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="Three 1-based bands, e.g. 30,20,10 (or one, for grey).")
+    ] = None,
     max_size: Annotated[int, typer.Option(min=1, help="Longest side in pixels.")] = 1024,
     member: MemberOpt = None,
     time: TimeOpt = None,
@@ -157,16 +208,22 @@ def quicklook(
     table = read_class_table(opened.path) if opened.format == "GeoTIFF" else None
     if table is not None:
         step = decimation(opened.height, opened.width, max_size)
-        class_map_quicklook(opened.read_raw(bands=[0], step=step)[0], table, output,
-                            title=Path(opened.path).name, source=opened.path)
+        class_map_quicklook(
+            opened.read_raw(bands=[0], step=step)[0],
+            table,
+            output,
+            title=Path(opened.path).name,
+            source=opened.path,
+        )
     else:
         scene_quicklook(opened, output, chosen, max_size)
     out.print(f"wrote {output}")
 
 
 @app.command()
-def convert(scene: SceneArg, output: OutputOpt, member: MemberOpt = None,
-            time: TimeOpt = None) -> None:
+def convert(
+    scene: SceneArg, output: OutputOpt, member: MemberOpt = None, time: TimeOpt = None
+) -> None:
     """Copy a cube to GeoTIFF (.tif), ENVI (.hdr) or Zarr (.zarr) with its band metadata."""
     from hsikit.writers.cube import check_cube_output, write_cube
 
@@ -179,12 +236,14 @@ def convert(scene: SceneArg, output: OutputOpt, member: MemberOpt = None,
 @app.command()
 def rasterize(
     scene: SceneArg,
-    labels: Annotated[Path, typer.Argument(help="Vector (GeoPackage, GeoJSON, Shapefile) or "
-                                                "raster labels.")],
+    labels: Annotated[
+        Path, typer.Argument(help="Vector (GeoPackage, GeoJSON, Shapefile) or raster labels.")
+    ],
     output: OutputOpt,
     class_field: Annotated[str | None, typer.Option(help="Field holding the class.")] = None,
-    name_field: Annotated[str | None, typer.Option(help="Field with class names for numeric "
-                                                        "classes.")] = None,
+    name_field: Annotated[
+        str | None, typer.Option(help="Field with class names for numeric classes.")
+    ] = None,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
 ) -> None:
     """Put labels on the scene grid and write them as a class-map COG."""
@@ -196,13 +255,19 @@ def rasterize(
     opened = scene_arg(scene)
     check_map_outputs(output, png, inputs=[labels])
     placed = load_labels(labels, opened, class_field, name_field)
-    write_class_map(output, placed.values, opened.grid, placed.classes,
-                    tags=provenance(source=opened.path, labels=labels))
+    write_class_map(
+        output,
+        placed.values,
+        opened.grid,
+        placed.classes,
+        tags=provenance(source=opened.path, labels=labels),
+    )
     if png is not None:
-        class_map_quicklook(placed.values, placed.classes, png, title=labels.name,
-                            source=str(labels))
+        class_map_quicklook(
+            placed.values, placed.classes, png, title=labels.name, source=str(labels)
+        )
     counts = placed.counts()
-    out.print(f"wrote {with_sidecars(output)}: {len(placed.classes)} classes, "
-              f"{sum(counts.values())} labelled pixels")
-
-
+    out.print(
+        f"wrote {with_sidecars(output)}: {len(placed.classes)} classes, "
+        f"{sum(counts.values())} labelled pixels"
+    )

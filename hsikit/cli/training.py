@@ -18,21 +18,45 @@ from hsikit.cli.common import config_from_options, print_metrics
 from hsikit.cli.config_options import command_with_options, given
 
 TRAIN_PARAMETERS = [
-    inspect.Parameter("scenes", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                      annotation=Annotated[list[str] | None, typer.Argument(
-                          help="Scene files, one per --labels (or --dataset).",
-                          show_default=False)]),
-    inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=Path("model.safetensors"),
-                      annotation=Annotated[Path, typer.Option("--output", "-o",
-                                                              help="The bundle to write.")]),
-    inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=Annotated[Path | None, typer.Option(
-                          help="Report folder (default: beside the bundle).",
-                          show_default=False)]),
-    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=Annotated[Path | None, typer.Option(
-                          help="A YAML file of these options (as a benchmark row's); the "
-                               "options given here override it.", show_default=False)]),
+    inspect.Parameter(
+        "scenes",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="Scene files, one per --labels (or --dataset).", show_default=False
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "output",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Path("model.safetensors"),
+        annotation=Annotated[Path, typer.Option("--output", "-o", help="The bundle to write.")],
+    ),
+    inspect.Parameter(
+        "report",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option(help="Report folder (default: beside the bundle).", show_default=False),
+        ],
+    ),
+    inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option(
+                help="A YAML file of these options (as a benchmark row's); the "
+                "options given here override it.",
+                show_default=False,
+            ),
+        ],
+    ),
 ]
 
 
@@ -43,10 +67,12 @@ def _train(**values: Any) -> None:
     from hsikit.training.config import TrainConfig, train_config
     from hsikit.training.fit import train as run_training
 
-    options = given(values, TrainConfig) | ({"scenes": values["scenes"]} if values["scenes"]
-                                            else {})
-    chosen_smoothing(options.get("smooth"), options.get("smooth_eps"),
-                     options.get("smooth_guide"))  # refuses them without --smooth
+    options = given(values, TrainConfig) | (
+        {"scenes": values["scenes"]} if values["scenes"] else {}
+    )
+    chosen_smoothing(
+        options.get("smooth"), options.get("smooth_eps"), options.get("smooth_guide")
+    )  # refuses them without --smooth
     config = train_config(options, values["config"])
     output = values["output"]
     report_dir = values["report"] or output.with_name(output.stem + "_report")
@@ -58,8 +84,9 @@ def _train(**values: Any) -> None:
 def _register_train() -> None:
     from hsikit.training.config import TrainConfig
 
-    app.command("train")(command_with_options(_train, TRAIN_PARAMETERS, TrainConfig,
-                                              skip=frozenset({"scenes"})))
+    app.command("train")(
+        command_with_options(_train, TRAIN_PARAMETERS, TrainConfig, skip=frozenset({"scenes"}))
+    )
 
 
 _register_train()
@@ -67,18 +94,28 @@ _register_train()
 
 @app.command()
 def pretrain(
-    scenes: Annotated[list[str] | None, typer.Argument(help="Scene files or catalog names.")
-                      ] = None,
-    model: Annotated[str, typer.Option(help="less_vit_* (Hyper-MAE) or spectralgpt_* "
-                                            "(3-D MAE).")] = "less_vit_tiny",
+    scenes: Annotated[
+        list[str] | None, typer.Argument(help="Scene files or catalog names.")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="less_vit_* (Hyper-MAE) or spectralgpt_* (3-D MAE).")
+    ] = "less_vit_tiny",
     output: OutputOpt = Path("pretrained.safetensors"),
-    dataset: Annotated[str | None, typer.Option(help="A catalog dataset instead of scenes.")
-                       ] = None,
-    labels: Annotated[list[str] | None, typer.Option("--labels", help="Labels per scene, to "
-                                                     "pretrain inside a split's training "
-                                                     "region only.")] = None,
-    split: Annotated[str, typer.Option(help="none, random or spatial: with a split only its "
-                                            "training pixels are used.")] = "none",
+    dataset: Annotated[
+        str | None, typer.Option(help="A catalog dataset instead of scenes.")
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--labels", help="Labels per scene, to pretrain inside a split's training region only."
+        ),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="none, random or spatial: with a split only its training pixels are used."
+        ),
+    ] = "none",
     samples: Annotated[int | None, typer.Option(help="Patches to pretrain on.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -89,10 +126,23 @@ def pretrain(
     from hsikit.training.pretrain import PretrainConfig
     from hsikit.training.pretrain import pretrain as run_pretraining
 
-    config = config_from_options(PretrainConfig, "pretrain", scenes, labels, dataset, model=model,
-                      split=split, seed=seed, samples=samples, epochs=epochs, threads=threads,
-                      device=device)
+    config = config_from_options(
+        PretrainConfig,
+        "pretrain",
+        scenes,
+        labels,
+        dataset,
+        model=model,
+        split=split,
+        seed=seed,
+        samples=samples,
+        epochs=epochs,
+        threads=threads,
+        device=device,
+    )
     result = run_pretraining(config, output)
-    out.print(f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
-              f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "
-              f"{result['seconds']:.0f} s)\npretrained encoder: {output}")
+    out.print(
+        f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
+        f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "
+        f"{result['seconds']:.0f} s)\npretrained encoder: {output}"
+    )

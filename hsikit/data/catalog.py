@@ -34,8 +34,9 @@ class FileSpec(_Strict):
     url: HttpUrl | None = Field(None, description="direct download; None = manual download")
     bytes: int | None = Field(None, gt=0)
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    array_keys: list[str] = Field(default_factory=list,
-                                  description="known array names in .mat copies (hints only)")
+    array_keys: list[str] = Field(
+        default_factory=list, description="known array names in .mat copies (hints only)"
+    )
 
     @model_validator(mode="after")
     def _plain_name(self) -> FileSpec:
@@ -55,16 +56,19 @@ class SpectralSpec(_Strict):
     range_nm: tuple[float, float]
     centres_nm: list[float] | None = Field(None, description="all sensor bands, before removal")
     fwhm_nm: list[float] | None = None
-    removed_bands: list[int] = Field(default_factory=list,
-                                     description="1-based sensor bands absent from the cube")
+    removed_bands: list[int] = Field(
+        default_factory=list, description="1-based sensor bands absent from the cube"
+    )
     source: str
 
     @model_validator(mode="after")
     def _consistent(self) -> SpectralSpec:
         if self.centres_nm is not None:
             if len(self.centres_nm) - len(self.removed_bands) != self.band_count:
-                raise ValueError(f"{len(self.centres_nm)} centres minus "
-                                 f"{len(self.removed_bands)} removed ≠ {self.band_count} bands")
+                raise ValueError(
+                    f"{len(self.centres_nm)} centres minus "
+                    f"{len(self.removed_bands)} removed ≠ {self.band_count} bands"
+                )
             if self.fwhm_nm is not None and len(self.fwhm_nm) != len(self.centres_nm):
                 raise ValueError("fwhm_nm and centres_nm differ in length")
             if any(not 1 <= b <= len(self.centres_nm) for b in self.removed_bands):
@@ -136,11 +140,13 @@ def load_card(path: Path) -> DatasetCard:
     except yaml.YAMLError as exc:
         raise CatalogError(path, f"the card is not valid YAML ({exc})", "fix the card") from exc
     except ValidationError as exc:
-        raise CatalogError(path, f"invalid card: {validation_sentence(exc)}", "fix the card"
-                           ) from exc
+        raise CatalogError(
+            path, f"invalid card: {validation_sentence(exc)}", "fix the card"
+        ) from exc
     if card.name != path.stem:
-        raise CatalogError(path, f"the card's name '{card.name}' differs from its file name",
-                           "rename one of them")
+        raise CatalogError(
+            path, f"the card's name '{card.name}' differs from its file name", "rename one of them"
+        )
     return card
 
 
@@ -153,8 +159,7 @@ def catalog() -> dict[str, DatasetCard]:
 def get_card(name: str) -> DatasetCard:
     cards = catalog()
     if name not in cards:
-        raise CatalogError(None, f"unknown dataset '{name}'",
-                           f"known datasets: {', '.join(cards)}")
+        raise CatalogError(None, f"unknown dataset '{name}'", f"known datasets: {', '.join(cards)}")
     return cards[name]
 
 

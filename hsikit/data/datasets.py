@@ -35,8 +35,11 @@ class Dataset:
 def load(name: str) -> Dataset:
     card = get_card(name)
     if card.kind != "scene":
-        raise CatalogError(None, f"'{name}' is a {card.kind} card, not a scene",
-                           "open product files directly, e.g. 'hsikit info PRODUCT'")
+        raise CatalogError(
+            None,
+            f"'{name}' is a {card.kind} card, not a scene",
+            "open product files directly, e.g. 'hsikit info PRODUCT'",
+        )
     if card.offline_source == "tensorly":
         scene, truth = _from_tensorly(card)
     else:
@@ -51,21 +54,31 @@ def _card_bands(card: DatasetCard, scene: Scene) -> BandInfo:
     kept = spectral.kept_centres() if spectral else None
     if kept is None or kept[0].size != scene.count:
         return scene.band_info()
-    return BandInfo.build(scene.count, wavelength=kept[0], fwhm=kept[1],
-                          name=[f"{w:.1f} nm" for w in kept[0]],
-                          source=f"catalog card ({spectral.source})")
+    return BandInfo.build(
+        scene.count,
+        wavelength=kept[0],
+        fwhm=kept[1],
+        name=[f"{w:.1f} nm" for w in kept[0]],
+        source=f"catalog card ({spectral.source})",
+    )
 
 
 def _from_tensorly(card: DatasetCard) -> tuple[Scene, np.ndarray]:
     spec = importlib.util.find_spec("tensorly")
     if spec is None or spec.origin is None:
-        raise CatalogError(None, f"'{card.name}' is read from the tensorly package, which is not "
-                           "installed", "install it with: pip install 'hsikit[datasets]'")
+        raise CatalogError(
+            None,
+            f"'{card.name}' is read from the tensorly package, which is not installed",
+            "install it with: pip install 'hsikit[datasets]'",
+        )
     folder = Path(spec.origin).parent / "datasets" / "data"
     cube_file, gt_file = folder / "Indian_pines_corrected.npy", folder / "Indian_pines_gt.npy"
     if not (cube_file.is_file() and gt_file.is_file()):
-        raise CatalogError(folder, "tensorly does not ship the Indian Pines files here",
-                           "install tensorly 0.8 or newer")
+        raise CatalogError(
+            folder,
+            "tensorly does not ship the Indian Pines files here",
+            "install tensorly 0.8 or newer",
+        )
     cube = np.load(cube_file, mmap_mode="r", allow_pickle=False)  # (rows, cols, bands)
     truth = np.load(gt_file, allow_pickle=False)
 
@@ -74,8 +87,12 @@ def _from_tensorly(card: DatasetCard) -> tuple[Scene, np.ndarray]:
 
     rows, cols, count = cube.shape
     scene = Scene.from_reader(
-        read, shape=(count, rows, cols), dtype=cube.dtype, bands=BandInfo.build(count),
-        path=f"catalog:{card.name}", format="tensorly (Indian Pines)",
+        read,
+        shape=(count, rows, cols),
+        dtype=cube.dtype,
+        bands=BandInfo.build(count),
+        path=f"catalog:{card.name}",
+        format="tensorly (Indian Pines)",
         notes=["pixel grid: the benchmark scene carries no georeferencing"],
     )
     return scene, truth
@@ -84,15 +101,21 @@ def _from_tensorly(card: DatasetCard) -> tuple[Scene, np.ndarray]:
 def _from_cache(card: DatasetCard) -> tuple[Scene, np.ndarray]:
     cube_file, gt_file = cached_file(card, "cube"), cached_file(card, "ground_truth")
     if cube_file is None or gt_file is None:
-        raise CatalogError(dataset_folder(card.name), f"'{card.name}' is not in the cache",
-                           f"run 'hsikit data fetch {card.name}' (or 'hsikit data import')")
+        raise CatalogError(
+            dataset_folder(card.name),
+            f"'{card.name}' is not in the cache",
+            f"run 'hsikit data fetch {card.name}' (or 'hsikit data import')",
+        )
     scene = open_scene(cube_file)
     truth = open_scene(gt_file).ground_truth
     if truth is None:
         raise InputError(gt_file, "no ground-truth array found", "re-import the file")
     if truth.shape != (scene.height, scene.width):
-        raise InputError(gt_file, f"ground truth is {truth.shape} but the cube is "
-                         f"{scene.height}×{scene.width}", "re-import matching files")
+        raise InputError(
+            gt_file,
+            f"ground truth is {truth.shape} but the cube is {scene.height}×{scene.width}",
+            "re-import matching files",
+        )
     return scene, truth
 
 
@@ -105,6 +128,9 @@ def resolve_scene(argument: str, **options: object) -> Scene:
         return load(argument).scene
     except CatalogError as exc:
         if "unknown dataset" in exc.problem:
-            raise InputError(path, "no such file or folder (nor a catalog dataset name)",
-                             "check the path, or see 'hsikit data list'") from exc
+            raise InputError(
+                path,
+                "no such file or folder (nor a catalog dataset name)",
+                "check the path, or see 'hsikit data list'",
+            ) from exc
         raise

@@ -41,16 +41,19 @@ def _source_url(spec: FileSpec, card: DatasetCard, mirror: str | None) -> str:
     elif spec.url is not None:
         url = str(spec.url)
     else:
-        raise DownloadError(None, f"{card.name}: {spec.name} has no direct download link",
-                            f"download it from {card.download_page} and run "
-                            f"'hsikit data import {card.name} FILE…'")
+        raise DownloadError(
+            None,
+            f"{card.name}: {spec.name} has no direct download link",
+            f"download it from {card.download_page} and run 'hsikit data import {card.name} FILE…'",
+        )
     if urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(None, f"refusing to download from '{url}'", "use an http(s) URL")
     return url
 
 
-def download(url: str, part: Path, total: int | None, progress: Progress | None = None,
-             label: str = "") -> None:
+def download(
+    url: str, part: Path, total: int | None, progress: Progress | None = None, label: str = ""
+) -> None:
     """Fetch ``url`` into ``part``, resuming from its current size when the server allows."""
     offset = part.stat().st_size if part.exists() else 0
     if total is not None and offset > total:  # a stale partial file larger than the real one
@@ -61,10 +64,14 @@ def download(url: str, part: Path, total: int | None, progress: Progress | None 
     headers = {"User-Agent": f"hsikit/{__version__}"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    task = progress.add_task(label or part.name, total=total, completed=offset) if progress else None
+    task = (
+        progress.add_task(label or part.name, total=total, completed=offset) if progress else None
+    )
     received = offset
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as rsp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=60
+        ) as rsp:
             resumed = offset > 0 and rsp.status == 206
             start = offset if resumed else 0
             length = rsp.headers.get("Content-Length")
@@ -81,28 +88,46 @@ def download(url: str, part: Path, total: int | None, progress: Progress | None 
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and total is not None and offset == total:
             return
-        raise DownloadError(url, f"the server answered HTTP {exc.code} {exc.reason}",
-                            "check the URL or try again later") from exc
+        raise DownloadError(
+            url,
+            f"the server answered HTTP {exc.code} {exc.reason}",
+            "check the URL or try again later",
+        ) from exc
     except (OSError, http.client.HTTPException) as exc:
         if received == 0:
-            raise DownloadError(url, f"could not download ({exc})",
-                                "check the network connection, or use --mirror") from exc
-        raise DownloadError(url, f"the download was interrupted after {received} bytes ({exc})",
-                            "run the same command again to resume") from exc
+            raise DownloadError(
+                url, f"could not download ({exc})", "check the network connection, or use --mirror"
+            ) from exc
+        raise DownloadError(
+            url,
+            f"the download was interrupted after {received} bytes ({exc})",
+            "run the same command again to resume",
+        ) from exc
 
 
-def fetch(name: str, *, mirror: str | None = None, allow_unverified: bool = False,
-          progress: Progress | None = None) -> list[Path]:
+def fetch(
+    name: str,
+    *,
+    mirror: str | None = None,
+    allow_unverified: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
     """Download every file of dataset ``name`` into the cache; returns the verified paths."""
     card = get_card(name)
     if not card.files:
-        raise DownloadError(None, f"'{name}' is a {card.kind} card with no files to fetch",
-                            "open your own products with 'hsikit info PATH'")
+        raise DownloadError(
+            None,
+            f"'{name}' is a {card.kind} card with no files to fetch",
+            "open your own products with 'hsikit info PATH'",
+        )
     folder = dataset_folder(name)
     for spec in card.files:  # refuse before downloading anything
         if spec.sha256 is None and not allow_unverified:
-            raise DownloadError(folder / spec.name, "the catalog has no published sha256 for "
-                                "this file", "pass --allow-unverified to accept it unverified")
+            raise DownloadError(
+                folder / spec.name,
+                "the catalog has no published sha256 for this file",
+                "pass --allow-unverified to accept it unverified",
+            )
         _source_url(spec, card, mirror)
     folder.mkdir(parents=True, exist_ok=True)
     done = []
@@ -122,16 +147,21 @@ def _verify_and_place(candidate: Path, final: Path, spec: FileSpec) -> None:
     if spec.bytes is not None and candidate.stat().st_size != spec.bytes:
         size = candidate.stat().st_size
         candidate.unlink()
-        raise DownloadError(final, f"size mismatch: got {size} bytes, the catalog says "
-                            f"{spec.bytes}", "the file is corrupt or changed upstream; "
-                            "nothing was kept — try again")
+        raise DownloadError(
+            final,
+            f"size mismatch: got {size} bytes, the catalog says {spec.bytes}",
+            "the file is corrupt or changed upstream; nothing was kept — try again",
+        )
     if spec.sha256 is not None:
         digest = sha256_of(candidate)
         if digest != spec.sha256:
             candidate.unlink()
-            raise DownloadError(final, f"checksum mismatch: sha256 {digest[:12]}… but the "
-                                f"catalog expects {spec.sha256[:12]}…",
-                                "the file is corrupt or changed upstream; nothing was kept")
+            raise DownloadError(
+                final,
+                f"checksum mismatch: sha256 {digest[:12]}… but the "
+                f"catalog expects {spec.sha256[:12]}…",
+                "the file is corrupt or changed upstream; nothing was kept",
+            )
     os.replace(candidate, final)
 
 
@@ -146,15 +176,22 @@ def import_files(name: str, files: Iterable[Path]) -> list[Path]:
             raise InputError(source, "no such file", "check the path")
         digest = sha256_of(source)
         spec = next((s for s in card.files if s.sha256 == digest), None) or next(
-            (s for s in card.files if s.name.lower() == source.name.lower()), None)
+            (s for s in card.files if s.name.lower() == source.name.lower()), None
+        )
         if spec is None:
             expected = ", ".join(s.name for s in card.files) or "none"
-            raise InputError(source, f"not a file of dataset '{name}' (expected: {expected})",
-                             "check the dataset name")
+            raise InputError(
+                source,
+                f"not a file of dataset '{name}' (expected: {expected})",
+                "check the dataset name",
+            )
         if spec.sha256 is not None and digest != spec.sha256:
-            raise DownloadError(source, f"checksum mismatch for {spec.name}: sha256 "
-                                f"{digest[:12]}… but the catalog expects {spec.sha256[:12]}…",
-                                "this is not the official file; nothing was imported")
+            raise DownloadError(
+                source,
+                f"checksum mismatch for {spec.name}: sha256 "
+                f"{digest[:12]}… but the catalog expects {spec.sha256[:12]}…",
+                "this is not the official file; nothing was imported",
+            )
         final = folder / spec.name
         part = folder / (spec.name + ".part")
         shutil.copyfile(source, part)

@@ -34,8 +34,9 @@ class Labels:
         return dict(zip(values.tolist(), counts.tolist()))
 
 
-def load_labels(path: str | Path, scene: Scene, class_field: str | None = None,
-                name_field: str | None = None) -> Labels:
+def load_labels(
+    path: str | Path, scene: Scene, class_field: str | None = None, name_field: str | None = None
+) -> Labels:
     """Labels for ``scene`` from a raster (same grid) or a vector file (rasterised onto it)."""
     path = Path(path)
     if not path.exists():
@@ -53,20 +54,33 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
     from hsikit.writers.classmap import read_class_table
 
     labels = open_scene(path)
-    values = labels.ground_truth if labels.ground_truth is not None else labels.read_raw(
-        bands=[0])[0]
+    values = (
+        labels.ground_truth if labels.ground_truth is not None else labels.read_raw(bands=[0])[0]
+    )
     if values.shape != (scene.height, scene.width):
-        raise LabelError(path, f"the label raster is {values.shape[0]}×{values.shape[1]} but the "
-                         f"scene is {scene.height}×{scene.width}",
-                         "give labels on the scene's grid, or vector labels")
-    if labels.georeferenced and scene.georeferenced and (
-            labels.crs != scene.crs or not labels.transform.almost_equals(scene.transform)):
-        raise LabelError(path, "the label raster's CRS or transform differs from the scene's",
-                         "resample the labels onto the scene grid, or give vector labels")
+        raise LabelError(
+            path,
+            f"the label raster is {values.shape[0]}×{values.shape[1]} but the "
+            f"scene is {scene.height}×{scene.width}",
+            "give labels on the scene's grid, or vector labels",
+        )
+    if (
+        labels.georeferenced
+        and scene.georeferenced
+        and (labels.crs != scene.crs or not labels.transform.almost_equals(scene.transform))
+    ):
+        raise LabelError(
+            path,
+            "the label raster's CRS or transform differs from the scene's",
+            "resample the labels onto the scene grid, or give vector labels",
+        )
     if not np.issubdtype(values.dtype, np.integer):
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise LabelError(path, "label values are not whole numbers",
-                             "store class values as integers (0 = unlabelled)")
+            raise LabelError(
+                path,
+                "label values are not whole numbers",
+                "store class values as integers (0 = unlabelled)",
+            )
     values = np.asarray(values).astype("int64")
     if values.min() < 0:
         raise LabelError(path, "label values are negative", "use 0 for unlabelled, 1… for classes")
@@ -80,8 +94,9 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
     return Labels(values.astype(dtype), table, str(path))
 
 
-def rasterize_vector(path: Path, scene: Scene, class_field: str | None,
-                     name_field: str | None = None) -> Labels:
+def rasterize_vector(
+    path: Path, scene: Scene, class_field: str | None, name_field: str | None = None
+) -> Labels:
     import geopandas as gpd
     from rasterio.features import rasterize
     from shapely.geometry import box
@@ -89,35 +104,59 @@ def rasterize_vector(path: Path, scene: Scene, class_field: str | None,
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
-        raise LabelError(path, f"cannot read vector labels ({str(exc).splitlines()[0]})",
-                         "check that it is a GeoPackage, GeoJSON or Shapefile") from exc
+        raise LabelError(
+            path,
+            f"cannot read vector labels ({str(exc).splitlines()[0]})",
+            "check that it is a GeoPackage, GeoJSON or Shapefile",
+        ) from exc
     if class_field is None:
-        raise LabelError(path, "no class field given", "pass --class-field with one of: "
-                         + ", ".join(c for c in frame.columns if c != "geometry"))
+        raise LabelError(
+            path,
+            "no class field given",
+            "pass --class-field with one of: "
+            + ", ".join(c for c in frame.columns if c != "geometry"),
+        )
     if class_field not in frame.columns:
-        raise LabelError(path, f"the class field '{class_field}' is not in the file "
-                         f"(fields: {', '.join(c for c in frame.columns if c != 'geometry')})",
-                         "choose one of those with --class-field")
+        raise LabelError(
+            path,
+            f"the class field '{class_field}' is not in the file "
+            f"(fields: {', '.join(c for c in frame.columns if c != 'geometry')})",
+            "choose one of those with --class-field",
+        )
     frame = frame[frame.geometry.notna() & frame[class_field].notna()]
     if frame.empty:
         raise LabelError(path, "no feature has both a geometry and a class", "check the file")
     if scene.crs is not None:
         if frame.crs is None:
-            raise LabelError(path, "the vector labels have no CRS",
-                             "set one (e.g. with ogr2ogr -a_srs) so they can be placed")
+            raise LabelError(
+                path,
+                "the vector labels have no CRS",
+                "set one (e.g. with ogr2ogr -a_srs) so they can be placed",
+            )
         frame = frame.to_crs(scene.crs)
     bounds = box(*_scene_bounds(scene))
     if not frame.intersects(bounds).any():
-        raise LabelError(path, "no label feature overlaps the scene",
-                         "check that the labels and the scene cover the same area")
+        raise LabelError(
+            path,
+            "no label feature overlaps the scene",
+            "check that the labels and the scene cover the same area",
+        )
     table, codes = _class_table(frame, class_field, name_field, path)
     shapes = ((geom, code) for geom, code in zip(frame.geometry, codes))
     dtype = "uint8" if table.max_value <= 255 else "uint16"
-    values = rasterize(shapes, out_shape=(scene.height, scene.width), transform=scene.transform,
-                       fill=0, dtype=dtype)
+    values = rasterize(
+        shapes,
+        out_shape=(scene.height, scene.width),
+        transform=scene.transform,
+        fill=0,
+        dtype=dtype,
+    )
     if not values.any():
-        raise LabelError(path, "the label features overlap the scene but cover no pixel centre",
-                         "use larger polygons, or points on pixel centres")
+        raise LabelError(
+            path,
+            "the label features overlap the scene but cover no pixel centre",
+            "use larger polygons, or points on pixel centres",
+        )
     return Labels(values, table, str(path))
 
 
@@ -128,31 +167,46 @@ def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _class_table(frame, field: str, name_field: str | None, path: Path
-                 ) -> tuple[ClassTable, np.ndarray]:
+def _class_table(
+    frame, field: str, name_field: str | None, path: Path
+) -> tuple[ClassTable, np.ndarray]:
     column = frame[field]
     if pd.api.types.is_bool_dtype(column):
-        raise LabelError(path, f"class field '{field}' holds true/false values",
-                         "use class numbers (1…) or class names")
+        raise LabelError(
+            path,
+            f"class field '{field}' holds true/false values",
+            "use class numbers (1…) or class names",
+        )
     if pd.api.types.is_numeric_dtype(column):
         numbers = column.to_numpy(dtype="float64")
         fractional = numbers[~np.isfinite(numbers) | (numbers != np.round(numbers))]
         if fractional.size:
-            raise LabelError(path, f"class field '{field}' holds numbers that are not whole "
-                             f"(e.g. {fractional[0]:g})", "use whole class numbers (1…), or a "
-                             "text field of class names")
+            raise LabelError(
+                path,
+                f"class field '{field}' holds numbers that are not whole (e.g. {fractional[0]:g})",
+                "use whole class numbers (1…), or a text field of class names",
+            )
         codes = numbers.astype("int64")
         if codes.min() <= 0:
-            raise LabelError(path, f"class field '{field}' has values ≤ 0",
-                             "use 1… for classes (0 means unlabelled)")
+            raise LabelError(
+                path,
+                f"class field '{field}' has values ≤ 0",
+                "use 1… for classes (0 means unlabelled)",
+            )
         if codes.max() > MAX_CLASS_VALUE:
-            raise LabelError(path, f"class field '{field}' has values above {MAX_CLASS_VALUE}",
-                             "number the classes from 1")
+            raise LabelError(
+                path,
+                f"class field '{field}' has values above {MAX_CLASS_VALUE}",
+                "number the classes from 1",
+            )
         names: dict[int, str] = {}
         if name_field is not None:
             if name_field not in frame.columns:
-                raise LabelError(path, f"the name field '{name_field}' is not in the file",
-                                 "choose an existing field")
+                raise LabelError(
+                    path,
+                    f"the name field '{name_field}' is not in the file",
+                    "choose an existing field",
+                )
             names = dict(zip(codes.tolist(), frame[name_field].astype(str)))
         return ClassTable.from_values(codes.tolist(), names), codes
     labels = column.astype(str)

@@ -57,8 +57,11 @@ def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str]:
             rows, cols = np.nonzero(wanted)
             roles = source.split.roles[r0:r1, c0:c1][wanted]
             digest.update(np.asarray([index, r0, c0], np.int64).tobytes())
-            digest.update(np.stack([rows, cols, source.labels[r0:r1, c0:c1][wanted], roles])
-                          .astype(np.int64).tobytes())
+            digest.update(
+                np.stack([rows, cols, source.labels[r0:r1, c0:c1][wanted], roles])
+                .astype(np.int64)
+                .tobytes()
+            )
             digest.update(values[:, rows, cols].astype("<f4").tobytes())
             train.append(values[:, rows, cols][:, roles == TRAIN].T)
     return np.concatenate(train) if train else np.empty((0, 0), "float32"), digest.hexdigest()
@@ -71,8 +74,10 @@ def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) 
         labelled = _labelled(source)
         for hw in halo_windows(source.scene.height, source.scene.width, STREAM_WINDOW, halo):
             core = hw.core
-            sl = (slice(core.row_off, core.row_off + core.height),
-                  slice(core.col_off, core.col_off + core.width))
+            sl = (
+                slice(core.row_off, core.row_off + core.height),
+                slice(core.col_off, core.col_off + core.width),
+            )
             if not labelled[sl].any():
                 continue
             block, valid = read_block(source.scene, hw, source.bands, preprocessor.transform)
@@ -80,10 +85,20 @@ def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) 
             for role, name in ROLE_NAMES.items():
                 rows, cols = np.nonzero(roles == role)
                 if rows.size:
-                    parts[name].append((patches_at(block, rows, cols, patch_size),
-                                        source.labels[sl][rows, cols],
-                                        np.stack([np.full(rows.size, index),
-                                                  rows + core.row_off, cols + core.col_off], 1)))
+                    parts[name].append(
+                        (
+                            patches_at(block, rows, cols, patch_size),
+                            source.labels[sl][rows, cols],
+                            np.stack(
+                                [
+                                    np.full(rows.size, index),
+                                    rows + core.row_off,
+                                    cols + core.col_off,
+                                ],
+                                1,
+                            ),
+                        )
+                    )
     samples = Samples()
     for name, chunks in parts.items():
         if chunks:
@@ -91,8 +106,9 @@ def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) 
             samples.y[name] = np.concatenate([c[1] for c in chunks]).astype(np.int64)
             samples.where[name] = np.concatenate([c[2] for c in chunks])
         else:
-            samples.x[name] = np.empty((0, preprocessor.out_channels, patch_size, patch_size),
-                                       "float32")
+            samples.x[name] = np.empty(
+                (0, preprocessor.out_channels, patch_size, patch_size), "float32"
+            )
             samples.y[name] = np.empty(0, np.int64)
             samples.where[name] = np.empty((0, 3), np.int64)
     return samples

@@ -35,13 +35,14 @@ def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
     first = raw[0][0]
     _, wavelengths, names = good_band_identity(first)
     splits = _splits(config, remapped)
-    sources = [Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
-               for (scene, _, _, name), labels, split in zip(raw, remapped, splits)]
+    sources = [
+        Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
+        for (scene, _, _, name), labels, split in zip(raw, remapped, splits)
+    ]
     return sources, table
 
 
-def merge_tables(items: list[tuple[np.ndarray, ClassTable]]
-                 ) -> tuple[ClassTable, list[np.ndarray]]:
+def merge_tables(items: list[tuple[np.ndarray, ClassTable]]) -> tuple[ClassTable, list[np.ndarray]]:
     """One class table for all sources, matched by class name; values renumbered if needed."""
     if len(items) == 1:
         return items[0][1], [items[0][0]]
@@ -55,8 +56,12 @@ def merge_tables(items: list[tuple[np.ndarray, ClassTable]]
     merged = ClassTable(tuple(sorted(entries.values(), key=lambda e: e.value)))
     out = []
     for values, table in items:
-        lookup = value_lookup(table.values, [entries[e.name].value for e in table.entries],
-                              int(values.max()) + 1, fill=0)
+        lookup = value_lookup(
+            table.values,
+            [entries[e.name].value for e in table.entries],
+            int(values.max()) + 1,
+            fill=0,
+        )
         out.append(lookup[values].astype(values.dtype if merged.max_value < 256 else "uint16"))
     return merged, out
 
@@ -68,8 +73,13 @@ def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
     order = np.random.default_rng(config.seed).permutation(len(labels))
     n_test = min(len(labels) - 1, max(1, int(len(labels) * (1 - config.train_fraction))))
     test_tiles = set(order[:n_test].tolist())
-    inner = SplitSpec(protocol="random", seed=config.seed, train_ratio=0.999,
-                      val_fraction=config.val_fraction, patch_size=spec.patch_size)
+    inner = SplitSpec(
+        protocol="random",
+        seed=config.seed,
+        train_ratio=0.999,
+        val_fraction=config.val_fraction,
+        patch_size=spec.patch_size,
+    )
     out = []
     for index, values in enumerate(labels):
         if index in test_tiles:
@@ -80,6 +90,3 @@ def _splits(config: TrainConfig, labels: list[np.ndarray]) -> list[Split]:
             split.roles[split.roles == TEST] = TRAIN  # the whole tile trains, minus validation
             out.append(Split(spec, split.roles, [f"tile {index}: train"]))
     return out
-
-
-

@@ -54,11 +54,17 @@ class Split:
         return out
 
     def describe(self, labels: np.ndarray) -> dict:
-        honest = ("spatially disjoint blocks with a buffer of patch_size // 2 pixels"
-                  if self.spec.protocol == "spatial" else
-                  "random pixels: optimistic, test pixels lie inside training patches")
-        return {"spec": self.spec.describe(), "protocol_note": honest,
-                "counts": self.counts(labels), "notes": self.notes}
+        honest = (
+            "spatially disjoint blocks with a buffer of patch_size // 2 pixels"
+            if self.spec.protocol == "spatial"
+            else "random pixels: optimistic, test pixels lie inside training patches"
+        )
+        return {
+            "spec": self.spec.describe(),
+            "protocol_note": honest,
+            "counts": self.counts(labels),
+            "notes": self.notes,
+        }
 
 
 def make_split(labels: np.ndarray, spec: SplitSpec) -> Split:
@@ -74,8 +80,11 @@ def _random_split(labels: np.ndarray, spec: SplitSpec) -> Split:
     out = roles.ravel()
     for value in np.unique(flat[flat > 0]):
         pixels = rng.permutation(np.flatnonzero(flat == value))
-        n_train = (min(spec.per_class, pixels.size - 1) if spec.per_class is not None
-                   else int(round(spec.train_ratio * pixels.size)))
+        n_train = (
+            min(spec.per_class, pixels.size - 1)
+            if spec.per_class is not None
+            else int(round(spec.train_ratio * pixels.size))
+        )
         n_train = max(1, min(n_train, pixels.size - 1)) if pixels.size > 1 else pixels.size
         n_val = int(round(spec.val_fraction * n_train)) if n_train > 1 else 0
         out[pixels[:n_val]] = VAL
@@ -90,9 +99,17 @@ def _block_ids(shape: tuple[int, int], size: int) -> np.ndarray:
     return rows[:, None] * (cols.max() + 1) + cols[None, :]
 
 
-def _assign(blocks: list[int], counts: np.ndarray, classes: np.ndarray, share: float,
-            rng: np.random.Generator, first: int, second: int, roles: dict[int, int],
-            min_blocks_for_second: int = 2) -> None:
+def _assign(
+    blocks: list[int],
+    counts: np.ndarray,
+    classes: np.ndarray,
+    share: float,
+    rng: np.random.Generator,
+    first: int,
+    second: int,
+    roles: dict[int, int],
+    min_blocks_for_second: int = 2,
+) -> None:
     """Give each class's unassigned blocks to ``first`` until it holds ``share`` of the class,
     the rest to ``second``; with ``min_blocks_for_second`` blocks or more, each role gets one."""
     for k in classes:  # rarest class first
@@ -134,8 +151,17 @@ def _spatial_split(labels: np.ndarray, spec: SplitSpec) -> Split:
     _assign(labelled_blocks, counts, rarest_first, spec.train_fraction, rng, TRAIN, TEST, region)
     training_blocks = [b for b in labelled_blocks if region[b] == TRAIN]
     inner: dict[int, int] = {}  # within the training region: TRAIN or VAL
-    _assign(training_blocks, counts, rarest_first, 1.0 - spec.val_fraction, rng, TRAIN, VAL,
-            inner, min_blocks_for_second=3)  # rare classes keep all their training blocks
+    _assign(
+        training_blocks,
+        counts,
+        rarest_first,
+        1.0 - spec.val_fraction,
+        rng,
+        TRAIN,
+        VAL,
+        inner,
+        min_blocks_for_second=3,
+    )  # rare classes keep all their training blocks
     block_role = np.zeros(counts.shape[0], np.uint8)
     for b, role in region.items():
         block_role[b] = inner.get(b, role) if role == TRAIN else TEST
@@ -147,9 +173,14 @@ def _spatial_split(labels: np.ndarray, spec: SplitSpec) -> Split:
         dropped = near_train & ((roles == VAL) | (roles == TEST))
         roles[dropped] = UNUSED
     split = Split(spec, roles)
-    missing = [int(k) for k in rarest_first
-               if not (labels[roles == TRAIN] == k).any() or not (labels[roles == TEST] == k).any()]
+    missing = [
+        int(k)
+        for k in rarest_first
+        if not (labels[roles == TRAIN] == k).any() or not (labels[roles == TEST] == k).any()
+    ]
     if missing:
-        split.notes.append("classes without both train and test pixels (too few blocks): "
-                           + ", ".join(map(str, missing)))
+        split.notes.append(
+            "classes without both train and test pixels (too few blocks): "
+            + ", ".join(map(str, missing))
+        )
     return split

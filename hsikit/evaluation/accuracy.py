@@ -38,13 +38,16 @@ def accuracy_report(bundle: Bundle, pixels: ReferencePixels) -> dict:
 
     def report_for(scores: np.ndarray) -> dict:
         predicted = values[scores.argmax(1)] if len(scores) else np.empty(0, int)
-        return classification_report(values[pixels.y], predicted, table.values,
-                                     [e.name for e in table.entries])
+        return classification_report(
+            values[pixels.y], predicted, table.values, [e.name for e in table.entries]
+        )
 
     patch_report = report_for(predict_batches(bundle, pixels.x))
     if bundle.meta.smoothing is None:
         return patch_report
     report = report_for(map_scores(bundle, pixels.where, pixels.scenes))
-    report.update(smoothing=bundle.meta.smoothing.model_dump(),
-                  unsmoothed={k: patch_report[k] for k in ("oa", "aa", "kappa")})
+    report.update(
+        smoothing=bundle.meta.smoothing.model_dump(),
+        unsmoothed={k: patch_report[k] for k in ("oa", "aa", "kappa")},
+    )
     return report

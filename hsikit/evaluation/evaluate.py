@@ -32,14 +32,23 @@ def _own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
 def _report(bundle: Bundle, pixels: ReferencePixels, protocol: str) -> dict:
     report = accuracy_report(bundle, pixels)
     config = bundle.meta.training.get("config", {})
-    report.update(model=bundle.meta.model.name, protocol=protocol, seed=config.get("seed"),
-                  init_seed=config.get("init_seed", config.get("seed")),  # older bundles: seed
-                  members=bundle.meta.model.members)
+    report.update(
+        model=bundle.meta.model.name,
+        protocol=protocol,
+        seed=config.get("seed"),
+        init_seed=config.get("init_seed", config.get("seed")),  # older bundles: seed
+        members=bundle.meta.model.members,
+    )
     return report
 
 
-def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
-                 class_field: str | None, dataset: str | None) -> ReferencePixels:
+def _independent(
+    bundle: Bundle,
+    scene_arg: str,
+    labels_path: str | None,
+    class_field: str | None,
+    dataset: str | None,
+) -> ReferencePixels:
     from hsikit.data.datasets import load, resolve_scene
     from hsikit.data.labels import load_labels
 
@@ -55,32 +64,48 @@ def _independent(bundle: Bundle, scene_arg: str, labels_path: str | None,
     by_name = {e.name: i for i, e in enumerate(bundle.classes.entries)}
     lookup = value_lookup(table.values, [by_name.get(e.name, -1) for e in table.entries])
     if (lookup < 0).all():
-        raise InputError(labels_path or dataset, "none of the reference classes is a class of "
-                         "the model", "use labels with the model's class names")
+        raise InputError(
+            labels_path or dataset,
+            "none of the reference classes is a class of the model",
+            "use labels with the model's class names",
+        )
     roles = np.where(values > 0, TEST, 0).astype(np.uint8)
-    source = Source(scene, values, Split(SplitSpec(), roles),
-                    bundle.preprocessor.match_bands(scene), scene.path)
+    source = Source(
+        scene, values, Split(SplitSpec(), roles), bundle.preprocessor.match_bands(scene), scene.path
+    )
     samples = extract([source], bundle.preprocessor, bundle.meta.patch_size)
     return ReferencePixels.of(samples, lookup[samples.y["test"]], [scene])
 
 
-def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
-                    labels: str | None = None, class_field: str | None = None,
-                    dataset: str | None = None, report_dir: str | Path | None = None,
-                    device: str = "auto") -> dict:
+def evaluate_bundle(
+    bundle_path: str | Path,
+    *,
+    scene: str | None = None,
+    labels: str | None = None,
+    class_field: str | None = None,
+    dataset: str | None = None,
+    report_dir: str | Path | None = None,
+    device: str = "auto",
+) -> dict:
     device = resolve_device(device)  # a missing GPU is refused before any reading
     bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
     own_split = scene is None and (dataset is None or dataset == trained_on)
     if own_split:
         if not bundle.meta.training.get("config"):
-            raise InputError(bundle_path, "the bundle records no training configuration",
-                             "evaluate on a scene with --labels instead")
+            raise InputError(
+                bundle_path,
+                "the bundle records no training configuration",
+                "evaluate on a scene with --labels instead",
+            )
         pixels, checksum = _own_test_pixels(bundle)
         if checksum != bundle.meta.training.get("data_checksum"):
-            raise InputError(bundle_path, "the training data found now differ from the data the "
-                             "bundle was trained on (checksum mismatch)",
-                             "evaluate on independent data with SCENE --labels")
+            raise InputError(
+                bundle_path,
+                "the training data found now differ from the data the "
+                "bundle was trained on (checksum mismatch)",
+                "evaluate on independent data with SCENE --labels",
+            )
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
         pixels = _independent(bundle, scene or "", labels, class_field, dataset)
@@ -91,6 +116,10 @@ def evaluate_bundle(bundle_path: str | Path, *, scene: str | None = None,
 
         folder = prepare_output_folder(report_dir)
         write_json(folder / "metrics.json", report)
-        confusion_png(folder / "confusion.png", np.asarray(report["confusion"]),
-                      report["class_names"], f"{report['model']}: OA {report['oa']:.2%}")
+        confusion_png(
+            folder / "confusion.png",
+            np.asarray(report["confusion"]),
+            report["class_names"],
+            f"{report['model']}: OA {report['oa']:.2%}",
+        )
     return report

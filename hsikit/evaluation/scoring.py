@@ -20,8 +20,9 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, values: Sequence[int]) -
     return matrix
 
 
-def classification_report(truth: np.ndarray, predicted: np.ndarray, values: Sequence[int],
-                          names: Sequence[str]) -> dict:
+def classification_report(
+    truth: np.ndarray, predicted: np.ndarray, values: Sequence[int], names: Sequence[str]
+) -> dict:
     matrix = confusion(truth, predicted, values)
     total = matrix.sum()
     per_class_total = matrix.sum(axis=1)
@@ -32,11 +33,15 @@ def classification_report(truth: np.ndarray, predicted: np.ndarray, values: Sequ
     expected = (matrix.sum(axis=0) * per_class_total).sum() / total**2 if total else float("nan")
     kappa = (oa - expected) / (1 - expected) if expected < 1 else float("nan")
     return {
-        "oa": float(oa), "aa": float(np.nanmean(per_class)) if present.any() else float("nan"),
-        "kappa": float(kappa), "n_test": int(total),
-        "per_class": {name: (None if np.isnan(acc) else float(acc))
-                      for name, acc in zip(names, per_class)},
-        "confusion": matrix.tolist(), "class_values": list(map(int, values)),
+        "oa": float(oa),
+        "aa": float(np.nanmean(per_class)) if present.any() else float("nan"),
+        "kappa": float(kappa),
+        "n_test": int(total),
+        "per_class": {
+            name: (None if np.isnan(acc) else float(acc)) for name, acc in zip(names, per_class)
+        },
+        "confusion": matrix.tolist(),
+        "class_values": list(map(int, values)),
         "class_names": list(names),
     }
 
@@ -46,7 +51,9 @@ def summarize_runs(reports: Sequence[dict], keys: Sequence[str] = ("oa", "aa", "
     out = {}
     for key in keys:
         values = np.asarray([r[key] for r in reports], float)
-        out[key] = {"mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-                    "n": int(values.size)}
+        out[key] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "n": int(values.size),
+        }
     return out

@@ -16,8 +16,7 @@ from hsikit.errors import InputError
 KINDS = ("benchmark",)
 
 
-def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str | None
-            ) -> dict:
+def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str | None) -> dict:
     """Load and run the job in ``path``; ``choices`` narrow what runs (``models``, ``seeds``,
     ``protocols`` for a benchmark). Returns the job's results."""
     from hsikit.jobs.benchmark import load_pipeline, run_benchmark, selection

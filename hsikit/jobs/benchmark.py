@@ -1,8 +1,7 @@
-"""The benchmark job (``kind: benchmark``): a classification benchmark trains every model × protocol × seed on a catalog dataset, measures
-accuracy, training time, inference speed, parameters and peak memory, and writes a JSON result
-file plus a Markdown table (``jobs/report.py``). Each run happens in a fresh (spawned) process
-(``jobs/runner.py``).
-"""
+"""The benchmark job (``kind: benchmark``): a classification benchmark trains every model ×
+protocol × seed on a catalog dataset, measures accuracy, training time, inference speed,
+parameters and peak memory, and writes a JSON result file plus a Markdown table
+(``jobs/report.py``). Each run happens in a fresh (spawned) process (``jobs/runner.py``)."""
 
 from __future__ import annotations
 
@@ -70,36 +69,51 @@ class Benchmark(BaseModel):
     threads: int = 2
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     output: str = "bench_output"
-    map_scene: bool = Field(True, description="map the whole scene after training (measures "
-                            "inference speed); false reports accuracy only")
+    map_scene: bool = Field(
+        True,
+        description="map the whole scene after training (measures "
+        "inference speed); false reports accuracy only",
+    )
     results: str
     report: str
     memory_check: MemoryCheck | None = None
 
     def variants(self) -> list[Variant]:
         """Every row as a Variant; a plain model name takes its ``overrides``."""
-        out = [Variant(name=m, model=m, options=self.overrides.get(m, {}))
-               if isinstance(m, str) else m for m in self.models]
+        out = [
+            Variant(name=m, model=m, options=self.overrides.get(m, {})) if isinstance(m, str) else m
+            for m in self.models
+        ]
         protocols = [p.name for p in self.protocols]
         for index, variant in enumerate(out):
             earlier = {v.name: v for v in out[:index]}
             if variant.init_from is not None and variant.init_from not in earlier:
-                raise ValueError(f"{variant.name} starts from '{variant.init_from}', which must "
-                                 "be listed before it")
+                raise ValueError(
+                    f"{variant.name} starts from '{variant.init_from}', which must "
+                    "be listed before it"
+                )
             unknown = (set(variant.per_protocol) | set(variant.protocols or [])) - set(protocols)
             if unknown:
-                raise ValueError(f"{variant.name} names unknown protocol(s) "
-                                 f"{', '.join(sorted(unknown))}")
+                raise ValueError(
+                    f"{variant.name} names unknown protocol(s) {', '.join(sorted(unknown))}"
+                )
             idle = [p for p in variant.per_protocol if not variant.runs_on(p)]
             if idle:
-                raise ValueError(f"{variant.name} has options for protocol(s) it does not run: "
-                                 f"{', '.join(sorted(idle))}")
+                raise ValueError(
+                    f"{variant.name} has options for protocol(s) it does not run: "
+                    f"{', '.join(sorted(idle))}"
+                )
             base = earlier.get(variant.init_from)
-            orphaned = [p for p in protocols
-                        if base is not None and variant.runs_on(p) and not base.runs_on(p)]
+            orphaned = [
+                p
+                for p in protocols
+                if base is not None and variant.runs_on(p) and not base.runs_on(p)
+            ]
             if orphaned:
-                raise ValueError(f"{variant.name} starts from '{base.name}', which does not run "
-                                 f"on {', '.join(orphaned)}")
+                raise ValueError(
+                    f"{variant.name} starts from '{base.name}', which does not run "
+                    f"on {', '.join(orphaned)}"
+                )
         return out
 
     @property
@@ -107,26 +121,34 @@ class Benchmark(BaseModel):
         return [v.name for v in self.variants()]
 
 
-def selection(spec: Benchmark, path: Path, models: str | None, seeds: str | None,
-              protocols: str | None) -> dict[str, list | None]:
+def selection(
+    spec: Benchmark, path: Path, models: str | None, seeds: str | None, protocols: str | None
+) -> dict[str, list | None]:
     """``--models`` / ``--seeds`` / ``--protocols`` (comma-separated) as the rows, seeds and
     protocols to run; None runs all. Names the job does not have are refused."""
+
     def items(text: str | None) -> list[str] | None:
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
     chosen = {"only": items(models), "protocols": items(protocols), "seeds": None}
-    for option, key, known in (("--models", "only", spec.names),
-                               ("--protocols", "protocols", [p.name for p in spec.protocols])):
+    for option, key, known in (
+        ("--models", "only", spec.names),
+        ("--protocols", "protocols", [p.name for p in spec.protocols]),
+    ):
         unknown = sorted(set(chosen[key] or []) - set(known))
         if unknown:
-            raise InputError(path, f"{option} names {', '.join(unknown)}, which the pipeline "
-                             "does not run", f"choose from {', '.join(known)}")
+            raise InputError(
+                path,
+                f"{option} names {', '.join(unknown)}, which the pipeline does not run",
+                f"choose from {', '.join(known)}",
+            )
     if seeds is not None:
         try:
             chosen["seeds"] = [int(s) for s in items(seeds) or []]
         except ValueError as exc:
-            raise InputError(None, f"--seeds '{seeds}' is not a list of integers",
-                             "write e.g. --seeds 0,1") from exc
+            raise InputError(
+                None, f"--seeds '{seeds}' is not a list of integers", "write e.g. --seeds 0,1"
+            ) from exc
     return chosen
 
 
@@ -140,8 +162,9 @@ def load_pipeline(path: str | Path) -> Benchmark:
         spec = Benchmark.model_validate(document)
         spec.variants()
     except ValidationError as exc:
-        raise InputError(path, f"invalid pipeline: {_pipeline_problem(exc, document)}",
-                         hint) from exc
+        raise InputError(
+            path, f"invalid pipeline: {_pipeline_problem(exc, document)}", hint
+        ) from exc
     except ValueError as exc:
         raise InputError(path, f"invalid pipeline: {str(exc).splitlines()[0]}", hint) from exc
     _check_rows(spec, path, hint)
@@ -159,15 +182,23 @@ def _check_rows(spec: Benchmark, path: Path, hint: str) -> None:
             job = _run_job(spec, protocol, variant, spec.seeds[0] if spec.seeds else 0)
             checks = [(TrainConfig, job["train"], "options")]
             if variant.pretrain is not None:
-                checks.append((PretrainConfig, {"dataset": spec.dataset, "model": variant.model,
-                                                **variant.pretrain}, "pretrain"))
+                checks.append(
+                    (
+                        PretrainConfig,
+                        {"dataset": spec.dataset, "model": variant.model, **variant.pretrain},
+                        "pretrain",
+                    )
+                )
             for config, values, part in checks:
                 try:
                     config.model_validate(values)
                 except ValidationError as exc:
-                    raise InputError(path, f"invalid pipeline: models: row '{variant.name}' "
-                                     f"({protocol.name}) {part}: {validation_sentence(exc)}",
-                                     hint) from exc
+                    raise InputError(
+                        path,
+                        f"invalid pipeline: models: row '{variant.name}' "
+                        f"({protocol.name}) {part}: {validation_sentence(exc)}",
+                        hint,
+                    ) from exc
 
 
 def _pipeline_problem(exc: ValidationError, document: Any) -> str:
@@ -206,13 +237,22 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
 
         keys = {"model", "split", *DataOptions.model_fields}  # the training run's own split
         pretrained = folder_path / "pretrained.safetensors"
-        outcome = pretrain(PretrainConfig(**{k: v for k, v in config.items() if k in keys},
-                                          **job["pretrain"]), pretrained, progress=False)
+        outcome = pretrain(
+            PretrainConfig(**{k: v for k, v in config.items() if k in keys}, **job["pretrain"]),
+            pretrained,
+            progress=False,
+        )
         config["init"] = str(pretrained)
-        extra["pretrain"] = {k: outcome[k] for k in ("seconds", "train_patches",
-                                                     "heldout_loss_before", "heldout_loss_after")}
-    result = train(TrainConfig(**config), folder_path / "model.safetensors",
-                   folder_path / "report", progress=False)
+        extra["pretrain"] = {
+            k: outcome[k]
+            for k in ("seconds", "train_patches", "heldout_loss_before", "heldout_loss_after")
+        }
+    result = train(
+        TrainConfig(**config),
+        folder_path / "model.safetensors",
+        folder_path / "report",
+        progress=False,
+    )
     if job.get("map_scene", True):
         scene = load(config["dataset"]).scene
         bundle = load_bundle(folder_path / "model.safetensors").to(result.report["device"])
@@ -220,22 +260,51 @@ def _train_and_map(job: dict, folder: str, threads: int) -> dict:
         summary = classify_scene(scene, bundle, folder_path / "map.tif")
         extra["pixels_per_second"] = summary["classified"] / (time.perf_counter() - started)
     report = result.report
-    kept = ("oa", "aa", "kappa", "n_test", "train_seconds", "parameters",
-            "trainable_parameters", "samples", "fit", "per_class", "unsmoothed", "device")
+    kept = (
+        "oa",
+        "aa",
+        "kappa",
+        "n_test",
+        "train_seconds",
+        "parameters",
+        "trainable_parameters",
+        "samples",
+        "fit",
+        "per_class",
+        "unsmoothed",
+        "device",
+    )
     return {k: report[k] for k in kept if k in report} | {
-        "pixels_per_second": None, "peak_rss_mb": peak_rss_mb(), **extra}
+        "pixels_per_second": None,
+        "peak_rss_mb": peak_rss_mb(),
+        **extra,
+    }
 
 
 def _run_job(spec: Benchmark, protocol: Protocol, variant: Variant, seed: int) -> dict:
     """Everything one run depends on: what decides whether an old run still holds."""
-    train = {"dataset": spec.dataset, "model": variant.model, "split": protocol.split,
-             "seed": seed, "threads": spec.threads,
-             **{k: v for k, v in protocol.model_dump().items()
-                if k not in ("name", "split") and v is not None},
-             **variant.options, **variant.per_protocol.get(protocol.name, {})}
+    train = {
+        "dataset": spec.dataset,
+        "model": variant.model,
+        "split": protocol.split,
+        "seed": seed,
+        "threads": spec.threads,
+        **{
+            k: v
+            for k, v in protocol.model_dump().items()
+            if k not in ("name", "split") and v is not None
+        },
+        **variant.options,
+        **variant.per_protocol.get(protocol.name, {}),
+    }
     if variant.init_from is not None:
-        train["init"] = str(Path(spec.output) / protocol.name / variant.init_from / f"seed{seed}"
-                            / "model.safetensors")
+        train["init"] = str(
+            Path(spec.output)
+            / protocol.name
+            / variant.init_from
+            / f"seed{seed}"
+            / "model.safetensors"
+        )
     return {"train": train, "pretrain": variant.pretrain, "map_scene": spec.map_scene}
 
 
@@ -251,16 +320,24 @@ def _previous_runs(spec: Benchmark) -> dict[tuple[str, str, int], tuple[dict, di
     protocols = {p.name: p for p in old_spec.protocols}
     out = {}
     for run in old.get("runs", []):
-        if "error" in run or run.get("protocol") not in protocols or \
-                run.get("model") not in variants:
+        if (
+            "error" in run
+            or run.get("protocol") not in protocols
+            or run.get("model") not in variants
+        ):
             continue
         job = _run_job(old_spec, protocols[run["protocol"]], variants[run["model"]], run["seed"])
         out[(run["protocol"], run["model"], run["seed"])] = ({"date": old.get("date")} | run, job)
     return out
 
 
-def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = None,
-                  seeds: list[int] | None = None, protocols: list[str] | None = None) -> dict:
+def run_benchmark(
+    spec: Benchmark,
+    log: Any = print,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    protocols: list[str] | None = None,
+) -> dict:
     """Run every row × protocol × seed, or with ``only`` (rows), ``seeds`` or ``protocols``
     just those. Runs not asked for are kept from the existing results file while their
     configuration is unchanged; nothing is ever run unasked. The results file and report are
@@ -278,8 +355,11 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
                 continue
             for seed in spec.seeds:
                 job = _run_job(spec, protocol, variant, seed)
-                asked = (variant.name in (only or spec.names) and seed in (seeds or spec.seeds)
-                         and protocol.name in (protocols or [protocol.name]))
+                asked = (
+                    variant.name in (only or spec.names)
+                    and seed in (seeds or spec.seeds)
+                    and protocol.name in (protocols or [protocol.name])
+                )
                 kept = previous.get((protocol.name, variant.name, seed))
                 if asked:
                     planned.append((len(runs), protocol, variant, seed, job))
@@ -287,20 +367,28 @@ def run_benchmark(spec: Benchmark, log: Any = print, only: list[str] | None = No
                 elif kept and kept[1] == job:
                     runs.append(kept[0])
                 elif kept:
-                    log(f"dropped {protocol.name} {variant.name} seed {seed}: its configuration "
-                        "changed; rerun it with --models")
+                    log(
+                        f"dropped {protocol.name} {variant.name} seed {seed}: its configuration "
+                        "changed; rerun it with --models"
+                    )
     _check_starting_bundles(planned)
     for index, protocol, variant, seed, job in planned:
         folder = Path(spec.output) / protocol.name / variant.name / f"seed{seed}"
         started = time.perf_counter()
         outcome = in_child(_train_and_map, job, str(folder), spec.threads)
-        outcome.update(model=variant.name, protocol=protocol.name, seed=seed,
-                       date=date.today().isoformat(),
-                       wall_seconds=round(time.perf_counter() - started, 1))
+        outcome.update(
+            model=variant.name,
+            protocol=protocol.name,
+            seed=seed,
+            date=date.today().isoformat(),
+            wall_seconds=round(time.perf_counter() - started, 1),
+        )
         runs[index] = outcome
         shown = "error: " + outcome["error"] if "error" in outcome else f"OA {outcome['oa']:.2%}"
-        log(f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
-            f"({outcome['wall_seconds']} s)")
+        log(
+            f"{protocol.name:>10} {variant.name:>14} seed {seed}: {shown} "
+            f"({outcome['wall_seconds']} s)"
+        )
         _write_results(spec, runs, memory)
     if spec.memory_check and (not partial or spec.memory_check.model in (only or [])):
         memory = run_memory_check(spec, log)
@@ -313,19 +401,32 @@ def _check_starting_bundles(planned: list[tuple[int, Protocol, Variant, int, dic
     trained = set()
     for _, protocol, variant, seed, job in planned:
         start = job["train"].get("init") if variant.init_from is not None else None
-        if start and (protocol.name, variant.init_from, seed) not in trained and \
-                not Path(start).is_file():
-            raise InputError(start, f"{variant.name} ({protocol.name}, seed {seed}) starts from "
-                             f"this {variant.init_from} bundle, which does not exist",
-                             f"add {variant.init_from} to --models to train it first")
+        if (
+            start
+            and (protocol.name, variant.init_from, seed) not in trained
+            and not Path(start).is_file()
+        ):
+            raise InputError(
+                start,
+                f"{variant.name} ({protocol.name}, seed {seed}) starts from "
+                f"this {variant.init_from} bundle, which does not exist",
+                f"add {variant.init_from} to --models to train it first",
+            )
         trained.add((protocol.name, variant.name, seed))
 
 
 def _write_results(spec: Benchmark, runs: list[dict | None], memory: dict | None) -> dict:
     runs = [r for r in runs if r is not None]
-    results = {"benchmark": spec.name, "dataset": spec.dataset, "date": date.today().isoformat(),
-               "machine": machine(), "runs": runs, "summary": summarize(runs),
-               "memory_check": memory, "spec": spec.model_dump()}
+    results = {
+        "benchmark": spec.name,
+        "dataset": spec.dataset,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "runs": runs,
+        "summary": summarize(runs),
+        "memory_check": memory,
+        "spec": spec.model_dump(),
+    }
     Path(spec.results).parent.mkdir(parents=True, exist_ok=True)
     Path(spec.results).write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, Path(spec.report))
@@ -338,9 +439,11 @@ def machine() -> dict:
     import torch
 
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "memory_gb": round(memory_gb, 1), "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
-
-
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }

@@ -25,10 +25,20 @@ def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) ->
     side = int(np.sqrt(gigabytes * 2**30 / (bands * 4)))
     rng = np.random.default_rng(seed)
     means = rng.uniform(500, 3000, size=(4, bands)).astype("float32")
-    profile = {"driver": "GTiff", "width": side, "height": side, "count": bands,
-               "dtype": "float32", "crs": "EPSG:32633", "nodata": -9999.0, "tiled": True,
-               "blockxsize": 256, "blockysize": 256, "BIGTIFF": "YES",
-               "transform": Affine(10, 0, 500000, 0, -10, 4_000_000)}
+    profile = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": bands,
+        "dtype": "float32",
+        "crs": "EPSG:32633",
+        "nodata": -9999.0,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "BIGTIFF": "YES",
+        "transform": Affine(10, 0, 500000, 0, -10, 4_000_000),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, side, 256):
             h = min(256, side - row)
@@ -46,8 +56,11 @@ def _map_scene(scene_path: str, bundle_path: str, output: str) -> dict:
 
     started = time.perf_counter()
     summary = classify_scene(open_scene(scene_path), load_bundle(bundle_path), output)
-    return {"seconds": time.perf_counter() - started, "pixels": summary["pixels"],
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "pixels": summary["pixels"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def _train_small(scene_path: str, bundle_path: str, model: str) -> dict:
@@ -65,9 +78,18 @@ def _train_small(scene_path: str, bundle_path: str, model: str) -> dict:
     strip = (np.arange(side)[None, :] * 4 // side + 1).repeat(64, 0).astype("uint8")
     with rasterio.open(labels_path, "w", **profile) as dst:
         dst.write(strip[None], window=Window(0, 0, side, 64))
-    train(TrainConfig(scenes=[scene_path], labels=[str(labels_path)], model=model,
-                      split="random", train_ratio=0.05), bundle_path,
-          Path(bundle_path).with_name("report"), progress=False)
+    train(
+        TrainConfig(
+            scenes=[scene_path],
+            labels=[str(labels_path)],
+            model=model,
+            split="random",
+            train_ratio=0.05,
+        ),
+        bundle_path,
+        Path(bundle_path).with_name("report"),
+        progress=False,
+    )
     return {}
 
 
@@ -85,8 +107,10 @@ def run_memory_check(spec: Benchmark, log: Any = print) -> dict:
         outcome = in_child(_map_scene, str(scene), str(bundle), str(folder / f"map_{size:g}.tif"))
         outcome.update(size_gb=size, file_bytes=scene.stat().st_size)
         results.append(outcome)
-        log(f"memory check {size:g} GB: peak RSS {outcome.get('peak_rss_mb', float('nan')):.0f}"
-            f" MB, {outcome.get('pixels', 0) / max(outcome.get('seconds', 1), 1e-9):.0f} px/s")
+        log(
+            f"memory check {size:g} GB: peak RSS {outcome.get('peak_rss_mb', float('nan')):.0f}"
+            f" MB, {outcome.get('pixels', 0) / max(outcome.get('seconds', 1), 1e-9):.0f} px/s"
+        )
         scene.unlink()
     return {"model": check.model, "bands": check.bands, "runs": results}
 

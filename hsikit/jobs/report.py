@@ -12,27 +12,47 @@ from hsikit.evaluation.scoring import summarize_runs
 
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
-    keys = sorted({(r["protocol"], r["model"]) for r in runs},
-                  key=lambda k: ([r["protocol"] for r in runs].index(k[0]),
-                                 [r["model"] for r in runs].index(k[1])))
+    keys = sorted(
+        {(r["protocol"], r["model"]) for r in runs},
+        key=lambda k: (
+            [r["protocol"] for r in runs].index(k[0]),
+            [r["model"] for r in runs].index(k[1]),
+        ),
+    )
     for protocol, model in keys:
-        good = [r for r in runs if r["protocol"] == protocol and r["model"] == model
-                and "error" not in r]
+        good = [
+            r
+            for r in runs
+            if r["protocol"] == protocol and r["model"] == model and "error" not in r
+        ]
         if not good:
             rows.append({"protocol": protocol, "model": model, "error": "every run failed"})
             continue
         stats = summarize_runs(good)
-        rows.append({"protocol": protocol, "model": model, **stats,
-                     "train_seconds": float(np.mean([r["train_seconds"] for r in good])),
-                     "pixels_per_second": (float(np.mean([r["pixels_per_second"] for r in good]))
-                                           if all(r["pixels_per_second"] for r in good) else None),
-                     "parameters": int(good[0]["parameters"]),
-                     "trainable_parameters": int(good[0].get("trainable_parameters",
-                                                             good[0]["parameters"])),
-                     "pretrain_seconds": (float(np.mean([r["pretrain"]["seconds"] for r in good]))
-                                          if all("pretrain" in r for r in good) else None),
-                     "peak_rss_mb": float(max(r["peak_rss_mb"] for r in good)),
-                     "n_test": int(np.mean([r["n_test"] for r in good]))})
+        rows.append(
+            {
+                "protocol": protocol,
+                "model": model,
+                **stats,
+                "train_seconds": float(np.mean([r["train_seconds"] for r in good])),
+                "pixels_per_second": (
+                    float(np.mean([r["pixels_per_second"] for r in good]))
+                    if all(r["pixels_per_second"] for r in good)
+                    else None
+                ),
+                "parameters": int(good[0]["parameters"]),
+                "trainable_parameters": int(
+                    good[0].get("trainable_parameters", good[0]["parameters"])
+                ),
+                "pretrain_seconds": (
+                    float(np.mean([r["pretrain"]["seconds"] for r in good]))
+                    if all("pretrain" in r for r in good)
+                    else None
+                ),
+                "peak_rss_mb": float(max(r["peak_rss_mb"] for r in good)),
+                "n_test": int(np.mean([r["n_test"] for r in good])),
+            }
+        )
     return rows
 
 
@@ -61,33 +81,76 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown_table(results: dict) -> str:
     m = results["machine"]
-    lines = [f"### {results['benchmark']} ({results['dataset']}), {results['date']}", "",
-             f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, "
-             f"{m['gpu']}; Python {m['python']}, torch {m['torch']}. "
-             f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
-             "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
-             ""]
+    lines = [
+        f"### {results['benchmark']} ({results['dataset']}), {results['date']}",
+        "",
+        f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, "
+        f"{m['gpu']}; Python {m['python']}, torch {m['torch']}. "
+        f"Seeds: {', '.join(map(str, results['spec']['seeds']))}. "
+        "Reproduce: `make bench` (or `hsikit run pipelines/indian_pines_benchmark.yaml`).",
+        "",
+    ]
+
     def seconds(row: dict) -> str:
         pre = row.get("pretrain_seconds")
         return f"{row['train_seconds']:.0f}" + (f" + {pre:.0f} pretrain" if pre else "")
 
-    rows = [[r["protocol"], r["model"], "failed"] if "error" in r else
-            [r["protocol"], r["model"], str(r["oa"]["n"]), _pm(r["oa"]), _pm(r["aa"]),
-             _pm(r["kappa"]), str(r["n_test"]), seconds(r),
-             f"{r['pixels_per_second']:.0f}" if r["pixels_per_second"] else "–",
-             f"{r['parameters']:,}", f"{r.get('trainable_parameters', r['parameters']):,}",
-             f"{r['peak_rss_mb']:.0f}"] for r in results["summary"]]
-    lines += _table(["protocol", "model", "seeds", "OA %", "AA %", "kappa × 100", "test px",
-                     "train s", "inference px/s", "parameters", "trainable", "peak RSS MB"],
-                    rows)
+    rows = [
+        [r["protocol"], r["model"], "failed"]
+        if "error" in r
+        else [
+            r["protocol"],
+            r["model"],
+            str(r["oa"]["n"]),
+            _pm(r["oa"]),
+            _pm(r["aa"]),
+            _pm(r["kappa"]),
+            str(r["n_test"]),
+            seconds(r),
+            f"{r['pixels_per_second']:.0f}" if r["pixels_per_second"] else "–",
+            f"{r['parameters']:,}",
+            f"{r.get('trainable_parameters', r['parameters']):,}",
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        for r in results["summary"]
+    ]
+    lines += _table(
+        [
+            "protocol",
+            "model",
+            "seeds",
+            "OA %",
+            "AA %",
+            "kappa × 100",
+            "test px",
+            "train s",
+            "inference px/s",
+            "parameters",
+            "trainable",
+            "peak RSS MB",
+        ],
+        rows,
+    )
     memory = results.get("memory_check")
     if memory:
-        lines += ["", f"Streamed `hsikit classify` on synthetic float32 scenes "
-                  f"({memory['bands']} bands, model `{memory['model']}`):", ""]
-        rows = [[f"{r['size_gb']:g} GB", f"failed: {r['error']}"] if "error" in r else
-                [f"{r['file_bytes'] / 2**30:.2f} GiB", f"{r['pixels']:,}",
-                 f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.0f}",
-                 f"{r['pixels'] / r['seconds']:.0f}"] for r in memory["runs"]]
+        lines += [
+            "",
+            f"Streamed `hsikit classify` on synthetic float32 scenes "
+            f"({memory['bands']} bands, model `{memory['model']}`):",
+            "",
+        ]
+        rows = [
+            [f"{r['size_gb']:g} GB", f"failed: {r['error']}"]
+            if "error" in r
+            else [
+                f"{r['file_bytes'] / 2**30:.2f} GiB",
+                f"{r['pixels']:,}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['seconds']:.0f}",
+                f"{r['pixels'] / r['seconds']:.0f}",
+            ]
+            for r in memory["runs"]
+        ]
         lines += _table(["scene size", "pixels", "peak RSS MB", "seconds", "px/s"], rows)
     return "\n".join(lines) + "\n"
 

@@ -59,8 +59,14 @@ class ClassicalClassifier(ABC):
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``[B, K]`` class scores from the arrays alone."""
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, x_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> ClassicalClassifier:
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        seed: int = 0,
+        x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> ClassicalClassifier:
         from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
         x, y = _centre(x), np.asarray(y)
@@ -70,20 +76,32 @@ class ClassicalClassifier(ABC):
         if len(np.unique(y)) != self.num_classes:
             raise ValueError("every class needs training pixels")
         folds = min(self.folds, int(np.bincount(y).max()))
-        self.chosen = {"params": {}, "cv_accuracy": None, "folds": 0,
-                       "refit_on": "train+val" if pooled else "train"}
+        self.chosen = {
+            "params": {},
+            "cv_accuracy": None,
+            "folds": 0,
+            "refit_on": "train+val" if pooled else "train",
+        }
         if folds < 2:
             self._export(self._estimator(seed).fit(x, y))
             return self
-        search = GridSearchCV(self._estimator(seed), self._grid(x), refit=True,
-                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        search = GridSearchCV(
+            self._estimator(seed),
+            self._grid(x),
+            refit=True,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        )
         with warnings.catch_warnings():  # rare classes with fewer pixels than folds are fine
             warnings.filterwarnings("ignore", message="The least populated class")
             search.fit(x, y)
         self._export(search.best_estimator_)
-        self.chosen.update(params={k: v if isinstance(v, str) else float(v)
-                                   for k, v in search.best_params_.items()},
-                           cv_accuracy=float(search.best_score_), folds=folds)
+        self.chosen.update(
+            params={
+                k: v if isinstance(v, str) else float(v) for k, v in search.best_params_.items()
+            },
+            cv_accuracy=float(search.best_score_),
+            folds=folds,
+        )
         return self
 
     def __init__(self, in_bands: int, num_classes: int) -> None:
@@ -137,8 +155,10 @@ class SVMClassifier(ClassicalClassifier):
 
     def _grid(self, x: np.ndarray) -> dict[str, list]:
         scale = 1.0 / (x.shape[1] * x.var())  # scikit-learn's gamma="scale"
-        return {"C": [self.c / 10, self.c, self.c * 10, self.c * 100],
-                "gamma": [scale * g for g in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)]}
+        return {
+            "C": [self.c / 10, self.c, self.c * 10, self.c * 100],
+            "gamma": [scale * g for g in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)],
+        }
 
     def _estimator(self, seed: int) -> Any:
         from sklearn.svm import SVC
@@ -159,8 +179,11 @@ class SVMClassifier(ClassicalClassifier):
         sv = a["support_vectors"]
         if sv.ndim != 2 or sv.shape[1] != self.in_bands:
             return f"support_vectors must be (vectors, {self.in_bands})"
-        if a["n_support"].shape != (k,) or a["n_support"].min() < 0 \
-                or int(a["n_support"].sum()) != sv.shape[0]:
+        if (
+            a["n_support"].shape != (k,)
+            or a["n_support"].min() < 0
+            or int(a["n_support"].sum()) != sv.shape[0]
+        ):
             return f"n_support must count the support vectors of each of the {k} classes"
         if a["dual_coef"].shape != (k - 1, sv.shape[0]):
             return f"dual_coef must be ({k - 1}, {sv.shape[0]})"
@@ -186,7 +209,9 @@ class SVMClassifier(ClassicalClassifier):
             si = slice(starts[i], starts[i + 1])
             for j in range(i + 1, k):
                 sj = slice(starts[j], starts[j + 1])
-                dec = kernel[:, si] @ dual[j - 1, si] + kernel[:, sj] @ dual[i, sj] + intercept[pair]
+                dec = (
+                    kernel[:, si] @ dual[j - 1, si] + kernel[:, sj] @ dual[i, sj] + intercept[pair]
+                )
                 votes[:, i] += dec > 0
                 votes[:, j] += dec <= 0
                 confidence[:, i] += dec
@@ -204,8 +229,9 @@ class ForestClassifier(ClassicalClassifier):
 
     expected_keys = ("left", "right", "feature", "threshold", "value", "roots", "depth")
 
-    def __init__(self, in_bands: int, num_classes: int, n_estimators: int = 200,
-                 max_features: str = "sqrt") -> None:
+    def __init__(
+        self, in_bands: int, num_classes: int, n_estimators: int = 200, max_features: str = "sqrt"
+    ) -> None:
         super().__init__(in_bands, num_classes)
         self.n_estimators, self.max_features = n_estimators, max_features
 
@@ -215,19 +241,22 @@ class ForestClassifier(ClassicalClassifier):
     def _estimator(self, seed: int) -> Any:
         from sklearn.ensemble import RandomForestClassifier
 
-        return RandomForestClassifier(n_estimators=self.n_estimators,
-                                      max_features=self.max_features, random_state=seed,
-                                      n_jobs=-1)
+        return RandomForestClassifier(
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            random_state=seed,
+            n_jobs=-1,
+        )
 
     def _export(self, model: Any) -> None:
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("left", "right", "feature",
-                                                               "threshold", "value")}
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("left", "right", "feature", "threshold", "value")
+        }
         roots, offset, depth = [], 0, 0
         for tree in (e.tree_ for e in model.estimators_):
             roots.append(offset)
-            shift = lambda child: np.where(child >= 0, child + offset, -1)  # noqa: E731
-            parts["left"].append(shift(tree.children_left))
-            parts["right"].append(shift(tree.children_right))
+            for side, children in (("left", tree.children_left), ("right", tree.children_right)):
+                parts[side].append(np.where(children >= 0, children + offset, -1))
             parts["feature"].append(np.maximum(tree.feature, 0))
             parts["threshold"].append(tree.threshold)
             value = tree.value[:, 0, :]
@@ -239,19 +268,25 @@ class ForestClassifier(ClassicalClassifier):
 
     def _layout_problem(self, a: dict[str, np.ndarray]) -> str | None:
         nodes = a["left"].shape[0] if a["left"].ndim == 1 else -1
-        if nodes <= 0 or any(a[key].shape != (nodes,)
-                             for key in ("right", "feature", "threshold")):
+        if nodes <= 0 or any(a[key].shape != (nodes,) for key in ("right", "feature", "threshold")):
             return "left, right, feature and threshold must be one value per node"
         if a["value"].shape != (nodes, self.num_classes):
             return f"value must be (nodes, {self.num_classes})"
         if a["roots"].ndim != 1 or a["roots"].size == 0 or a["depth"].shape != (1,):
             return "roots must list the trees and depth be one value"
-        indices = [("left", -1, nodes), ("right", -1, nodes), ("roots", 0, nodes),
-                   ("feature", 0, self.in_bands)]
+        indices = [
+            ("left", -1, nodes),
+            ("right", -1, nodes),
+            ("roots", 0, nodes),
+            ("feature", 0, self.in_bands),
+        ]
         for key, low, high in indices:
             values = a[key]
-            if not np.issubdtype(values.dtype, np.integer) or values.min() < low \
-                    or values.max() >= high:
+            if (
+                not np.issubdtype(values.dtype, np.integer)
+                or values.min() < low
+                or values.max() >= high
+            ):
                 return f"{key} must be integers from {low} to {high - 1}"
         if not 0 <= int(a["depth"][0]) <= nodes:
             return f"depth must lie between 0 and {nodes}"
@@ -275,8 +310,7 @@ def svm_rbf(in_bands: int, num_classes: int, c: float = 100.0) -> SVMClassifier:
     return SVMClassifier(in_bands, num_classes, c=c)
 
 
-@register_model("random_forest", family="classical",
-                architecture={"patch_size": 1, "pca": None})
+@register_model("random_forest", family="classical", architecture={"patch_size": 1, "pca": None})
 def random_forest(in_bands: int, num_classes: int, n_estimators: int = 200) -> ForestClassifier:
     """Random forest on standardised spectra (centre pixel only)."""
     return ForestClassifier(in_bands, num_classes, n_estimators=n_estimators)

@@ -12,10 +12,14 @@ from torch import nn
 from hsikit.models.registry import register_model
 
 
-def _conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride=(1, 1, 1),
-            padding=(0, 0, 0)) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
-                         nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+def _conv3d(
+    cin: int, cout: int, kernel: tuple[int, int, int], stride=(1, 1, 1), padding=(0, 0, 0)
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 def _flat_size(module: nn.Module, shape: tuple[int, ...]) -> int:
@@ -30,8 +34,14 @@ def _flat_size(module: nn.Module, shape: tuple[int, ...]) -> int:
 class CNN3D(nn.Module):
     """Hamida et al. (2018)-style 3-D CNN: 3-D convolutions with strided spectral 'pooling'."""
 
-    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 7, width: int = 16,
-                 dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        in_bands: int,
+        num_classes: int,
+        patch_size: int = 7,
+        width: int = 16,
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
             _conv3d(1, width, (3, 3, 3), padding=(1, 1, 1)),
@@ -51,20 +61,30 @@ class CNN3D(nn.Module):
 class HybridSN(nn.Module):
     """Roy et al. (2020) HybridSN, compact: three 3-D convolutions, one 2-D, two dense layers."""
 
-    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 11,
-                 dropout: float = 0.4) -> None:
+    def __init__(
+        self, in_bands: int, num_classes: int, patch_size: int = 11, dropout: float = 0.4
+    ) -> None:
         super().__init__()
         if in_bands < 13 or patch_size < 9:
             raise ValueError("hybridsn needs at least 13 input bands and patches of 9 or more")
-        self.spectral = nn.Sequential(_conv3d(1, 8, (7, 3, 3)), _conv3d(8, 16, (5, 3, 3)),
-                                      _conv3d(16, 32, (3, 3, 3)))
+        self.spectral = nn.Sequential(
+            _conv3d(1, 8, (7, 3, 3)), _conv3d(8, 16, (5, 3, 3)), _conv3d(16, 32, (3, 3, 3))
+        )
         depth = in_bands - 12
-        self.spatial = nn.Sequential(nn.Conv2d(32 * depth, 64, 3, bias=False), nn.BatchNorm2d(64),
-                                     nn.ReLU(inplace=True))
+        self.spatial = nn.Sequential(
+            nn.Conv2d(32 * depth, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        )
         flat = 64 * (patch_size - 8) ** 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout), nn.Linear(256, 128), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout), nn.Linear(128, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         x = self.spectral(patches.unsqueeze(1))  # (B, 32, C-12, P-6, P-6)
@@ -72,15 +92,21 @@ class HybridSN(nn.Module):
         return self.head(self.spatial(x))
 
 
-@register_model("cnn3d", architecture={"patch_size": 9, "pca": 30},
-                recipe={"epochs": 100, "lr": 2e-3, "batch_size": 64})
+@register_model(
+    "cnn3d",
+    architecture={"patch_size": 9, "pca": 30},
+    recipe={"epochs": 100, "lr": 2e-3, "batch_size": 64},
+)
 def cnn3d(in_bands: int, num_classes: int, patch_size: int = 9, width: int = 16) -> CNN3D:
     """Compact Hamida-style 3-D CNN."""
     return CNN3D(in_bands, num_classes, patch_size=patch_size, width=width)
 
 
-@register_model("hybridsn", architecture={"patch_size": 11, "pca": 30},
-                recipe={"epochs": 100, "lr": 1e-3, "batch_size": 64})
+@register_model(
+    "hybridsn",
+    architecture={"patch_size": 11, "pca": 30},
+    recipe={"epochs": 100, "lr": 1e-3, "batch_size": 64},
+)
 def hybridsn(in_bands: int, num_classes: int, patch_size: int = 11) -> HybridSN:
     """Compact HybridSN: 3-D spectral-spatial then 2-D spatial convolutions."""
     return HybridSN(in_bands, num_classes, patch_size=patch_size)

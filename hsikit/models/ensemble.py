@@ -37,6 +37,7 @@ class MeanEnsemble(nn.Module):
         return bool(getattr(self.members[0], "uses_wavelengths", False))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        log_probabilities = torch.stack([member(*inputs).log_softmax(dim=1)
-                                         for member in self.members])
+        log_probabilities = torch.stack(
+            [member(*inputs).log_softmax(dim=1) for member in self.members]
+        )
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))

@@ -30,14 +30,16 @@ LORA_TARGETS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
 def sincos(values: torch.Tensor, dim: int) -> torch.Tensor:
     """``[..., ]`` positions → ``[..., dim]`` sin-cos features with MAE frequencies."""
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float32, device=values.device)
-                            / (dim // 2))
+    omega = 1.0 / 10000 ** (
+        torch.arange(dim // 2, dtype=torch.float32, device=values.device) / (dim // 2)
+    )
     angles = values.float().unsqueeze(-1) * omega
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def positional_channel(centres: torch.Tensor, grid: torch.Tensor, patch: int, gsd: float,
-                       dim: int) -> torch.Tensor:
+def positional_channel(
+    centres: torch.Tensor, grid: torch.Tensor, patch: int, gsd: float, dim: int
+) -> torch.Tensor:
     """``(spatial + channel) / 2`` embedding ``[G, N, dim]``: 2-D sin-cos of each patch's ground
     position in metres and 1-D sin-cos of each group's central wavelength in nm."""
     metres = grid * patch * gsd
@@ -50,8 +52,9 @@ def band_groups(count: int, group: int) -> list[np.ndarray]:
     return np.array_split(np.arange(count), max(1, math.ceil(count / group)))
 
 
-def group_bands(x: torch.Tensor, wavelengths: torch.Tensor, group: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def group_bands(
+    x: torch.Tensor, wavelengths: torch.Tensor, group: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, C, P, P]`` and ``[C]`` nm → group means ``[B, G, P, P]`` and centres ``[G]``."""
     groups = band_groups(x.shape[1], group)
     sizes = [len(g) for g in groups]
@@ -64,8 +67,14 @@ class LowRankSpatialSpectralAttention(nn.Module):
     """The LESS attention: separate spectral and spatial attention, recombined as a Kronecker
     product (see the module docstring)."""
 
-    def __init__(self, dim: int, heads: int = 4, channels_per_head: int = 2, rank: int = 2,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        channels_per_head: int = 2,
+        rank: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         head_dim = dim // heads
         if dim % heads or head_dim % channels_per_head:
@@ -86,13 +95,15 @@ class LowRankSpatialSpectralAttention(nn.Module):
         weights = score(x).softmax(dim=dim)
         return (weights * x).sum(dim=dim)
 
-    def _branch(self, x: torch.Tensor, qk: nn.Linear, v: nn.Linear, head_dim: int,
-                mask: torch.Tensor | None) -> torch.Tensor:
-        """``[B, L, h·hd]`` → ``[B, rank, heads, L, hd]``: ``rank`` attention maps, shared values."""
+    def _branch(
+        self, x: torch.Tensor, qk: nn.Linear, v: nn.Linear, head_dim: int, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``[B, L, h·hd]`` → ``[B, rank, heads, L, hd]``: ``rank`` attention maps, shared
+        values."""
         b, length, _ = x.shape
         q, k = qk(x).view(b, length, 2, self.rank, self.heads, head_dim).permute(2, 0, 3, 4, 1, 5)
         values = v(x).view(b, length, 1, self.heads, head_dim).permute(0, 2, 3, 1, 4)
-        scores = (q @ k.transpose(-2, -1)) * head_dim ** -0.5  # [B, r, h, L, L]
+        scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5  # [B, r, h, L, L]
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         return self.dropout(scores.softmax(-1)) @ values
@@ -126,24 +137,43 @@ class LessBlock(nn.Module):
 class LessEncoder(nn.Module):
     """Tokenise ``[B, C, P, P]`` with per-band wavelengths and run the LESS blocks."""
 
-    def __init__(self, patch_size: int, patch: int, group: int, dim: int, depth: int, heads: int,
-                 rank: int, radius: float | None, mlp_ratio: float = 4.0, dropout: float = 0.1
-                 ) -> None:
+    def __init__(
+        self,
+        patch_size: int,
+        patch: int,
+        group: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        rank: int,
+        radius: float | None,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         if patch_size % patch:
-            raise ValueError(f"patch size {patch_size} is not a multiple of the token patch {patch}")
+            raise ValueError(
+                f"patch size {patch_size} is not a multiple of the token patch {patch}"
+            )
         self.patch, self.group, self.dim, self.radius = patch, group, dim, radius
         self.side = patch_size // patch
-        self.embed = nn.Sequential(nn.Conv2d(1, 2 * dim, patch, stride=patch), nn.ReLU(),
-                                   nn.Conv2d(2 * dim, dim, 1))
-        self.blocks = nn.ModuleList(LessBlock(dim, heads, rank, mlp_ratio, dropout)
-                                    for _ in range(depth))
+        self.embed = nn.Sequential(
+            nn.Conv2d(1, 2 * dim, patch, stride=patch), nn.ReLU(), nn.Conv2d(2 * dim, dim, 1)
+        )
+        self.blocks = nn.ModuleList(
+            LessBlock(dim, heads, rank, mlp_ratio, dropout) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
         rows, cols = np.meshgrid(np.arange(self.side), np.arange(self.side), indexing="ij")
-        self.register_buffer("grid", torch.as_tensor(np.stack([rows.ravel(), cols.ravel()], 1),
-                                                     dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "grid",
+            torch.as_tensor(np.stack([rows.ravel(), cols.ravel()], 1), dtype=torch.float32),
+            persistent=False,
+        )
 
-    def tokens(self, x: torch.Tensor, wavelengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokens(
+        self, x: torch.Tensor, wavelengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedded tokens without position ``[B, G, N, D]`` and group centres ``[G]`` (nm)."""
         values, centres = group_bands(x, wavelengths, self.group)
         b, g, p, _ = values.shape
@@ -174,21 +204,36 @@ class LessViT(nn.Module):
     head_prefix = "head"
     uses_wavelengths = True
 
-    def __init__(self, in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
-                 gsd: float = 1.0, patch_size: int = 9, patch: int = 3, group: int = 10,
-                 dim: int = 64, depth: int = 2, heads: int = 4, rank: int = 2,
-                 radius: float | None = 4.5) -> None:
+    def __init__(
+        self,
+        in_bands: int,
+        num_classes: int,
+        wavelengths: list[float] | None = None,
+        gsd: float = 1.0,
+        patch_size: int = 9,
+        patch: int = 3,
+        group: int = 10,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        rank: int = 2,
+        radius: float | None = 4.5,
+    ) -> None:
         super().__init__()
-        if wavelengths is None or len(wavelengths) != in_bands or not np.all(np.isfinite(
-                np.asarray(wavelengths, dtype=float))):
+        if (
+            wavelengths is None
+            or len(wavelengths) != in_bands
+            or not np.all(np.isfinite(np.asarray(wavelengths, dtype=float)))
+        ):
             raise ValueError("LESS ViT needs the wavelength of every input band")
         self.gsd = float(gsd)
         self.register_buffer("wavelengths", torch.tensor(wavelengths, dtype=torch.float32))
         self.encoder = LessEncoder(patch_size, patch, group, dim, depth, heads, rank, radius)
         self.head = nn.Linear(dim, num_classes)
 
-    def forward(self, patches: torch.Tensor, wavelengths: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, patches: torch.Tensor, wavelengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
         wl = self.wavelengths if wavelengths is None else wavelengths.to(patches.device)
         tokens, centres = self.encoder.tokens(patches, wl)
         grid = self.encoder.grid
@@ -196,27 +241,46 @@ class LessViT(nn.Module):
         return self.head(self.encoder.encode(tokens, grid).mean(dim=(1, 2)))
 
 
-_DEFAULTS = {"architecture": {"patch_size": 9},
-             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}, "pretrain": "hyper_mae"}
+_DEFAULTS = {
+    "architecture": {"patch_size": 9},
+    "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
+    "pretrain": "hyper_mae",
+}
 
 
 @register_model("less_vit_tiny", **_DEFAULTS)
-def less_vit_tiny(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
-                  gsd: float = 1.0, patch_size: int = 9) -> LessViT:
+def less_vit_tiny(
+    in_bands: int,
+    num_classes: int,
+    wavelengths: list[float] | None = None,
+    gsd: float = 1.0,
+    patch_size: int = 9,
+) -> LessViT:
     """LESS ViT tiny: 10-band groups × 3×3-pixel tokens, d=64, 2 LESS blocks, rank 2."""
     return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=64, depth=2, heads=4)
 
 
 @register_model("less_vit_small", **_DEFAULTS)
-def less_vit_small(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
-                   gsd: float = 1.0, patch_size: int = 9) -> LessViT:
+def less_vit_small(
+    in_bands: int,
+    num_classes: int,
+    wavelengths: list[float] | None = None,
+    gsd: float = 1.0,
+    patch_size: int = 9,
+) -> LessViT:
     """LESS ViT small: d=96, 4 LESS blocks, rank 2."""
     return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=96, depth=4, heads=4)
 
 
 @register_model("less_vit_base", **_DEFAULTS)
-def less_vit_base(in_bands: int, num_classes: int, wavelengths: list[float] | None = None,
-                  gsd: float = 1.0, patch_size: int = 9) -> LessViT:
+def less_vit_base(
+    in_bands: int,
+    num_classes: int,
+    wavelengths: list[float] | None = None,
+    gsd: float = 1.0,
+    patch_size: int = 9,
+) -> LessViT:
     """LESS ViT base (GPU-sized): 5-band groups, d=192, 8 LESS blocks, 8 heads."""
-    return LessViT(in_bands, num_classes, wavelengths, gsd, patch_size, dim=192, depth=8, heads=8,
-                 group=5)
+    return LessViT(
+        in_bands, num_classes, wavelengths, gsd, patch_size, dim=192, depth=8, heads=8, group=5
+    )

@@ -29,8 +29,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
         hidden = max(4, channels // reduction)
-        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.SiLU(), nn.Linear(hidden, channels),
-                                nn.Sigmoid())
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden), nn.SiLU(), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, ...]
         weights = self.fc(x.flatten(2).mean(-1))
@@ -48,13 +49,21 @@ class SpectralStem(nn.Module):
         super().__init__()
 
         def conv(cin: int, cout: int, depth: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv3d(cin, cout, (depth, 3, 3), padding=(depth // 2, 1, 1),
-                                           bias=False), nn.BatchNorm3d(cout), nn.SiLU())
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, (depth, 3, 3), padding=(depth // 2, 1, 1), bias=False),
+                nn.BatchNorm3d(cout),
+                nn.SiLU(),
+            )
 
         self.convs = nn.Sequential(conv(1, c1, 7), conv(c1, c2, 5), conv(c2, c2, 3))
         self.se = SqueezeExcitation(c2)
-        self.projection = None if bands is None else nn.Sequential(
-            nn.Conv2d(c2 * bands, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.SiLU())
+        self.projection = (
+            None
+            if bands is None
+            else nn.Sequential(
+                nn.Conv2d(c2 * bands, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.SiLU()
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.se(self.convs(x.unsqueeze(1)))  # [B, c2, bands, P, P]
@@ -64,8 +73,7 @@ class SpectralStem(nn.Module):
 
 
 class LoLABlock(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float, dropout: float
-                 ) -> None:
+    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window, dropout)
@@ -81,19 +89,33 @@ class LoLASpecViT(nn.Module):
     lora_targets = LORA_TARGETS
     head_prefix = "head"
 
-    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 11,
-                 stem: tuple[int, int] = (8, 16), dim: int = 64, depth: int = 2, heads: int = 4,
-                 window: int = 7, mlp_ratio: float = 2.0, dropout: float = 0.1,
-                 band_projection: bool = False) -> None:
+    def __init__(
+        self,
+        in_bands: int,
+        num_classes: int,
+        patch_size: int = 11,
+        stem: tuple[int, int] = (8, 16),
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        window: int = 7,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        band_projection: bool = False,
+    ) -> None:
         super().__init__()
         self.stem = SpectralStem(*stem, bands=in_bands if band_projection else None)
-        self.embed = nn.Sequential(nn.Conv2d(stem[1], dim, 3, stride=2, padding=1, bias=False),
-                                   nn.BatchNorm2d(dim), nn.SiLU())
+        self.embed = nn.Sequential(
+            nn.Conv2d(stem[1], dim, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.SiLU(),
+        )
         grid = (patch_size + 1) // 2
         self.pos = nn.Parameter(torch.zeros(1, grid, grid, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(LoLABlock(dim, heads, min(window, grid), mlp_ratio, dropout)
-                                    for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            LoLABlock(dim, heads, min(window, grid), mlp_ratio, dropout) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
@@ -104,8 +126,10 @@ class LoLASpecViT(nn.Module):
         return self.head(self.norm(x.mean(dim=(1, 2))))
 
 
-_DEFAULTS = {"architecture": {"patch_size": 11, "pca": 15},
-             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}}
+_DEFAULTS = {
+    "architecture": {"patch_size": 11, "pca": 15},
+    "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
+}
 _SIZES = {
     "tiny": {"stem": (8, 16), "dim": 64, "depth": 2, "heads": 4},
     "small": {"stem": (16, 32), "dim": 96, "depth": 4, "heads": 4},
@@ -138,8 +162,7 @@ def lola_specvit_proj_tiny(in_bands: int, num_classes: int, patch_size: int = 11
 
 
 @register_model("lola_specvit_proj_small", **_DEFAULTS)
-def lola_specvit_proj_small(in_bands: int, num_classes: int, patch_size: int = 11
-                            ) -> LoLASpecViT:
+def lola_specvit_proj_small(in_bands: int, num_classes: int, patch_size: int = 11) -> LoLASpecViT:
     """LoLA-SpecViT small with a learned band projection in place of the spectral mean."""
     return LoLASpecViT(in_bands, num_classes, patch_size, **_SIZES["small"], band_projection=True)
 

@@ -51,13 +51,22 @@ class MambaHSI(nn.Module):
     head_prefix = "head"
     lora_targets = ("in_proj", "out_proj")
 
-    def __init__(self, in_bands: int, num_classes: int, patch_size: int = 9, dim: int = 32,
-                 depth: int = 2, spectral_tokens: int = 4, d_state: int = 4, expand: int = 1
-                 ) -> None:
+    def __init__(
+        self,
+        in_bands: int,
+        num_classes: int,
+        patch_size: int = 9,
+        dim: int = 32,
+        depth: int = 2,
+        spectral_tokens: int = 4,
+        d_state: int = 4,
+        expand: int = 1,
+    ) -> None:
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(in_bands, dim), nn.LayerNorm(dim), nn.SiLU())
-        self.blocks = nn.ModuleList(SpectralSpatialMamba(dim, spectral_tokens, d_state, expand)
-                                    for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            SpectralSpatialMamba(dim, spectral_tokens, d_state, expand) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(2 * dim)
         self.centre = (patch_size * patch_size) // 2
         self.head = nn.Linear(2 * dim, num_classes)
@@ -69,8 +78,10 @@ class MambaHSI(nn.Module):
         return self.head(self.norm(torch.cat([x[:, self.centre], x.mean(1)], dim=-1)))
 
 
-_DEFAULTS = {"architecture": {"patch_size": 9, "pca": 30},
-             "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64}}
+_DEFAULTS = {
+    "architecture": {"patch_size": 9, "pca": 30},
+    "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
+}
 
 
 @register_model("mamba_hsi_tiny", **_DEFAULTS)

@@ -37,14 +37,20 @@ def _normalise(target: torch.Tensor) -> torch.Tensor:
     return (target - mean) / (var + 1e-6).sqrt()
 
 
-def _random_subset(count: int, keep: int, generator: torch.Generator | None,
-                   device: torch.device) -> torch.Tensor:
+def _random_subset(
+    count: int, keep: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     return torch.randperm(count, generator=generator).to(device)[:keep].sort().values
 
 
 class HyperMAE(nn.Module):
-    def __init__(self, classifier: LessViT, channel_ratio: float = 0.5,
-                 spatial_ratio: float = 0.75, decoder_dim: int = 48) -> None:
+    def __init__(
+        self,
+        classifier: LessViT,
+        channel_ratio: float = 0.5,
+        spatial_ratio: float = 0.75,
+        decoder_dim: int = 48,
+    ) -> None:
         super().__init__()
         self.encoder = classifier.encoder
         self.register_buffer("wavelengths", classifier.wavelengths.clone())
@@ -59,17 +65,18 @@ class HyperMAE(nn.Module):
         nn.init.normal_(self.mask_position, std=0.02)
         self.decoder = LessBlock(decoder_dim, 4, 1, 2.0, 0.0)
         self.decoder_norm = nn.LayerNorm(decoder_dim)
-        self.predict = nn.Linear(decoder_dim, self.encoder.patch ** 2)
+        self.predict = nn.Linear(decoder_dim, self.encoder.patch**2)
 
-    def loss(self, patches: torch.Tensor, generator: torch.Generator | None = None
-             ) -> torch.Tensor:
+    def loss(self, patches: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         enc = self.encoder
         tokens, centres = enc.tokens(patches, self.wavelengths)
         b, g, n, _ = tokens.shape
-        keep_g = _random_subset(g, max(2, round(g * (1 - self.channel_ratio))), generator,
-                                tokens.device)
-        keep_n = _random_subset(n, max(1, round(n * (1 - self.spatial_ratio))), generator,
-                                tokens.device)
+        keep_g = _random_subset(
+            g, max(2, round(g * (1 - self.channel_ratio))), generator, tokens.device
+        )
+        keep_n = _random_subset(
+            n, max(1, round(n * (1 - self.spatial_ratio))), generator, tokens.device
+        )
         grid = enc.grid
         visible = tokens[:, keep_g][:, :, keep_n]
         visible = visible + enc.position(centres[keep_g], grid[keep_n], self.gsd)
@@ -78,8 +85,14 @@ class HyperMAE(nn.Module):
         shown_g[keep_g] = True
         shown_n = torch.zeros(n, dtype=torch.bool, device=tokens.device)
         shown_n[keep_n] = True
-        full = (self.mask_channel * (~shown_g)[:, None, None]
-                + self.mask_position * (~shown_n)[None, :, None]).expand(b, g, n, -1).clone()
+        full = (
+            (
+                self.mask_channel * (~shown_g)[:, None, None]
+                + self.mask_position * (~shown_n)[None, :, None]
+            )
+            .expand(b, g, n, -1)
+            .clone()
+        )
         full[:, keep_g[:, None], keep_n[None, :]] = encoded
         full = full + positional_channel(centres, grid, enc.patch, self.gsd, self.decoder_dim)
         prediction = self.predict(self.decoder_norm(self.decoder(full, enc.mask(grid))))
@@ -89,8 +102,9 @@ class HyperMAE(nn.Module):
 
 
 class SpectralMAE(nn.Module):
-    def __init__(self, classifier: SpectralGPT, mask_ratio: float = 0.9, decoder_dim: int = 48
-                 ) -> None:
+    def __init__(
+        self, classifier: SpectralGPT, mask_ratio: float = 0.9, decoder_dim: int = 48
+    ) -> None:
         super().__init__()
         self.encoder = classifier.encoder
         self.mask_ratio = mask_ratio
@@ -102,10 +116,9 @@ class SpectralMAE(nn.Module):
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
         self.decoder = TransformerBlock(decoder_dim, 4, 2.0)
         self.decoder_norm = nn.LayerNorm(decoder_dim)
-        self.predict = nn.Linear(decoder_dim, enc.bands_per_token * enc.patch ** 2)
+        self.predict = nn.Linear(decoder_dim, enc.bands_per_token * enc.patch**2)
 
-    def loss(self, patches: torch.Tensor, generator: torch.Generator | None = None
-             ) -> torch.Tensor:
+    def loss(self, patches: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         enc = self.encoder
         tokens = enc.tokens(patches)  # [B, L, D], L = T·N
         b, length, d = tokens.shape
@@ -115,14 +128,13 @@ class SpectralMAE(nn.Module):
         kept = order[:, :keep]
         encoded = enc.encode(torch.gather(tokens, 1, kept[..., None].expand(-1, -1, d)))
         full = self.mask_token.expand(b, length, -1).clone()
-        full.scatter_(1, kept[..., None].expand(-1, -1, full.shape[-1]),
-                      self.to_decoder(encoded))
+        full.scatter_(1, kept[..., None].expand(-1, -1, full.shape[-1]), self.to_decoder(encoded))
         prediction = self.predict(self.decoder_norm(self.decoder(full + self.decoder_pos)))
         target = self._targets(patches)  # [B, L, b·p·p]
         masked = torch.ones(b, length, dtype=torch.bool, device=tokens.device)
         masked.scatter_(1, kept, False)
         token_loss = ((prediction - target) ** 2).mean(-1)[masked].mean()
-        shape = (b, enc.groups, enc.positions, enc.bands_per_token, enc.patch ** 2)
+        shape = (b, enc.groups, enc.positions, enc.bands_per_token, enc.patch**2)
         aggregate = lambda t: t.view(shape).mean(dim=(1, 3))  # noqa: E731  [B, N, p·p]
         return token_loss + ((aggregate(prediction) - aggregate(target)) ** 2).mean()
 

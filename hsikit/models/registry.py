@@ -39,18 +39,31 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, family: Family = "torch", task: Task = "classification",
-                   architecture: dict[str, Any] | None = None,
-                   recipe: dict[str, Any] | None = None, pretrain: str | None = None
-                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_model(
+    name: str,
+    *,
+    family: Family = "torch",
+    task: Task = "classification",
+    architecture: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+    pretrain: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``builder(in_bands, num_classes, **cfg)`` under ``name``."""
 
     def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is registered twice")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, builder, family, doc[0] if doc else "", task,
-                                     dict(architecture or {}), dict(recipe or {}), pretrain)
+        _REGISTRY[name] = ModelEntry(
+            name,
+            builder,
+            family,
+            doc[0] if doc else "",
+            task,
+            dict(architecture or {}),
+            dict(recipe or {}),
+            pretrain,
+        )
         return builder
 
     return decorate
@@ -62,8 +75,9 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
-        raise InputError(None, f"unknown model '{name}'",
-                         f"choose one of: {', '.join(list_models())}")
+        raise InputError(
+            None, f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}"
+        )
     return _REGISTRY[name]
 
 
@@ -77,7 +91,8 @@ def architecture_config(name: str, **candidates: Any) -> dict[str, Any]:
 
 
 def create_model(name: str, in_bands: int, num_classes: int, **cfg: Any) -> Any:
-    """Build model ``name``; ``cfg`` keys the builder does not take (training recipe) are ignored."""
+    """Build model ``name``; ``cfg`` keys the builder does not take (recipe options) are
+    ignored."""
     import inspect
 
     entry = get_entry(name)

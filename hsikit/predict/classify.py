@@ -34,14 +34,20 @@ PREDICT_BATCH = 2048
 
 def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
     """``[N, K]`` class probabilities of ``[N, C, P, P]`` patches, a batch at a time."""
-    out = [bundle_like.predict_proba(x[i:i + PREDICT_BATCH])
-           for i in range(0, len(x), PREDICT_BATCH)]
+    out = [
+        bundle_like.predict_proba(x[i : i + PREDICT_BATCH]) for i in range(0, len(x), PREDICT_BATCH)
+    ]
     return np.concatenate(out) if out else np.empty((0, 0))
 
 
-def window_scores(scene: Scene, bundle: Bundle, *, window: int = STREAM_WINDOW,
-                  batch_size: int = 1024, only: set[tuple[int, int]] | None = None
-                  ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+def window_scores(
+    scene: Scene,
+    bundle: Bundle,
+    *,
+    window: int = STREAM_WINDOW,
+    batch_size: int = 1024,
+    only: set[tuple[int, int]] | None = None,
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, ``[K, h, w]`` class probabilities, ``[h, w]`` valid mask) across the scene, as
     the map gets them: with the bundle's smoothing, probabilities are predicted over the window
     plus the filter's margin, filtered, then cut back. Invalid pixels have all-zero scores.
@@ -54,18 +60,26 @@ def window_scores(scene: Scene, bundle: Bundle, *, window: int = STREAM_WINDOW,
         (r0, r1), (c0, c1) = core.toranges()
         if only is not None and (r0, c0) not in only:
             continue
-        block, valid = read_block(scene, around(region, patch // 2, scene.height, scene.width),
-                                  bands, bundle.preprocessor.transform)
+        block, valid = read_block(
+            scene,
+            around(region, patch // 2, scene.height, scene.width),
+            bands,
+            bundle.preprocessor.transform,
+        )
         scores = np.zeros((len(bundle.classes), *valid.shape), np.float32)
         for rows, cols in batched_pixels(valid, batch_size):
             scores[:, rows, cols] = bundle.predict_proba(patches_at(block, rows, cols, patch)).T
         if smoothing is not None:
             half = patch // 2
-            guide = bundle.preprocessor.guide(block[:, half:half + valid.shape[0],
-                                                    half:half + valid.shape[1]], smoothing.guide)
+            guide = bundle.preprocessor.guide(
+                block[:, half : half + valid.shape[0], half : half + valid.shape[1]],
+                smoothing.guide,
+            )
             scores = guided_filter(guide, scores, valid, smoothing)
-        cut = (slice(r0 - region.row_off, r1 - region.row_off),
-               slice(c0 - region.col_off, c1 - region.col_off))
+        cut = (
+            slice(r0 - region.row_off, r1 - region.row_off),
+            slice(c0 - region.col_off, c1 - region.col_off),
+        )
         yield core, scores[(slice(None), *cut)], valid[cut]
 
 
@@ -76,39 +90,67 @@ def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np
     for index, scene in enumerate(scenes):
         pick = np.flatnonzero(where[:, 0] == index)
         rows, cols = where[pick, 1], where[pick, 2]
-        key_rows, key_cols = rows // STREAM_WINDOW * STREAM_WINDOW, cols // STREAM_WINDOW * STREAM_WINDOW
+        key_rows, key_cols = (
+            rows // STREAM_WINDOW * STREAM_WINDOW,
+            cols // STREAM_WINDOW * STREAM_WINDOW,
+        )
         wanted = set(zip(key_rows.tolist(), key_cols.tolist()))
         for core, scores, _ in window_scores(scene, bundle, only=wanted):
             inside = (key_rows == core.row_off) & (key_cols == core.col_off)
-            out[pick[inside]] = scores[:, rows[inside] - core.row_off,
-                                       cols[inside] - core.col_off].T
+            out[pick[inside]] = scores[
+                :, rows[inside] - core.row_off, cols[inside] - core.col_off
+            ].T
     return out
 
 
-def classify_scene(scene: Scene, bundle: Bundle, output: str | Path, *, window: int = STREAM_WINDOW,
-                   batch_size: int = 1024, confidence: bool = False, probabilities: bool = False,
-                   on_window: Callable[[int, int], None] | None = None) -> dict:
+def classify_scene(
+    scene: Scene,
+    bundle: Bundle,
+    output: str | Path,
+    *,
+    window: int = STREAM_WINDOW,
+    batch_size: int = 1024,
+    confidence: bool = False,
+    probabilities: bool = False,
+    on_window: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write the class map (and optional confidence / probabilities) for ``scene``; a scene
     without a single valid pixel is refused and nothing is written."""
     table = bundle.classes
     values = np.asarray(table.values)
     total = -(-scene.height // window) * -(-scene.width // window)
     classified = 0
-    tags = provenance(source=scene.path, model=bundle.meta.model.name, bundle=bundle.path,
-                      bundle_sha256=bundle.sha256())
-    with ClassMapWriter(output, scene.grid, table, confidence=confidence,
-                        probabilities=probabilities, tags=tags) as writer:
+    tags = provenance(
+        source=scene.path,
+        model=bundle.meta.model.name,
+        bundle=bundle.path,
+        bundle_sha256=bundle.sha256(),
+    )
+    with ClassMapWriter(
+        output, scene.grid, table, confidence=confidence, probabilities=probabilities, tags=tags
+    ) as writer:
         for done, (core, scores, valid) in enumerate(
-                window_scores(scene, bundle, window=window, batch_size=batch_size), start=1):
+            window_scores(scene, bundle, window=window, batch_size=batch_size), start=1
+        ):
             classes = np.where(valid, values[scores.argmax(axis=0)], CLASS_NODATA)
             classified += int(valid.sum())
-            writer.write(core, classes, confidence=scores.max(axis=0) if confidence else None,
-                         probabilities=scores if probabilities else None)
+            writer.write(
+                core,
+                classes,
+                confidence=scores.max(axis=0) if confidence else None,
+                probabilities=scores if probabilities else None,
+            )
             if on_window is not None:
                 on_window(done, total)
         if classified == 0:
-            raise InputError(scene.path, "no pixel of the scene is valid (every one is nodata or "
-                             "not a finite number), so there is nothing to map",
-                             "check the scene's nodata value and its bands")
-    return {"pixels": scene.width * scene.height, "classified": classified,
-            "nodata": scene.width * scene.height - classified}
+            raise InputError(
+                scene.path,
+                "no pixel of the scene is valid (every one is nodata or "
+                "not a finite number), so there is nothing to map",
+                "check the scene's nodata value and its bands",
+            )
+    return {
+        "pixels": scene.width * scene.height,
+        "classified": classified,
+        "nodata": scene.width * scene.height - classified,
+    }

@@ -46,8 +46,11 @@ def input_files(path: Path) -> list[Path]:
 
 def _refuse_remote(path: Path, text: str) -> None:
     if text.lower().startswith(_REMOTE_PREFIXES) or "://" in text:
-        raise InputError(path, "hsikit opens local files and folders only, not URLs or GDAL "
-                         "virtual paths", "download the file first and give its local path")
+        raise InputError(
+            path,
+            "hsikit opens local files and folders only, not URLs or GDAL virtual paths",
+            "download the file first and give its local path",
+        )
 
 
 def _opened(path: Path, name: str, opener: Callable[..., Scene], options: dict) -> Scene:
@@ -57,13 +60,17 @@ def _opened(path: Path, name: str, opener: Callable[..., Scene], options: dict) 
     except HsikitError:
         raise
     except MemoryError as exc:
-        raise FormatError(path, "opening it needs more memory than this machine has",
-                          "the file declares sizes far beyond what it holds; check that it is "
-                          "intact") from exc
+        raise FormatError(
+            path,
+            "opening it needs more memory than this machine has",
+            "the file declares sizes far beyond what it holds; check that it is intact",
+        ) from exc
     except Exception as exc:  # noqa: BLE001 — any library error on a damaged file
-        raise FormatError(path, f"cannot be read as {name} ({error_reason(exc)})",
-                          "the file is truncated or corrupt; re-download or re-export it"
-                          ) from exc
+        raise FormatError(
+            path,
+            f"cannot be read as {name} ({error_reason(exc)})",
+            "the file is truncated or corrupt; re-download or re-export it",
+        ) from exc
 
 
 def open_scene(path: str | PathLike[str], format: str | None = None, **options: object) -> Scene:
@@ -74,8 +81,11 @@ def open_scene(path: str | PathLike[str], format: str | None = None, **options: 
     if not path.exists():
         raise InputError(path, "no such file or folder", "check the path")
     if not (path.is_file() or path.is_dir()):
-        raise InputError(path, "not a regular file or folder (a device, pipe or socket)",
-                         "give the path of a raster file")
+        raise InputError(
+            path,
+            "not a regular file or folder (a device, pipe or socket)",
+            "give the path of a raster file",
+        )
     if path.is_file() and path.stat().st_size == 0:
         raise FormatError(path, "the file is empty (0 bytes)", "re-download or re-export it")
     for file in input_files(path):
@@ -88,6 +98,10 @@ def open_scene(path: str | PathLike[str], format: str | None = None, **options: 
     for name, sniff, opener in READERS:
         if sniff(path):
             return _opened(path, name, opener, options)
-    raise FormatError(path, "format not recognised: hsikit reads GeoTIFF, ENVI, MATLAB, EnMAP "
-                      "L2A, NetCDF, GRIB and Zarr (not VRT or other GDAL formats, which can "
-                      "read other files)", "convert it to GeoTIFF, e.g. with gdal_translate")
+    raise FormatError(
+        path,
+        "format not recognised: hsikit reads GeoTIFF, ENVI, MATLAB, EnMAP "
+        "L2A, NetCDF, GRIB and Zarr (not VRT or other GDAL formats, which can "
+        "read other files)",
+        "convert it to GeoTIFF, e.g. with gdal_translate",
+    )

@@ -28,8 +28,19 @@ DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".bin", ".I
 MAX_HEADER_BYTES = 64 * 2**20
 REQUIRED_KEYS = ("samples", "lines", "bands", "data type", "interleave")
 #: ENVI ``data type`` code → numpy type.
-DTYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 6: "c8", 9: "c16", 12: "u2", 13: "u4",
-          14: "i8", 15: "u8"}
+DTYPES = {
+    1: "u1",
+    2: "i2",
+    3: "i4",
+    4: "f4",
+    5: "f8",
+    6: "c8",
+    9: "c16",
+    12: "u2",
+    13: "u4",
+    14: "i8",
+    15: "u8",
+}
 DTYPE_CODES = {np.dtype(v).str[1:]: k for k, v in DTYPES.items()}
 
 
@@ -41,8 +52,7 @@ def find_header(path: Path) -> Path | None:
     """The header for ``path``: itself if it is one, else ``path.hdr`` or the same stem + .hdr."""
     if path.suffix.lower() == ".hdr" and path.is_file():
         return path
-    for candidate in (Path(str(path) + ".hdr"), path.with_suffix(".hdr"),
-                      path.with_suffix(".HDR")):
+    for candidate in (Path(str(path) + ".hdr"), path.with_suffix(".hdr"), path.with_suffix(".HDR")):
         if candidate.is_file() and candidate != path:
             return candidate
     return None
@@ -61,45 +71,66 @@ def read_header(header: Path) -> dict[str, Any]:
     from spectral.io import envi
 
     if header.stat().st_size > MAX_HEADER_BYTES:
-        raise FormatError(header, f"the ENVI header is {header.stat().st_size / 2**20:.0f} MB, far "
-                          "larger than any real header", "check that this is an ENVI .hdr file")
+        raise FormatError(
+            header,
+            f"the ENVI header is {header.stat().st_size / 2**20:.0f} MB, far "
+            "larger than any real header",
+            "check that this is an ENVI .hdr file",
+        )
     try:
         meta = envi.read_envi_header(str(header))
     except Exception as exc:  # spectral raises its own types for malformed headers
-        raise FormatError(header, f"the ENVI header cannot be parsed ({exc})",
-                          "check that it starts with 'ENVI' and that every '{' is closed") from exc
+        raise FormatError(
+            header,
+            f"the ENVI header cannot be parsed ({exc})",
+            "check that it starts with 'ENVI' and that every '{' is closed",
+        ) from exc
     missing = [key for key in REQUIRED_KEYS if key not in meta]
     if missing:
-        raise FormatError(header, f"the ENVI header lacks required keys: {', '.join(missing)}",
-                          "add them (samples, lines, bands, data type, interleave)")
+        raise FormatError(
+            header,
+            f"the ENVI header lacks required keys: {', '.join(missing)}",
+            "add them (samples, lines, bands, data type, interleave)",
+        )
     return meta
 
 
 def open_scene(path: Path, **_: object) -> Scene:
     header = find_header(path)
     if header is None:
-        raise InputError(path, "no ENVI header (.hdr) found beside this file",
-                         "put the .hdr next to the data file")
+        raise InputError(
+            path,
+            "no ENVI header (.hdr) found beside this file",
+            "put the .hdr next to the data file",
+        )
     meta = read_header(header)
     data_file = path if path != header and path.is_file() else find_data_file(header)
     if data_file is None:
-        raise InputError(header, "the ENVI data file is missing (looked for the header's name "
-                         "with no suffix, .img, .dat, .raw, .bsq, .bil, .bip)",
-                         "put the data file next to the header")
+        raise InputError(
+            header,
+            "the ENVI data file is missing (looked for the header's name "
+            "with no suffix, .img, .dat, .raw, .bsq, .bil, .bip)",
+            "put the data file next to the header",
+        )
     try:
         samples, lines, bands = int(meta["samples"]), int(meta["lines"]), int(meta["bands"])
         code = int(meta["data type"])
         offset = int(meta.get("header offset", 0))
         big_endian = int(meta.get("byte order", 0)) == 1
     except ValueError as exc:
-        raise FormatError(header, f"a size field of the ENVI header is not an integer ({exc})",
-                          "fix samples / lines / bands / data type") from exc
+        raise FormatError(
+            header,
+            f"a size field of the ENVI header is not an integer ({exc})",
+            "fix samples / lines / bands / data type",
+        ) from exc
     if offset < 0:
-        raise FormatError(header, f"the header offset is negative ({offset})",
-                          "fix 'header offset'")
+        raise FormatError(
+            header, f"the header offset is negative ({offset})", "fix 'header offset'"
+        )
     if code not in DTYPES:
-        raise FormatError(header, f"ENVI data type {code} is not supported",
-                          f"use one of {sorted(DTYPES)}")
+        raise FormatError(
+            header, f"ENVI data type {code} is not supported", f"use one of {sorted(DTYPES)}"
+        )
     dtype = np.dtype(DTYPES[code]).newbyteorder(">" if big_endian else "<")
     interleave = str(meta["interleave"]).strip().lower()
     if interleave not in ("bsq", "bil", "bip"):
@@ -107,13 +138,19 @@ def open_scene(path: Path, **_: object) -> Scene:
     expected = offset + bands * lines * samples * dtype.itemsize
     actual = data_file.stat().st_size
     if actual < expected:
-        raise FormatError(data_file, f"the data file holds {actual} bytes but the header "
-                          f"describes {expected} ({bands} bands × {lines} lines × {samples} samples"
-                          f" × {dtype.itemsize} bytes + {offset} offset)",
-                          "the file is truncated or the header does not belong to it")
+        raise FormatError(
+            data_file,
+            f"the data file holds {actual} bytes but the header "
+            f"describes {expected} ({bands} bands × {lines} lines × {samples} samples"
+            f" × {dtype.itemsize} bytes + {offset} offset)",
+            "the file is truncated or the header does not belong to it",
+        )
     if min(bands, lines, samples) <= 0:
-        raise FormatError(header, f"the raster is empty ({bands}×{lines}×{samples})",
-                          "check samples, lines and bands")
+        raise FormatError(
+            header,
+            f"the raster is empty ({bands}×{lines}×{samples})",
+            "check samples, lines and bands",
+        )
     native = dtype.newbyteorder("=")
 
     def read(band_ids: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
@@ -143,9 +180,16 @@ def open_scene(path: Path, **_: object) -> Scene:
     crs, transform, notes = map_info_grid(meta, header)
     info, band_notes = band_info_from_header(meta, bands, header)
     return Scene.from_reader(
-        read, shape=(bands, lines, samples), dtype=dtype.newbyteorder("="),
-        bands=info, path=str(data_file), format="ENVI",
-        crs=crs, transform=transform, nodata=_nodata(meta, header), notes=notes + band_notes,
+        read,
+        shape=(bands, lines, samples),
+        dtype=dtype.newbyteorder("="),
+        bands=info,
+        path=str(data_file),
+        format="ENVI",
+        crs=crs,
+        transform=transform,
+        nodata=_nodata(meta, header),
+        notes=notes + band_notes,
     )
 
 
@@ -153,8 +197,9 @@ def _number(value: Any, key: str, header: Path) -> float:
     try:
         return float(str(value).strip())
     except ValueError:
-        raise FormatError(header, f"the header's '{key}' is not a number ('{value}')",
-                          f"fix or remove '{key}'") from None
+        raise FormatError(
+            header, f"the header's '{key}' is not a number ('{value}')", f"fix or remove '{key}'"
+        ) from None
 
 
 def _nodata(meta: dict[str, Any], header: Path) -> float | None:
@@ -162,18 +207,23 @@ def _nodata(meta: dict[str, Any], header: Path) -> float | None:
     return None if value is None else _number(value, "data ignore value", header)
 
 
-def band_info_from_header(meta: dict[str, Any], count: int, header: Path
-                          ) -> tuple[BandInfo, list[str]]:
+def band_info_from_header(
+    meta: dict[str, Any], count: int, header: Path
+) -> tuple[BandInfo, list[str]]:
     """Band metadata from the header; a per-band list of the wrong length is refused (its values
     could not be matched to bands), band names of the wrong length are replaced, with a note."""
+
     def floats(key: str) -> np.ndarray | None:
         values = meta.get(key)
         if values is None:
             return None
         values = values if isinstance(values, list) else [values]
         if len(values) != count:
-            raise FormatError(header, f"the header's '{key}' lists {len(values)} values for "
-                              f"{count} bands", f"give one value per band, or remove '{key}'")
+            raise FormatError(
+                header,
+                f"the header's '{key}' lists {len(values)} values for {count} bands",
+                f"give one value per band, or remove '{key}'",
+            )
         return np.asarray([_number(v, key, header) for v in values], dtype="float64")
 
     wl, fwhm = floats("wavelength"), floats("fwhm")
@@ -182,8 +232,10 @@ def band_info_from_header(meta: dict[str, Any], count: int, header: Path
     names = meta.get("band names")
     notes = []
     if names is not None and not (isinstance(names, list) and len(names) == count):
-        notes.append(f"'band names' lists {len(names) if isinstance(names, list) else 1} names "
-                     f"for {count} bands: named band_1 … band_{count} instead")
+        notes.append(
+            f"'band names' lists {len(names) if isinstance(names, list) else 1} names "
+            f"for {count} bands: named band_1 … band_{count} instead"
+        )
     return BandInfo.build(
         count,
         wavelength=None if wl is None else wl * factor,
@@ -205,19 +257,33 @@ def map_info_grid(meta: dict[str, Any], header: Path) -> tuple[CRS | None, Affin
     try:
         ref_x, ref_y, easting, northing, size_x, size_y = (float(v) for v in fields[1:7])
     except (ValueError, IndexError) as exc:
-        raise FormatError(header, f"map info is malformed ({', '.join(fields)})",
-                          "it needs: projection, ref x, ref y, easting, northing, size x, size y"
-                          ) from exc
+        raise FormatError(
+            header,
+            f"map info is malformed ({', '.join(fields)})",
+            "it needs: projection, ref x, ref y, easting, northing, size x, size y",
+        ) from exc
     rotation = 0.0
     for item in fields:
         if item.lower().startswith("rotation="):
             rotation = _number(item.split("=", 1)[1], "map info rotation", header)
-    if not all(math.isfinite(v) for v in (ref_x, ref_y, easting, northing, size_x, size_y,
-                                          rotation)) or size_x == 0 or size_y == 0:
-        raise FormatError(header, f"map info has a non-finite or zero value ({', '.join(fields)})",
-                          "fix the reference point and pixel sizes")
-    transform = (Affine.translation(easting, northing) @ Affine.rotation(rotation)
-                 @ Affine.scale(size_x, -size_y) @ Affine.translation(-(ref_x - 1), -(ref_y - 1)))
+    if (
+        not all(
+            math.isfinite(v) for v in (ref_x, ref_y, easting, northing, size_x, size_y, rotation)
+        )
+        or size_x == 0
+        or size_y == 0
+    ):
+        raise FormatError(
+            header,
+            f"map info has a non-finite or zero value ({', '.join(fields)})",
+            "fix the reference point and pixel sizes",
+        )
+    transform = (
+        Affine.translation(easting, northing)
+        @ Affine.rotation(rotation)
+        @ Affine.scale(size_x, -size_y)
+        @ Affine.translation(-(ref_x - 1), -(ref_y - 1))
+    )
     return _map_info_crs(meta, fields, header), transform, []
 
 
@@ -229,15 +295,17 @@ def _map_info_crs(meta: dict[str, Any], fields: list[str], header: Path) -> CRS 
         try:
             return CRS.from_wkt(text)
         except Exception as exc:
-            raise FormatError(header, f"the coordinate system string is not valid WKT ({exc})",
-                              "fix or remove it") from exc
+            raise FormatError(
+                header, f"the coordinate system string is not valid WKT ({exc})", "fix or remove it"
+            ) from exc
     name = fields[0].lower()
     datum = next((f for f in fields[7:] if "wgs" in f.lower() or "nad" in f.lower()), "")
     if name == "utm" and len(fields) > 8 and "wgs" in datum.lower():
         zone, hemisphere = _number(fields[7], "map info zone", header), fields[8].lower()
         if zone != int(zone) or not 1 <= zone <= 60:
-            raise FormatError(header, f"map info names UTM zone {fields[7]}",
-                              "UTM zones are 1 to 60")
+            raise FormatError(
+                header, f"map info names UTM zone {fields[7]}", "UTM zones are 1 to 60"
+            )
         return CRS.from_epsg((32600 if hemisphere.startswith("n") else 32700) + int(zone))
     if name.startswith("geographic") and "wgs" in datum.lower():
         return CRS.from_epsg(4326)
@@ -255,12 +323,21 @@ def write_map_info(crs: CRS | None, transform: Affine) -> dict[str, Any]:
     projection = "Arbitrary" if crs is None else "Unknown"
     if crs is not None and crs.to_epsg() == 4326:
         projection = "Geographic Lat/Lon"
-    info = [projection, "1", "1", repr(transform.c), repr(transform.f), repr(size_x),
-            repr(size_y)]
+    info = [projection, "1", "1", repr(transform.c), repr(transform.f), repr(size_x), repr(size_y)]
     if crs is not None and crs.to_epsg() and 32601 <= crs.to_epsg() <= 32760:
         epsg = crs.to_epsg()
-        info = ["UTM", "1", "1", repr(transform.c), repr(transform.f), repr(size_x),
-                repr(size_y), str(epsg % 100), "North" if epsg < 32700 else "South", "WGS-84"]
+        info = [
+            "UTM",
+            "1",
+            "1",
+            repr(transform.c),
+            repr(transform.f),
+            repr(size_x),
+            repr(size_y),
+            str(epsg % 100),
+            "North" if epsg < 32700 else "South",
+            "WGS-84",
+        ]
     if abs(rotation) > 1e-12:
         info.append(f"rotation={rotation!r}")
     out: dict[str, Any] = {"map info": info}

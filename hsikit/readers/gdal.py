@@ -39,9 +39,14 @@ def open_dataset(location: str, driver: str = "GTiff") -> rasterio.DatasetReader
     return rasterio.open(location, driver=driver)
 
 
-def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
-               bands: BandInfo | None = None, driver: str = "GTiff",
-               **_: object) -> Scene:
+def open_scene(
+    path: Path | str,
+    *,
+    format_name: str = "GeoTIFF",
+    bands: BandInfo | None = None,
+    driver: str = "GTiff",
+    **_: object,
+) -> Scene:
     """Open a GDAL raster lazily; ``path`` may be a GDAL virtual path (``/vsizip/…``) that
     hsikit built itself (EnMAP zips)."""
     location = str(path)
@@ -69,24 +74,29 @@ def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
             if count and height and width:
                 _probe_last_block(src)
     except (RasterioError, ValueError, MemoryError) as exc:
-        raise FormatError(location, f"GDAL cannot read this raster ({error_reason(exc)})",
-                          "check that the file is complete and is a GeoTIFF or another GDAL format"
-                          ) from exc
+        raise FormatError(
+            location,
+            f"GDAL cannot read this raster ({error_reason(exc)})",
+            "check that the file is complete and is a GeoTIFF or another GDAL format",
+        ) from exc
 
     def read(band_ids: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         window = Window.from_slices((rows.start, rows.stop), (cols.start, cols.stop))
-        shape = (len(band_ids), len(range(*rows.indices(height))),
-                 len(range(*cols.indices(width))))
+        shape = (len(band_ids), len(range(*rows.indices(height))), len(range(*cols.indices(width))))
         try:
             with open_dataset(location, driver) as src:
-                out = src.read([int(b) + 1 for b in band_ids], window=window,
-                               out_shape=shape if (rows.step or 1) > 1 or (cols.step or 1) > 1
-                               else None, out_dtype=dtype)
+                out = src.read(
+                    [int(b) + 1 for b in band_ids],
+                    window=window,
+                    out_shape=shape if (rows.step or 1) > 1 or (cols.step or 1) > 1 else None,
+                    out_dtype=dtype,
+                )
         except RasterioError as exc:
-            raise FormatError(location, f"reading rows {rows.start}–{rows.stop} failed "
-                              f"({error_reason(exc)})",
-                              "the file is truncated or corrupt; re-download or re-export it"
-                              ) from exc
+            raise FormatError(
+                location,
+                f"reading rows {rows.start}–{rows.stop} failed ({error_reason(exc)})",
+                "the file is truncated or corrupt; re-download or re-export it",
+            ) from exc
         return out
 
     def read_mask(rows: slice, cols: slice) -> np.ndarray:
@@ -96,8 +106,15 @@ def open_scene(path: Path | str, *, format_name: str = "GeoTIFF",
             return src.dataset_mask(window=window, out_shape=shape) > 0
 
     return Scene.from_reader(
-        read, shape=(count, height, width), dtype=dtype, bands=bands, path=location,
-        format=format_name, crs=crs, transform=transform, nodata=nodata,
+        read,
+        shape=(count, height, width),
+        dtype=dtype,
+        bands=bands,
+        path=location,
+        format=format_name,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
         mask_reader=read_mask if native_mask else None,
     )
 

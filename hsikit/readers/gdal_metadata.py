@@ -19,10 +19,18 @@ import numpy as np
 from hsikit.scene import BandInfo
 
 _UNIT_TO_NM = {
-    "nanometers": 1.0, "nanometer": 1.0, "nm": 1.0,
-    "micrometers": 1000.0, "micrometer": 1000.0, "microns": 1000.0, "micron": 1000.0,
-    "um": 1000.0, "µm": 1000.0, "mu": 1000.0,
-    "millimeters": 1e6, "mm": 1e6,
+    "nanometers": 1.0,
+    "nanometer": 1.0,
+    "nm": 1.0,
+    "micrometers": 1000.0,
+    "micrometer": 1000.0,
+    "microns": 1000.0,
+    "micron": 1000.0,
+    "um": 1000.0,
+    "µm": 1000.0,
+    "mu": 1000.0,
+    "millimeters": 1e6,
+    "mm": 1e6,
 }
 
 
@@ -71,27 +79,43 @@ def band_info_from_gdal(
         wl = _floats([t["CENTRAL_WAVELENGTH_UM"] for t in imagery_tags]) * 1000.0
         fwhm = _floats([t.get("FWHM_UM") for t in imagery_tags]) * 1000.0
         bbl = _bad_from_bbl([t.get("bbl", t.get("bad_band_multiplier")) for t in band_tags])
-        return BandInfo.build(count, wavelength=wl, fwhm=fwhm, bad_band=bbl,
-                              source="GDAL IMAGERY domain", **common)
+        return BandInfo.build(
+            count, wavelength=wl, fwhm=fwhm, bad_band=bbl, source="GDAL IMAGERY domain", **common
+        )
 
     if all("wavelength" in t for t in band_tags) and count:
         raw = _floats([t["wavelength"] for t in band_tags])
         factor = nm_factor(band_tags[0].get("wavelength_units"), raw)
         fwhm = _floats([t.get("fwhm") for t in band_tags]) * factor
         bbl = _bad_from_bbl([t.get("bbl", t.get("bad_band_multiplier")) for t in band_tags])
-        return BandInfo.build(count, wavelength=raw * factor, fwhm=fwhm, bad_band=bbl,
-                              source="GDAL band metadata", **common)
+        return BandInfo.build(
+            count,
+            wavelength=raw * factor,
+            fwhm=fwhm,
+            bad_band=bbl,
+            source="GDAL band metadata",
+            **common,
+        )
 
     if "wavelength" in envi_tags:
         raw = _floats(parse_envi_list(envi_tags["wavelength"]))
         if raw.size == count:
             units = envi_tags.get("wavelength_units") or envi_tags.get("wavelength units")
             factor = nm_factor(units, raw)
-            fwhm = (_floats(parse_envi_list(envi_tags["fwhm"])) * factor
-                    if "fwhm" in envi_tags else None)
-            bbl = (_bad_from_bbl(parse_envi_list(envi_tags["bbl"])) if "bbl" in envi_tags else None)
-            return BandInfo.build(count, wavelength=raw * factor, fwhm=fwhm, bad_band=bbl,
-                                  source="GDAL ENVI domain", **common)
+            fwhm = (
+                _floats(parse_envi_list(envi_tags["fwhm"])) * factor
+                if "fwhm" in envi_tags
+                else None
+            )
+            bbl = _bad_from_bbl(parse_envi_list(envi_tags["bbl"])) if "bbl" in envi_tags else None
+            return BandInfo.build(
+                count,
+                wavelength=raw * factor,
+                fwhm=fwhm,
+                bad_band=bbl,
+                source="GDAL ENVI domain",
+                **common,
+            )
 
     return BandInfo.build(count, source="none", **common)
 
@@ -107,8 +131,9 @@ def _fmt(value: float) -> str:
     return "nan" if not np.isfinite(value) else f"{value:.6g}"
 
 
-def gdal_band_metadata(info: BandInfo) -> tuple[list[dict[str, str]], list[dict[str, str]],
-                                                dict[str, str]]:
+def gdal_band_metadata(
+    info: BandInfo,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]:
     """Per-band default-domain tags, per-band IMAGERY tags, dataset ENVI tags for ``info``."""
     per_band, imagery = [], []
     for i in range(info.wavelength.size):

@@ -53,8 +53,10 @@ def message_problem(path: Path) -> str | None:
             if length < 16 + len(END):
                 return f"{where} declares an impossible length of {length} bytes"
             if offset + length > size:
-                return (f"{where} declares {length:,} bytes but the file ends "
-                        f"{size - offset:,} bytes after its start: the file is truncated")
+                return (
+                    f"{where} declares {length:,} bytes but the file ends "
+                    f"{size - offset:,} bytes after its start: the file is truncated"
+                )
             fh.seek(offset + length - len(END))
             if fh.read(len(END)) != END:
                 return f"{where} does not end with its 7777 marker: the file is damaged"

@@ -29,12 +29,18 @@ def check_self_contained(path: Path) -> None:
             if not outside:
                 h5.visititems(lambda name, obj: _dataset_outside(name, obj, outside))
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise FormatError(path, f"the HDF5 structure cannot be read ({error_reason(exc)})",
-                          "the file is truncated or corrupt; re-export it") from exc
+        raise FormatError(
+            path,
+            f"the HDF5 structure cannot be read ({error_reason(exc)})",
+            "the file is truncated or corrupt; re-export it",
+        ) from exc
     if outside:
-        raise FormatError(path, f"the file refers to data outside itself ({outside[0]})",
-                          "hsikit reads self-contained files only; re-save it without "
-                          "external links or external storage")
+        raise FormatError(
+            path,
+            f"the file refers to data outside itself ({outside[0]})",
+            "hsikit reads self-contained files only; re-save it without "
+            "external links or external storage",
+        )
 
 
 def _dataset_outside(name: str, obj: object, outside: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""MATLAB ``.mat`` v5 (scipy) and v7.3 (HDF5, h5py): cube and ground truth found without a fixed key.
+"""MATLAB ``.mat`` v5 (scipy) and v7.3 (HDF5, h5py): cube and ground truth found without a fixed
+key.
 
 Benchmark scenes are stored ``(rows, cols, bands)``; the same scene re-saved as v7.3 appears
 transposed to HDF5 readers, so v7.3 arrays are reversed back to MATLAB's axis order. The cube is the
@@ -27,12 +28,32 @@ from hsikit.readers.hdf5 import check_self_contained
 from hsikit.scene import BandInfo, Scene
 
 GT_HINTS = ("gt", "label", "truth", "class", "map", "tr", "te")
-_INTEGER_CLASSES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-                    "logical"}
+_INTEGER_CLASSES = {
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "logical",
+}
 
 
-_ITEM_BYTES = {"double": 8, "single": 4, "int64": 8, "uint64": 8, "int32": 4, "uint32": 4,
-               "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "logical": 1}
+_ITEM_BYTES = {
+    "double": 8,
+    "single": 4,
+    "int64": 8,
+    "uint64": 8,
+    "int32": 4,
+    "uint32": 4,
+    "int16": 2,
+    "uint16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "logical": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -75,28 +96,38 @@ def list_variables(path: Path) -> list[MatVariable]:
         found: list[MatVariable] = []
         try:
             with h5py.File(path, "r") as h5:
+
                 def visit(name: str, obj: object) -> None:
                     if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
                         cls = obj.attrs.get("MATLAB_class", b"")
                         cls = cls.decode(errors="replace") if isinstance(cls, bytes) else str(cls)
                         found.append(MatVariable(name, tuple(reversed(obj.shape)), cls))
+
                 h5.visititems(visit)
         except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError … on damage
-            raise FormatError(path, f"not a readable MATLAB v7.3 file ({error_reason(exc)})",
-                              "the file is truncated or corrupt; re-save it from MATLAB") from exc
+            raise FormatError(
+                path,
+                f"not a readable MATLAB v7.3 file ({error_reason(exc)})",
+                "the file is truncated or corrupt; re-save it from MATLAB",
+            ) from exc
         return found
     try:
         return [MatVariable(name, tuple(shape), cls) for name, shape, cls in scipy.io.whosmat(path)]
     except Exception as exc:  # scipy raises ValueError / MatReadError / TypeError on junk
-        raise FormatError(path, f"not a readable MATLAB file ({error_reason(exc)})",
-                          "re-save it from MATLAB as v5 or v7.3") from exc
+        raise FormatError(
+            path,
+            f"not a readable MATLAB file ({error_reason(exc)})",
+            "re-save it from MATLAB as v5 or v7.3",
+        ) from exc
 
 
 def find_arrays(path: Path) -> tuple[MatVariable | None, MatVariable | None]:
     """The cube and the ground truth, chosen by shape and type rather than by name."""
     variables = [v for v in list_variables(path) if v.numeric]
-    cubes = sorted((v for v in variables if len(v.shape) == 3 and min(v.shape) > 1),
-                   key=lambda v: -int(np.prod(v.shape)))
+    cubes = sorted(
+        (v for v in variables if len(v.shape) == 3 and min(v.shape) > 1),
+        key=lambda v: -int(np.prod(v.shape)),
+    )
     cube = cubes[0] if cubes else None
     planes = [v for v in variables if len(v.shape) == 2 and min(v.shape) > 1]
     if cube is not None:
@@ -120,22 +151,31 @@ def available_memory() -> int:
 @cache
 def _load_v5(path: str, var: MatVariable) -> np.ndarray:
     if var.nbytes > available_memory() // 2:
-        raise FormatError(path, f"the MATLAB v5 variable '{var.name}' is {var.nbytes / 2**30:.1f}"
-                          f" GB uncompressed, more than half the memory free here "
-                          f"({available_memory() / 2**30:.1f} GB)", "re-save it as MATLAB v7.3 "
-                          "(HDF5), which hsikit reads window by window")
+        raise FormatError(
+            path,
+            f"the MATLAB v5 variable '{var.name}' is {var.nbytes / 2**30:.1f}"
+            f" GB uncompressed, more than half the memory free here "
+            f"({available_memory() / 2**30:.1f} GB)",
+            "re-save it as MATLAB v7.3 (HDF5), which hsikit reads window by window",
+        )
     values = scipy.io.loadmat(path, variable_names=[var.name])[var.name]
     if values.shape != var.shape:
-        raise FormatError(path, f"the variable '{var.name}' holds {values.shape}, not the "
-                          f"{var.shape} its header declares", "the file is corrupt")
+        raise FormatError(
+            path,
+            f"the variable '{var.name}' holds {values.shape}, not the "
+            f"{var.shape} its header declares",
+            "the file is corrupt",
+        )
     return values
 
 
 def _v73_plane(path: Path, var: MatVariable) -> Callable[[slice, slice], np.ndarray]:
     """``(rows, cols) -> array`` of a 2-D v7.3 variable (stored transposed)."""
+
     def read(rows: slice, cols: slice) -> np.ndarray:
         with h5py.File(path, "r") as h5:
             return np.asarray(h5[var.name][cols, rows]).T
+
     return read
 
 
@@ -150,9 +190,12 @@ def open_scene(path: Path, **_: object) -> Scene:
     version = "v7.3" if _v73(path) else "v5"
     if cube is None and gt is None:
         names = ", ".join(f"{v.name} {v.shape}" for v in list_variables(path)) or "none"
-        raise FormatError(path, f"no cube-like (3-D) or label-like (2-D) numeric array in the "
-                          f"MATLAB file (variables: {names})",
-                          "save the cube as rows × cols × bands")
+        raise FormatError(
+            path,
+            f"no cube-like (3-D) or label-like (2-D) numeric array in the "
+            f"MATLAB file (variables: {names})",
+            "save the cube as rows × cols × bands",
+        )
     truth = _plane_reader(path, gt) if gt is not None else None
     notes = []
     if cube is None:
@@ -162,30 +205,47 @@ def open_scene(path: Path, **_: object) -> Scene:
             return truth(rows, cols)[None][np.zeros(len(bands), int)]
 
         return Scene.from_reader(
-            read_labels, shape=(1, *gt.shape), dtype=_class_dtype(gt),
-            bands=BandInfo.build(1, name=[gt.name]), path=str(path), format=f"MATLAB {version}",
-            notes=notes, ground_truth=truth,
+            read_labels,
+            shape=(1, *gt.shape),
+            dtype=_class_dtype(gt),
+            bands=BandInfo.build(1, name=[gt.name]),
+            path=str(path),
+            format=f"MATLAB {version}",
+            notes=notes,
+            ground_truth=truth,
         )
 
     rows_n, cols_n, bands_n = cube.shape
     notes.append(f"cube '{cube.name}'" + (f", ground truth '{gt.name}'" if gt else ""))
     if version == "v7.3":
+
         def read(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
             with h5py.File(path, "r") as h5:  # HDF5 layout is (bands, cols, rows)
                 ds = h5[cube.name]
-                block = ds[int(bands.min()):int(bands.max()) + 1, cols, rows]
+                block = ds[int(bands.min()) : int(bands.max()) + 1, cols, rows]
             return np.ascontiguousarray(block[bands - bands.min()].transpose(0, 2, 1))
     else:
+
         def read(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-            return np.ascontiguousarray(_load_v5(str(path), cube)[rows, cols][:, :, bands]
-                                        .transpose(2, 0, 1))
+            return np.ascontiguousarray(
+                _load_v5(str(path), cube)[rows, cols][:, :, bands].transpose(2, 0, 1)
+            )
+
     return Scene.from_reader(
-        read, shape=(bands_n, rows_n, cols_n), dtype=_class_dtype(cube),
-        bands=BandInfo.build(bands_n), path=str(path), format=f"MATLAB {version}", notes=notes,
+        read,
+        shape=(bands_n, rows_n, cols_n),
+        dtype=_class_dtype(cube),
+        bands=BandInfo.build(bands_n),
+        path=str(path),
+        format=f"MATLAB {version}",
+        notes=notes,
         ground_truth=truth,
     )
 
 
 def _class_dtype(var: MatVariable) -> np.dtype:
-    return np.dtype({"double": "float64", "single": "float32", "logical": "uint8"}
-                    .get(var.matlab_class, var.matlab_class))
+    return np.dtype(
+        {"double": "float64", "single": "float32", "logical": "uint8"}.get(
+            var.matlab_class, var.matlab_class
+        )
+    )

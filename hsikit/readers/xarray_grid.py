@@ -1,11 +1,11 @@
 """NetCDF, GRIB and Zarr datasets through xarray — ERA5 and similar gridded products.
 
 Every data variable on the latitude/longitude grid becomes one band per vertical level, named
-``t@850hPa`` (or ``t2m`` without levels). The ensemble member and time are chosen by option (default:
-the first of each, recorded in the scene notes so ``hsikit info`` states it). Latitudes are put
-north-up, 0–360° longitudes are shifted to −180…180° where the grid stays contiguous, and the
-grid becomes EPSG:4326 with an exact affine transform. Data stay lazy (dask) until a window is read.
-"""
+``t@850hPa`` (or ``t2m`` without levels). The ensemble member and time are chosen by option
+(default: the first of each, recorded in the scene notes so ``hsikit info`` states it).
+Latitudes are put north-up, 0–360° longitudes are shifted to −180…180° where the grid stays
+contiguous, and the grid becomes EPSG:4326 with an exact affine transform. Data stay lazy (dask)
+until a window is read."""
 
 from __future__ import annotations
 
@@ -96,15 +96,19 @@ def _routed_logs(name: str) -> Iterator[list[str]]:
 def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
     """The dataset and the warnings for what its engine skipped."""
     if engine == "cfgrib" and importlib.util.find_spec("cfgrib") is None:
-        raise InputError(path, "reading GRIB needs cfgrib and eccodes, which are not installed",
-                         "install them with: pip install 'hsikit[era5]'")
+        raise InputError(
+            path,
+            "reading GRIB needs cfgrib and eccodes, which are not installed",
+            "install them with: pip install 'hsikit[era5]'",
+        )
     kwargs: dict[str, Any] = {"chunks": {}}
     if engine == "cfgrib":  # never write .idx files beside the user's data
         kwargs["backend_kwargs"] = {"indexpath": ""}
         problem = message_problem(path)
         if problem is not None:
-            raise FormatError(path, f"the GRIB file cannot be read whole: {problem}",
-                              "re-download it")
+            raise FormatError(
+                path, f"the GRIB file cannot be read whole: {problem}", "re-download it"
+            )
     if engine == "h5netcdf":
         check_self_contained(path)
     if engine == "zarr":
@@ -113,12 +117,22 @@ def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
         try:
             dataset = xr.open_dataset(path, engine=engine, **kwargs)
         except Exception as exc:  # engines raise many types for unreadable files
-            raise FormatError(path, f"cannot be opened as {engine} ({error_reason(exc)})",
-                              "check that the file is complete") from exc
-    skipped = sorted({m.split(":", 1)[1].strip() for m in logged
-                      if m.startswith("skipping variable:")})
-    warnings = [f"GRIB variables that do not fit one grid with the others were skipped: "
-                f"{'; '.join(skipped)}"] if skipped else []
+            raise FormatError(
+                path,
+                f"cannot be opened as {engine} ({error_reason(exc)})",
+                "check that the file is complete",
+            ) from exc
+    skipped = sorted(
+        {m.split(":", 1)[1].strip() for m in logged if m.startswith("skipping variable:")}
+    )
+    warnings = (
+        [
+            f"GRIB variables that do not fit one grid with the others were skipped: "
+            f"{'; '.join(skipped)}"
+        ]
+        if skipped
+        else []
+    )
     return dataset, warnings
 
 
@@ -126,8 +140,9 @@ def _find(names: tuple[str, ...], dims: Any) -> str | None:
     return next((n for n in names if n in dims), None)
 
 
-def _select(ds: xr.Dataset, dim: str, choice: int | str | None, what: str,
-            path: Path, notes: list[str]) -> xr.Dataset:
+def _select(
+    ds: xr.Dataset, dim: str, choice: int | str | None, what: str, path: Path, notes: list[str]
+) -> xr.Dataset:
     values = ds[dim].values
     if choice is None:
         index = 0
@@ -135,35 +150,54 @@ def _select(ds: xr.Dataset, dim: str, choice: int | str | None, what: str,
         try:
             wanted = np.datetime64(choice)
         except ValueError as exc:
-            raise InputError(path, f"{what} '{choice}' is not an ISO date and time",
-                             "write it as e.g. 2017-01-01T12:00, or give an index") from exc
-        matches = np.nonzero(values.astype(str) == wanted.astype(values.dtype)
-                             .astype(str))[0] if np.issubdtype(values.dtype, np.datetime64) else []
+            raise InputError(
+                path,
+                f"{what} '{choice}' is not an ISO date and time",
+                "write it as e.g. 2017-01-01T12:00, or give an index",
+            ) from exc
+        matches = (
+            np.nonzero(values.astype(str) == wanted.astype(values.dtype).astype(str))[0]
+            if np.issubdtype(values.dtype, np.datetime64)
+            else []
+        )
         if len(matches) == 0:
-            raise InputError(path, f"{what} '{choice}' is not in the file "
-                             f"({values[0]} … {values[-1]})", f"choose one of the {what}s listed")
+            raise InputError(
+                path,
+                f"{what} '{choice}' is not in the file ({values[0]} … {values[-1]})",
+                f"choose one of the {what}s listed",
+            )
         index = int(matches[0])
     else:
         index = int(choice)
         if not -len(values) <= index < len(values):
-            raise InputError(path, f"{what} index {index} is out of range (0–{len(values) - 1})",
-                             f"choose a {what} index below {len(values)}")
-    label = np.datetime_as_string(values[index], unit="m") if np.issubdtype(
-        values.dtype, np.datetime64) else values[index]
+            raise InputError(
+                path,
+                f"{what} index {index} is out of range (0–{len(values) - 1})",
+                f"choose a {what} index below {len(values)}",
+            )
+    label = (
+        np.datetime_as_string(values[index], unit="m")
+        if np.issubdtype(values.dtype, np.datetime64)
+        else values[index]
+    )
     how = "first, by default" if choice is None else "chosen"
     notes.append(f"{what} {label} ({how}; {len(values)} available)")
     return ds.isel({dim: index})
 
 
-def open_scene(path: Path, *, member: int | str | None = None, time: int | str | None = None,
-               **_: object) -> Scene:
+def open_scene(
+    path: Path, *, member: int | str | None = None, time: int | str | None = None, **_: object
+) -> Scene:
     engine = engine_for(path)
     ds, warnings = _open_dataset(path, engine or "")
     lat = _find(LAT_NAMES, ds.dims) or _find(LAT_NAMES, ds.coords)
     lon = _find(LON_NAMES, ds.dims) or _find(LON_NAMES, ds.coords)
     if lat is None or lon is None:
-        raise FormatError(path, f"no latitude/longitude (or y/x) grid among {list(ds.dims)}",
-                          "hsikit reads gridded data with 1-D latitude and longitude")
+        raise FormatError(
+            path,
+            f"no latitude/longitude (or y/x) grid among {list(ds.dims)}",
+            "hsikit reads gridded data with 1-D latitude and longitude",
+        )
     notes: list[str] = []
     for names_, choice, what in ((MEMBER_NAMES, member, "member"), (TIME_NAMES, time, "time")):
         dim = _find(names_, ds.dims)
@@ -171,11 +205,13 @@ def open_scene(path: Path, *, member: int | str | None = None, time: int | str |
             ds = _select(ds, dim, choice, what, path, notes)
     layers: list[xr.DataArray] = []
     names: list[str] = []
-    off_grid = [str(n) for n, da in ds.data_vars.items()
-                if lat not in da.dims or lon not in da.dims]
+    off_grid = [
+        str(n) for n, da in ds.data_vars.items() if lat not in da.dims or lon not in da.dims
+    ]
     if off_grid:
-        notes.append(f"variables not on the latitude/longitude grid, left out: "
-                     f"{', '.join(off_grid)}")
+        notes.append(
+            f"variables not on the latitude/longitude grid, left out: {', '.join(off_grid)}"
+        )
     for var_name, da in ds.data_vars.items():
         if lat not in da.dims or lon not in da.dims:
             continue
@@ -193,10 +229,16 @@ def open_scene(path: Path, *, member: int | str | None = None, time: int | str |
             layers.append(da.sel({level: value}).transpose(lat, lon))
             names.append(f"{var_name}@{value:g}{units}")
     if not layers:
-        raise FormatError(path, "no variable lies on the latitude/longitude grid",
-                          "check the file's variables")
-    stack = xr.concat([layer.astype("float32").drop_vars(
-        [c for c in layer.coords if c not in (lat, lon)]) for layer in layers], dim="band")
+        raise FormatError(
+            path, "no variable lies on the latitude/longitude grid", "check the file's variables"
+        )
+    stack = xr.concat(
+        [
+            layer.astype("float32").drop_vars([c for c in layer.coords if c not in (lat, lon)])
+            for layer in layers
+        ],
+        dim="band",
+    )
     stack, transform, grid_notes = _north_up_grid(stack, lat, lon, path)
     data = stack.data  # dask array (band, lat, lon)
 
@@ -206,10 +248,16 @@ def open_scene(path: Path, *, member: int | str | None = None, time: int | str |
     crs = CRS.from_epsg(4326) if lat in LAT_NAMES[:2] else None
     nodata = float("nan")
     return Scene.from_reader(
-        read, shape=tuple(stack.shape), dtype="float32",
-        bands=BandInfo.build(len(names), name=names, source="none"), path=str(path),
+        read,
+        shape=tuple(stack.shape),
+        dtype="float32",
+        bands=BandInfo.build(len(names), name=names, source="none"),
+        path=str(path),
         format={"cfgrib": "GRIB", "zarr": "Zarr (xarray)"}.get(engine or "", "NetCDF"),
-        crs=crs, transform=transform, nodata=nodata, notes=notes + grid_notes,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        notes=notes + grid_notes,
         warnings=warnings,
     )
 
@@ -221,8 +269,9 @@ def _regular_step(values: np.ndarray) -> float | None:
     return float(steps.mean()) if np.allclose(steps, steps[0], rtol=1e-4, atol=1e-9) else None
 
 
-def _north_up_grid(stack: xr.DataArray, lat: str, lon: str, path: Path
-                   ) -> tuple[xr.DataArray, Affine, list[str]]:
+def _north_up_grid(
+    stack: xr.DataArray, lat: str, lon: str, path: Path
+) -> tuple[xr.DataArray, Affine, list[str]]:
     notes = []
     lats = stack[lat].values
     if lats.size > 1 and lats[1] > lats[0]:
@@ -238,7 +287,8 @@ def _north_up_grid(stack: xr.DataArray, lat: str, lon: str, path: Path
     lats, lons = stack[lat].values, stack[lon].values
     dy, dx = _regular_step(lats), _regular_step(lons)
     if dx is None or dy is None:
-        raise FormatError(path, "the latitude/longitude grid is not regular",
-                          "regrid it to a regular grid first")
+        raise FormatError(
+            path, "the latitude/longitude grid is not regular", "regrid it to a regular grid first"
+        )
     transform = Affine(dx, 0.0, float(lons[0]) - dx / 2, 0.0, dy, float(lats[0]) - dy / 2)
     return stack, transform, notes

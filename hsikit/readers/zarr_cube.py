@@ -30,15 +30,19 @@ def sniff(path: Path) -> bool:
                 doc = json.loads(file.read_text())
             except (OSError, ValueError, RecursionError):
                 return False
-            attrs = doc.get("attributes", doc) if meta == "zarr.json" and isinstance(
-                doc, dict) else doc
+            attrs = (
+                doc.get("attributes", doc) if meta == "zarr.json" and isinstance(doc, dict) else doc
+            )
             return isinstance(attrs, dict) and ATTR_KEY in attrs
     return False
 
 
 def _attribute_error(path: Path, problem: str) -> FormatError:
-    return FormatError(path, f"the cube's '{ATTR_KEY}' attributes are invalid: {problem}",
-                       "write cubes with 'hsikit convert … -o cube.zarr'")
+    return FormatError(
+        path,
+        f"the cube's '{ATTR_KEY}' attributes are invalid: {problem}",
+        "write cubes with 'hsikit convert … -o cube.zarr'",
+    )
 
 
 def _list(meta: dict[str, Any], key: str, count: int, path: Path) -> list[Any] | None:
@@ -50,8 +54,7 @@ def _list(meta: dict[str, Any], key: str, count: int, path: Path) -> list[Any] |
     return values
 
 
-def _floats(meta: dict[str, Any], key: str, count: int, default: float, path: Path
-            ) -> np.ndarray:
+def _floats(meta: dict[str, Any], key: str, count: int, default: float, path: Path) -> np.ndarray:
     values = _list(meta, key, count, path)
     if values is None:
         return np.full(count, default)
@@ -85,13 +88,19 @@ def open_scene(path: Path, **_: object) -> Scene:
         array = group[ARRAY_NAME]
         meta = group.attrs[ATTR_KEY]
     except Exception as exc:
-        raise FormatError(path, f"not a readable hsikit Zarr cube ({error_reason(exc)})",
-                          "write cubes with 'hsikit convert … -o cube.zarr'") from exc
+        raise FormatError(
+            path,
+            f"not a readable hsikit Zarr cube ({error_reason(exc)})",
+            "write cubes with 'hsikit convert … -o cube.zarr'",
+        ) from exc
     if not isinstance(meta, dict):
         raise _attribute_error(path, "they are not a JSON object")
     if not isinstance(array, zarr.Array) or array.ndim != 3:
-        raise FormatError(path, f"'{ARRAY_NAME}' is not a 3-D array (band, y, x)",
-                          "write cubes with 'hsikit convert … -o cube.zarr'")
+        raise FormatError(
+            path,
+            f"'{ARRAY_NAME}' is not a 3-D array (band, y, x)",
+            "write cubes with 'hsikit convert … -o cube.zarr'",
+        )
     count = int(array.shape[0])
     bad = _list(meta, "bad_band", count, path)
     bands = BandInfo.build(
@@ -111,6 +120,13 @@ def open_scene(path: Path, **_: object) -> Scene:
         return np.asarray(array[lo:hi, rows, cols])[band_ids - lo]
 
     return Scene.from_reader(
-        read, shape=tuple(array.shape), dtype=array.dtype, bands=bands, path=str(path),
-        format="Zarr", crs=crs, transform=transform, nodata=nodata,
+        read,
+        shape=tuple(array.shape),
+        dtype=array.dtype,
+        bands=bands,
+        path=str(path),
+        format="Zarr",
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
     )

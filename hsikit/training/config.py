@@ -23,8 +23,14 @@ def option(group: str, default: Any = None, **kwargs: Any) -> Any:
     return Field(default, json_schema_extra={"group": group}, **kwargs)
 
 
-DATA, MODEL, RECIPE, TUNE, SMOOTH, RUN = ("Data and split", "Model", "Recipe", "Fine-tuning",
-                                          "Smoothing", "Run")
+DATA, MODEL, RECIPE, TUNE, SMOOTH, RUN = (
+    "Data and split",
+    "Model",
+    "Recipe",
+    "Fine-tuning",
+    "Smoothing",
+    "Run",
+)
 
 
 class DataOptions(BaseModel):
@@ -35,22 +41,34 @@ class DataOptions(BaseModel):
     dataset: str | None = option(DATA, description="a catalog dataset instead of scenes")
     scenes: list[str] = option(DATA, [], description="scene files, one per labels file")
     labels: list[str] = option(DATA, [], description="labels per scene (raster or vector)")
-    train_ratio: float = option(DATA, 0.1, gt=0, lt=1, description="random split: share of "
-                                "each class's pixels used for training")
-    per_class: int | None = option(DATA, gt=0, description="random split: pixels per class "
-                                   "instead of a share")
-    val_fraction: float = option(DATA, 0.2, ge=0, lt=1, description="share of the training "
-                                 "pixels kept for validation")
+    train_ratio: float = option(
+        DATA,
+        0.1,
+        gt=0,
+        lt=1,
+        description="random split: share of each class's pixels used for training",
+    )
+    per_class: int | None = option(
+        DATA, gt=0, description="random split: pixels per class instead of a share"
+    )
+    val_fraction: float = option(
+        DATA, 0.2, ge=0, lt=1, description="share of the training pixels kept for validation"
+    )
     block_size: int = option(DATA, 16, gt=0, description="spatial split: block side (px)")
-    buffer_patch: int | None = option(DATA, gt=0, description="spatial split: buffer as for "
-                                      "this patch size (default: the model's), to compare "
-                                      "models with different patches on one split")
-    seed: int = option(RUN, 0, description="seed of the split, PCA and (unless --init-seed) "
-                       "the model")
-    threads: int | None = option(RUN, gt=0, description="CPU threads for torch (default: "
-                                 "torch's)")
+    buffer_patch: int | None = option(
+        DATA,
+        gt=0,
+        description="spatial split: buffer as for "
+        "this patch size (default: the model's), to compare "
+        "models with different patches on one split",
+    )
+    seed: int = option(
+        RUN, 0, description="seed of the split, PCA and (unless --init-seed) the model"
+    )
+    threads: int | None = option(RUN, gt=0, description="CPU threads for torch (default: torch's)")
     device: Annotated[str, AfterValidator(device_name)] = option(
-        RUN, "auto", description=f"torch device: {DEVICE_HELP}")
+        RUN, "auto", description=f"torch device: {DEVICE_HELP}"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataOptions:
@@ -66,44 +84,93 @@ class RecipeOptions(BaseModel):
     model's registered recipe."""
 
     model_config = ConfigDict(extra="forbid")
-    epochs: int | None = option(RECIPE, gt=0, description="epochs of the schedule (default: "
-                                "the model's)")
-    lr: float | None = option(RECIPE, gt=0, description="peak learning rate of AdamW "
-                              "(default: the model's)")
-    batch_size: int | None = option(RECIPE, gt=0, description="patches per training step "
-                                    "(default: the model's)")
+    epochs: int | None = option(
+        RECIPE, gt=0, description="epochs of the schedule (default: the model's)"
+    )
+    lr: float | None = option(
+        RECIPE, gt=0, description="peak learning rate of AdamW (default: the model's)"
+    )
+    batch_size: int | None = option(
+        RECIPE, gt=0, description="patches per training step (default: the model's)"
+    )
     weight_decay: float = option(RECIPE, 1e-2, ge=0, description="AdamW weight decay")
-    label_smoothing: float = option(RECIPE, 0.05, ge=0, lt=1, description="label smoothing "
-                                    "of the cross-entropy")
-    warmup_epochs: int = option(RECIPE, 3, ge=0, description="epochs of linear learning-rate "
-                                "warm-up before the cosine decay")
-    balanced: bool = option(RECIPE, False, description="class-balanced sampling of training "
-                            "patches")
-    patience: int = option(RECIPE, 15, gt=0, description="epochs without a better validation "
-                           "accuracy before early stopping")
-    keep: Literal["best", "last"] = option(RECIPE, "best", description="weights kept: 'best' "
-                                           "on validation (early stopping) or 'last' (the "
-                                           "whole schedule)")
-    max_minutes: float | None = option(RECIPE, gt=0, description="training-time budget: stop "
-                                       "after this many minutes")
-    context_dropout: float = option(RECIPE, 0.0, ge=0, le=1, description="share of training "
-                                    "patches whose neighbour pixels are partly overwritten by "
-                                    "the centre pixel; 0 = off")
-    brightness: float = option(RECIPE, 0.0, ge=0, lt=1, description="scale each training patch "
-                               "by a random factor in 1 ± this (a brighter or darker surface of "
-                               "the same class); 0 = off")
-    mixup: float = option(RECIPE, 0.0, ge=0, description="mix training patches in pairs, "
-                          "labels alike, in shares drawn from Beta(this, this); 0 = off")
-    refit: bool | None = option(RECIPE, description="train the final model on training + "
-                                "validation pixels once the choices are made on validation "
-                                "(default: classical models yes, neural no)")
-    ema: float = option(RECIPE, 0.0, ge=0, lt=1, description="decay of an exponential moving "
-                        "average of the weights, which validation judges and the bundle keeps; "
-                        "0 = off")
-    lora_cycles: int = option(TUNE, 0, ge=0, description="cosine restarts of a cyclical "
-                              "LoRA-strength schedule (needs --lora); 0 = off")
-    lora_min_strength: float = option(TUNE, 0.25, ge=0, le=1, description="LoRA strength at the "
-                                      "start of each cycle")
+    label_smoothing: float = option(
+        RECIPE, 0.05, ge=0, lt=1, description="label smoothing of the cross-entropy"
+    )
+    warmup_epochs: int = option(
+        RECIPE,
+        3,
+        ge=0,
+        description="epochs of linear learning-rate warm-up before the cosine decay",
+    )
+    balanced: bool = option(
+        RECIPE, False, description="class-balanced sampling of training patches"
+    )
+    patience: int = option(
+        RECIPE,
+        15,
+        gt=0,
+        description="epochs without a better validation accuracy before early stopping",
+    )
+    keep: Literal["best", "last"] = option(
+        RECIPE,
+        "best",
+        description="weights kept: 'best' "
+        "on validation (early stopping) or 'last' (the "
+        "whole schedule)",
+    )
+    max_minutes: float | None = option(
+        RECIPE, gt=0, description="training-time budget: stop after this many minutes"
+    )
+    context_dropout: float = option(
+        RECIPE,
+        0.0,
+        ge=0,
+        le=1,
+        description="share of training "
+        "patches whose neighbour pixels are partly overwritten by "
+        "the centre pixel; 0 = off",
+    )
+    brightness: float = option(
+        RECIPE,
+        0.0,
+        ge=0,
+        lt=1,
+        description="scale each training patch "
+        "by a random factor in 1 ± this (a brighter or darker surface of "
+        "the same class); 0 = off",
+    )
+    mixup: float = option(
+        RECIPE,
+        0.0,
+        ge=0,
+        description="mix training patches in pairs, "
+        "labels alike, in shares drawn from Beta(this, this); 0 = off",
+    )
+    refit: bool | None = option(
+        RECIPE,
+        description="train the final model on training + "
+        "validation pixels once the choices are made on validation "
+        "(default: classical models yes, neural no)",
+    )
+    ema: float = option(
+        RECIPE,
+        0.0,
+        ge=0,
+        lt=1,
+        description="decay of an exponential moving "
+        "average of the weights, which validation judges and the bundle keeps; "
+        "0 = off",
+    )
+    lora_cycles: int = option(
+        TUNE,
+        0,
+        ge=0,
+        description="cosine restarts of a cyclical LoRA-strength schedule (needs --lora); 0 = off",
+    )
+    lora_min_strength: float = option(
+        TUNE, 0.25, ge=0, le=1, description="LoRA strength at the start of each cycle"
+    )
 
 
 RECIPE_FIELDS = frozenset(RecipeOptions.model_fields)
@@ -116,40 +183,77 @@ class TrainConfig(DataOptions):
     Recipe options may be given at the top level (as the CLI, benchmark rows and older bundles
     give them) or in ``recipe``; they are kept in ``recipe``."""
 
-    model: str | None = option(MODEL, description="model name (see 'hsikit models'); default: "
-                               "the --init file's model, else cnn3d")
+    model: str | None = option(
+        MODEL,
+        description="model name (see 'hsikit models'); default: "
+        "the --init file's model, else cnn3d",
+    )
     class_field: str | None = option(DATA, description="class field of vector labels")
     name_field: str | None = option(DATA, description="class-name field for numeric classes")
-    split: Literal["random", "spatial", "tiles"] = option(DATA, "spatial", description="random "
-                                                          "(optimistic), spatial (blocks) or "
-                                                          "tiles (whole scenes)")
-    train_fraction: float = option(DATA, 0.5, gt=0, lt=1, description="spatial and tiles "
-                                   "splits: share of blocks or scenes that train")
-    patch_size: int | None = option(MODEL, gt=0, description="patch side, odd (default: the "
-                                    "model's)")
-    pca: int | None = option(MODEL, ge=0, description="PCA components; 0 = none (default: the "
-                             "model's)")
-    init_seed: int | None = option(MODEL, ge=0, description="seed of the model's own "
-                                   "randomness (initial weights, batch order, dropout; default: "
-                                   "--seed): vary it on a fixed split to see what "
-                                   "initialisation alone changes")
-    members: int = option(MODEL, 1, ge=1, description="a deep ensemble: train this many "
-                          "networks from different initial weights and average their class "
-                          "probabilities (a --max-minutes budget is shared)")
+    split: Literal["random", "spatial", "tiles"] = option(
+        DATA, "spatial", description="random (optimistic), spatial (blocks) or tiles (whole scenes)"
+    )
+    train_fraction: float = option(
+        DATA,
+        0.5,
+        gt=0,
+        lt=1,
+        description="spatial and tiles splits: share of blocks or scenes that train",
+    )
+    patch_size: int | None = option(
+        MODEL, gt=0, description="patch side, odd (default: the model's)"
+    )
+    pca: int | None = option(
+        MODEL, ge=0, description="PCA components; 0 = none (default: the model's)"
+    )
+    init_seed: int | None = option(
+        MODEL,
+        ge=0,
+        description="seed of the model's own "
+        "randomness (initial weights, batch order, dropout; default: "
+        "--seed): vary it on a fixed split to see what "
+        "initialisation alone changes",
+    )
+    members: int = option(
+        MODEL,
+        1,
+        ge=1,
+        description="a deep ensemble: train this many "
+        "networks from different initial weights and average their class "
+        "probabilities (a --max-minutes budget is shared)",
+    )
     recipe: RecipeOptions = Field(default_factory=RecipeOptions)
-    init: str | None = option(TUNE, description="start from this bundle or pretrained encoder "
-                              "(hsikit pretrain)")
-    lora: bool = option(TUNE, False, description="LoRA fine-tuning: train only low-rank "
-                        "adapters and the head (needs --init)")
+    init: str | None = option(
+        TUNE, description="start from this bundle or pretrained encoder (hsikit pretrain)"
+    )
+    lora: bool = option(
+        TUNE,
+        False,
+        description="LoRA fine-tuning: train only low-rank adapters and the head (needs --init)",
+    )
     lora_rank: int = option(TUNE, 8, gt=0, description="LoRA rank")
     lora_alpha: float | None = option(TUNE, gt=0, description="LoRA scale (default: 2 × rank)")
-    smooth: int = option(SMOOTH, 0, ge=0, description="radius of the edge-preserving smoothing "
-                         "(guided filter) of the class probabilities, applied to every map of "
-                         "the bundle and to its test metrics; 0 = off")
-    smooth_eps: float = option(SMOOTH, DEFAULT_EPS, gt=0, description="the guided filter's ε: "
-                               "guide steps above about √ε count as field edges")
-    smooth_guide: int = option(SMOOTH, DEFAULT_GUIDE, ge=1, description="principal components "
-                               "in the guided filter's guide image: 3 a colour guide, 1 grey")
+    smooth: int = option(
+        SMOOTH,
+        0,
+        ge=0,
+        description="radius of the edge-preserving smoothing "
+        "(guided filter) of the class probabilities, applied to every map of "
+        "the bundle and to its test metrics; 0 = off",
+    )
+    smooth_eps: float = option(
+        SMOOTH,
+        DEFAULT_EPS,
+        gt=0,
+        description="the guided filter's ε: guide steps above about √ε count as field edges",
+    )
+    smooth_guide: int = option(
+        SMOOTH,
+        DEFAULT_GUIDE,
+        ge=1,
+        description="principal components "
+        "in the guided filter's guide image: 3 a colour guide, 1 grey",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -170,14 +274,18 @@ class TrainConfig(DataOptions):
 
     @property
     def smoothing(self) -> Smoothing | None:
-        return (Smoothing(radius=self.smooth, eps=self.smooth_eps, guide=self.smooth_guide)
-                if self.smooth else None)
+        return (
+            Smoothing(radius=self.smooth, eps=self.smooth_eps, guide=self.smooth_guide)
+            if self.smooth
+            else None
+        )
 
     @model_validator(mode="after")
     def _sources(self) -> TrainConfig:
         if self.lora and self.init is None:
-            raise ValueError("LoRA fine-tunes existing weights: give init (a bundle or a "
-                             "pretrained encoder)")
+            raise ValueError(
+                "LoRA fine-tunes existing weights: give init (a bundle or a pretrained encoder)"
+            )
         if self.recipe.lora_cycles and not self.lora:
             raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
         if self.scenes and len(self.labels) != len(self.scenes):
@@ -194,11 +302,16 @@ class TrainConfig(DataOptions):
         model = self.model or (initial_model_name(self.init) if self.init else DEFAULT_MODEL)
         entry = get_entry(model)
         fill: dict[str, Any] = {"model": model}
-        fill |= {k: v for k, v in entry.architecture.items()
-                                if k in ("patch_size", "pca") and getattr(self, k) is None
-                                and v is not None}
-        recipe = {k: v for k, v in entry.recipe.items()
-                  if getattr(self.recipe, k) is None and v is not None}
+        fill |= {
+            k: v
+            for k, v in entry.architecture.items()
+            if k in ("patch_size", "pca") and getattr(self, k) is None and v is not None
+        }
+        recipe = {
+            k: v
+            for k, v in entry.recipe.items()
+            if getattr(self.recipe, k) is None and v is not None
+        }
         if recipe:
             fill["recipe"] = self.recipe.model_copy(update=recipe)
         if self.init_seed is None:
@@ -207,17 +320,26 @@ class TrainConfig(DataOptions):
         if out.patch_size is None:
             out = out.model_copy(update={"patch_size": 1})
         if out.patch_size % 2 == 0:
-            raise InputError(None, f"patch size {out.patch_size} is even",
-                             "use an odd patch size so patches have a centre pixel")
+            raise InputError(
+                None,
+                f"patch size {out.patch_size} is even",
+                "use an odd patch size so patches have a centre pixel",
+            )
         return out
 
     def split_spec(self) -> SplitSpec:
         protocol = "random" if self.split == "random" else "spatial"
-        return SplitSpec(protocol=protocol, seed=self.seed, train_ratio=self.train_ratio,
-                         per_class=self.per_class, val_fraction=self.val_fraction,
-                         train_fraction=self.train_fraction, block_size=self.block_size,
-                         patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
-                         + 2 * (self.smoothing.margin if self.smoothing else 0))
+        return SplitSpec(
+            protocol=protocol,
+            seed=self.seed,
+            train_ratio=self.train_ratio,
+            per_class=self.per_class,
+            val_fraction=self.val_fraction,
+            train_fraction=self.train_fraction,
+            block_size=self.block_size,
+            patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
+            + 2 * (self.smoothing.margin if self.smoothing else 0),
+        )
 
 
 def train_config(given: dict[str, Any], file: str | Path | None = None) -> TrainConfig:
@@ -232,14 +354,16 @@ def train_config(given: dict[str, Any], file: str | Path | None = None) -> Train
     document = read_mapping(file, "training config", hint) if file is not None else {}
     section = document.get("recipe") or {}
     if not isinstance(section, dict):
-        raise InputError(file, "invalid training options: 'recipe' must hold 'name: value' "
-                         "lines", hint)
-    recipe = {**section,
-              **{k: v for k, v in {**document, **given}.items() if k in RECIPE_FIELDS}}
-    rest = {k: v for k, v in {**document, **given}.items()
-            if k != "recipe" and k not in RECIPE_FIELDS}
+        raise InputError(
+            file, "invalid training options: 'recipe' must hold 'name: value' lines", hint
+        )
+    recipe = {**section, **{k: v for k, v in {**document, **given}.items() if k in RECIPE_FIELDS}}
+    rest = {
+        k: v for k, v in {**document, **given}.items() if k != "recipe" and k not in RECIPE_FIELDS
+    }
     try:
         return TrainConfig.model_validate({**rest, "recipe": recipe})
     except ValidationError as exc:
-        raise InputError(file, f"invalid training options: {validation_sentence(exc)}",
-                         hint) from exc
+        raise InputError(
+            file, f"invalid training options: {validation_sentence(exc)}", hint
+        ) from exc

@@ -22,18 +22,25 @@ def initial_weights(path: Path) -> tuple[str, dict[str, torch.Tensor], str]:
     if isinstance(meta, PretrainedMeta):
         name, kind = meta.model, "pretrained encoder"
     elif meta.model.members > 1:
-        raise InputError(path, f"this bundle is an ensemble of {meta.model.members} networks, "
-                         "and training starts from one network's weights",
-                         "start from a bundle trained without --members")
+        raise InputError(
+            path,
+            f"this bundle is an ensemble of {meta.model.members} networks, "
+            "and training starts from one network's weights",
+            "start from a bundle trained without --members",
+        )
     else:
         name, kind = meta.model.name, "bundle"
-    weights = {k.removeprefix("model."): torch.from_numpy(v.copy()) for k, v in arrays.items()
-               if k.startswith("model.")}
+    weights = {
+        k.removeprefix("model."): torch.from_numpy(v.copy())
+        for k, v in arrays.items()
+        if k.startswith("model.")
+    }
     return name, weights, kind
 
 
-def bundle_preprocessor(path: str | Path, pca: int | None, patch_size: int,
-                        wavelengths: np.ndarray, names: list[str]) -> Preprocessor | None:
+def bundle_preprocessor(
+    path: str | Path, pca: int | None, patch_size: int, wavelengths: np.ndarray, names: list[str]
+) -> Preprocessor | None:
     """A bundle's own preprocessing, kept when fine-tuning from it: its weights were trained on
     exactly that input (bands, scaling, PCA basis), and a basis refitted on other pixels would
     feed them something else. ``None`` for a pretrained encoder (refitted scaling is what it
@@ -46,20 +53,31 @@ def bundle_preprocessor(path: str | Path, pca: int | None, patch_size: int,
     bundle = load_bundle(path)
     meta = bundle.meta
     if (meta.pca or 0) != (pca or 0):
-        raise InputError(path, f"the bundle was trained with PCA {meta.pca or 0} and this run "
-                         f"asks for {pca or 0}", f"fine-tune with --pca {meta.pca or 0}")
+        raise InputError(
+            path,
+            f"the bundle was trained with PCA {meta.pca or 0} and this run asks for {pca or 0}",
+            f"fine-tune with --pca {meta.pca or 0}",
+        )
     if meta.patch_size != patch_size:
-        raise InputError(path, f"the bundle was trained on {meta.patch_size}-pixel patches and "
-                         f"this run asks for {patch_size}",
-                         f"fine-tune with --patch-size {meta.patch_size}")
+        raise InputError(
+            path,
+            f"the bundle was trained on {meta.patch_size}-pixel patches and "
+            f"this run asks for {patch_size}",
+            f"fine-tune with --patch-size {meta.patch_size}",
+        )
     trained = bundle.preprocessor
-    same = (len(trained.band_names) == len(names) and
-            np.allclose(trained.band_wavelengths, wavelengths, atol=1.0, equal_nan=True)
-            and (np.isfinite(wavelengths).all() or trained.band_names == list(names)))
+    same = (
+        len(trained.band_names) == len(names)
+        and np.allclose(trained.band_wavelengths, wavelengths, atol=1.0, equal_nan=True)
+        and (np.isfinite(wavelengths).all() or trained.band_names == list(names))
+    )
     if not same:
-        raise InputError(path, f"the bundle was trained on {len(trained.band_names)} bands that "
-                         f"these scenes' {len(names)} bands do not match",
-                         "fine-tune on scenes with the bundle's bands")
+        raise InputError(
+            path,
+            f"the bundle was trained on {len(trained.band_names)} bands that "
+            f"these scenes' {len(names)} bands do not match",
+            "fine-tune on scenes with the bundle's bands",
+        )
     return trained
 
 
@@ -74,8 +92,11 @@ def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) ->
     path = Path(path)
     name, weights, kind = initial_weights(path)
     if name != model_name:
-        raise InputError(path, f"this {kind} is for '{name}', not '{model_name}'",
-                         f"train with --model {name}, or use a file made for {model_name}")
+        raise InputError(
+            path,
+            f"this {kind} is for '{name}', not '{model_name}'",
+            f"train with --model {name}, or use a file made for {model_name}",
+        )
     state = model.state_dict()
     head = getattr(model, "head_prefix", "head")
     loaded, skipped, wrong = [], [], []
@@ -91,22 +112,35 @@ def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) ->
             wrong.append(key)
     if wrong or not loaded:
         shown = ", ".join(wrong[:3]) if wrong else "no tensor matched"
-        raise InputError(path, f"the {kind} does not fit this model ({shown})",
-                         "use the same model size and the same bands")
+        raise InputError(
+            path,
+            f"the {kind} does not fit this model ({shown})",
+            "use the same model size and the same bands",
+        )
     model.load_state_dict(state)
-    return {"init": str(path), "init_kind": kind, "tensors_loaded": len(loaded),
-            "head_reinitialised": bool(skipped) or not any(k.startswith(head) for k in loaded)}
+    return {
+        "init": str(path),
+        "init_kind": kind,
+        "tensors_loaded": len(loaded),
+        "head_reinitialised": bool(skipped) or not any(k.startswith(head) for k in loaded),
+    }
 
 
 def prepare_lora(model: nn.Module, rank: int, alpha: float | None) -> dict:
     """Inject LoRA into the model's declared targets and freeze the rest except the head."""
     targets = getattr(model, "lora_targets", None)
     if not targets:
-        raise InputError(None, f"{type(model).__name__} has no LoRA targets",
-                         "use a transformer or Mamba model for --lora")
+        raise InputError(
+            None,
+            f"{type(model).__name__} has no LoRA targets",
+            "use a transformer or Mamba model for --lora",
+        )
     replaced = inject_lora(model, targets, rank=rank, alpha=alpha)
     freeze_all_but_lora(model, also=(getattr(model, "head_prefix", "head"),))
     counts = count_parameters(model)
-    return {"lora_layers": len(replaced), "lora_rank": rank,
-            "trainable_parameters": counts["trainable"],
-            "trainable_share": round(counts["trainable"] / counts["total"], 4)}
+    return {
+        "lora_layers": len(replaced),
+        "lora_rank": rank,
+        "trainable_parameters": counts["trainable"],
+        "trainable_share": round(counts["trainable"] / counts["total"], 4),
+    }

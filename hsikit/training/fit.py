@@ -42,22 +42,26 @@ def _named(paths: list[str], dataset: str | None) -> str:
     return ", ".join(paths) if paths else f"dataset {dataset}"
 
 
-def _class_indices(samples: Samples, table: ClassTable, labels: str
-                   ) -> tuple[ClassTable, dict[str, np.ndarray]]:
+def _class_indices(
+    samples: Samples, table: ClassTable, labels: str
+) -> tuple[ClassTable, dict[str, np.ndarray]]:
     """Model classes = classes with training pixels; labels → indices 0…K-1; others dropped."""
     present = sorted(set(samples.y["train"].tolist()))
     if len(present) < 2:
         found = ", ".join(table.name_of(v) for v in present) or "none"
-        raise InputError(labels, f"fewer than two classes have valid training pixels "
-                         f"(found: {found})", "a classifier needs at least two classes: label "
-                         "more, or use a larger training share")
+        raise InputError(
+            labels,
+            f"fewer than two classes have valid training pixels (found: {found})",
+            "a classifier needs at least two classes: label more, or use a larger training share",
+        )
     model_table = ClassTable(tuple(e for e in table.entries if e.value in present))
     lookup = value_lookup(present, range(len(present)), table.max_value + 1)
     return model_table, {role: lookup[y] for role, y in samples.y.items()}
 
 
-def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
-          progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, bundle_path: str | Path, report_dir: str | Path, progress: bool = True
+) -> TrainResult:
 
     from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
     from hsikit.training.report import write_report
@@ -70,15 +74,26 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     check_output_folder(report_dir, inputs=inputs)
     entry = get_entry(config.model)
     if entry.family == "classical" and config.init:
-        raise InputError(config.init, f"{config.model} is fitted from scratch and cannot start "
-                         "from earlier weights", "drop --init, or choose a neural model")
+        raise InputError(
+            config.init,
+            f"{config.model} is fitted from scratch and cannot start from earlier weights",
+            "drop --init, or choose a neural model",
+        )
     recipe = config.recipe
-    if entry.family == "classical" and (recipe.ema or recipe.context_dropout or recipe.brightness
-                                        or recipe.mixup or config.members > 1):
-        raise InputError(None, f"{config.model} is not trained by gradient steps, so --ema, "
-                         "--context-dropout, --brightness, --mixup and --members do not apply "
-                         "to it",
-                         "drop them, or choose a neural model")
+    if entry.family == "classical" and (
+        recipe.ema
+        or recipe.context_dropout
+        or recipe.brightness
+        or recipe.mixup
+        or config.members > 1
+    ):
+        raise InputError(
+            None,
+            f"{config.model} is not trained by gradient steps, so --ema, "
+            "--context-dropout, --brightness, --mixup and --members do not apply "
+            "to it",
+            "drop them, or choose a neural model",
+        )
     device = resolve_device(config.device)  # a missing GPU is refused whatever the model
     if entry.family == "classical":
         device = "cpu"  # scikit-learn models run on the CPU
@@ -87,9 +102,11 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     sources, table = load_sources(config)
     spectra, checksum = read_spectra(sources)
     if spectra.shape[0] == 0:
-        raise InputError(_named(config.scenes, config.dataset), "no labelled training pixel has "
-                         "valid values (all are nodata or not finite)",
-                         "check the scene's nodata value, the labels and the split")
+        raise InputError(
+            _named(config.scenes, config.dataset),
+            "no labelled training pixel has valid values (all are nodata or not finite)",
+            "check the scene's nodata value, the labels and the split",
+        )
     first = sources[0].scene
     preprocessor = _preprocessor(config, spectra, first)
     samples = extract(sources, preprocessor, config.patch_size)
@@ -98,10 +115,14 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
     x = {role: samples.x[role][keep[role]] for role in ("train", "val")}
     y = {role: indices[role][keep[role]] for role in indices}
     test_pixels = ReferencePixels.of(samples, indices["test"], [s.scene for s in sources])
-    model_config = (architecture_for(config.model, config.patch_size, preprocessor, first)
-                    if entry.family == "torch" else {})
-    spec = ModelSpec(name=config.model, family=entry.family, config=model_config,
-                     members=config.members)
+    model_config = (
+        architecture_for(config.model, config.patch_size, preprocessor, first)
+        if entry.family == "torch"
+        else {}
+    )
+    spec = ModelSpec(
+        name=config.model, family=entry.family, config=model_config, members=config.members
+    )
     if entry.family == "torch":
         check_architecture(spec, preprocessor, config.patch_size, len(model_table))
     prepare_output_folder(report_dir)
@@ -112,39 +133,57 @@ def train(config: TrainConfig, bundle_path: str | Path, report_dir: str | Path,
         model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
         fit_info: dict = dict(model.chosen)
     else:
-        model, fit_info = _fit_networks(config, spec, preprocessor, len(model_table), x, y,
-                                        device, progress, report_dir)
+        model, fit_info = _fit_networks(
+            config, spec, preprocessor, len(model_table), x, y, device, progress, report_dir
+        )
     fit_seconds = time.perf_counter() - fit_started
     meta = new_meta(
         model=spec,
-        in_bands=preprocessor.out_channels, num_classes=len(model_table),
+        in_bands=preprocessor.out_channels,
+        num_classes=len(model_table),
         patch_size=config.patch_size,
-        band_wavelengths=[None if not np.isfinite(w) else float(w)
-                          for w in preprocessor.band_wavelengths],
-        band_names=preprocessor.band_names, pca=config.pca or None,
-        classes=model_table.to_records(), smoothing=config.smoothing,
+        band_wavelengths=[
+            None if not np.isfinite(w) else float(w) for w in preprocessor.band_wavelengths
+        ],
+        band_names=preprocessor.band_names,
+        pca=config.pca or None,
+        classes=model_table.to_records(),
+        smoothing=config.smoothing,
     )
     bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     parameters = bundle.parameter_count
     report.update(
-        model=config.model, protocol=config.split, seed=config.seed, init_seed=config.init_seed,
+        model=config.model,
+        protocol=config.split,
+        seed=config.seed,
+        init_seed=config.init_seed,
         members=config.members,
-        device=device, data_checksum=checksum,
-        train_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 2),
+        device=device,
+        data_checksum=checksum,
+        train_seconds=round(fit_seconds, 2),
+        total_seconds=round(time.perf_counter() - started, 2),
         parameters=parameters,
         trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
         samples={r: int(len(v)) for r, v in y.items()},
-        classes_without_training_pixels=dropped, fit=fit_info,
+        classes_without_training_pixels=dropped,
+        fit=fit_info,
         split=[s.split.describe(s.labels) for s in sources],
     )
-    meta.training = {"config": config.model_dump(), "device": device,
-                     "data_checksum": checksum, "split_protocol": config.split,
-                     "split": config.split_spec().describe(),
-                     "sources": [s.name for s in sources]}
-    meta.metrics = {k: report[k] for k in ("oa", "aa", "kappa", "n_test", "per_class",
-                                           "unsmoothed") if k in report}
+    meta.training = {
+        "config": config.model_dump(),
+        "device": device,
+        "data_checksum": checksum,
+        "split_protocol": config.split,
+        "split": config.split_spec().describe(),
+        "sources": [s.name for s in sources],
+    }
+    meta.metrics = {
+        k: report[k]
+        for k in ("oa", "aa", "kappa", "n_test", "per_class", "unsmoothed")
+        if k in report
+    }
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
     return TrainResult(bundle_path, report, bundle)
@@ -155,32 +194,39 @@ def _preprocessor(config: TrainConfig, spectra: np.ndarray, scene: Scene) -> Pre
     from hsikit.training.finetune import bundle_preprocessor
 
     _, wavelengths, names = good_band_identity(scene)
-    kept = (bundle_preprocessor(config.init, config.pca, config.patch_size, wavelengths, names)
-            if config.init else None)
-    return kept or Preprocessor.fit(spectra, wavelengths, names, pca=config.pca or None,
-                                    seed=config.seed)
+    kept = (
+        bundle_preprocessor(config.init, config.pca, config.patch_size, wavelengths, names)
+        if config.init
+        else None
+    )
+    return kept or Preprocessor.fit(
+        spectra, wavelengths, names, pca=config.pca or None, seed=config.seed
+    )
 
 
-def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, scene: Scene
-                     ) -> dict:
+def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, scene: Scene) -> dict:
     """Builder arguments stored in the bundle: patch size, and for wavelength-aware models the
     band centres (nm) and ground sampling distance (m) they embed."""
     wavelengths = None
     if preprocessor.components is None and np.isfinite(preprocessor.band_wavelengths).all():
         wavelengths = [float(w) for w in preprocessor.band_wavelengths]
     gsd = float(abs(scene.transform.a)) if scene.georeferenced else 1.0
-    config_out = architecture_config(model, patch_size=patch_size, wavelengths=wavelengths,
-                                     gsd=gsd)
-    if "wavelengths" in architecture_config(model, wavelengths=[0.0]) \
-            and "wavelengths" not in config_out:
-        raise InputError(scene.path, f"{model} embeds band wavelengths, and this scene's "
-                         "bands have none (or PCA is on)",
-                         "use a scene with wavelength metadata and --pca 0")
+    config_out = architecture_config(model, patch_size=patch_size, wavelengths=wavelengths, gsd=gsd)
+    if (
+        "wavelengths" in architecture_config(model, wavelengths=[0.0])
+        and "wavelengths" not in config_out
+    ):
+        raise InputError(
+            scene.path,
+            f"{model} embeds band wavelengths, and this scene's bands have none (or PCA is on)",
+            "use a scene with wavelength metadata and --pca 0",
+        )
     return config_out
 
 
-def check_architecture(spec: ModelSpec, preprocessor: Preprocessor, patch_size: int,
-                       num_classes: int) -> None:
+def check_architecture(
+    spec: ModelSpec, preprocessor: Preprocessor, patch_size: int, num_classes: int
+) -> None:
     """Refuse, before training, a patch size or band count the architecture cannot run on: one
     forward pass on torch's ``meta`` device (shapes only, nothing computed or allocated)."""
     import torch
@@ -196,15 +242,26 @@ def check_architecture(spec: ModelSpec, preprocessor: Preprocessor, patch_size: 
             else:
                 network(x)
     except (RuntimeError, ValueError, IndexError) as exc:
-        raise InputError(None, f"{spec.name} cannot run on {patch_size} × {patch_size} patches "
-                         f"of {bands} bands ({error_reason(exc)})",
-                         "use the model's default patch size (see 'hsikit models'), a "
-                         "larger --patch-size, or more bands (--pca)") from exc
+        raise InputError(
+            None,
+            f"{spec.name} cannot run on {patch_size} × {patch_size} patches "
+            f"of {bands} bands ({error_reason(exc)})",
+            "use the model's default patch size (see 'hsikit models'), a "
+            "larger --patch-size, or more bands (--pca)",
+        ) from exc
 
 
-def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocessor,
-                  num_classes: int, x: dict[str, np.ndarray], y: dict[str, np.ndarray],
-                  device: str, progress: bool, report_dir: Path) -> tuple[Any, dict]:
+def _fit_networks(
+    config: TrainConfig,
+    spec: ModelSpec,
+    preprocessor: Preprocessor,
+    num_classes: int,
+    x: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    device: str,
+    progress: bool,
+    report_dir: Path,
+) -> tuple[Any, dict]:
     """The trained network, or the ensemble of ``config.members`` networks (each from its own
     seed, logging into its own ``member_i`` folder), and what the fit reports. With a refit the
     first network's validation curve chooses the epochs once and the others train only on
@@ -218,8 +275,12 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocess
     budget = config.recipe.max_minutes
     deadline = time.perf_counter() + budget * 60 if budget else None
     options = config.recipe.model_dump()
-    recipe = Recipe(**{**options, "refit": bool(options["refit"])}, progress=progress,
-                    device=device, dark_point=preprocessor.dark_point())
+    recipe = Recipe(
+        **{**options, "refit": bool(options["refit"])},
+        progress=progress,
+        device=device,
+        dark_point=preprocessor.dark_point(),
+    )
     single = spec.model_copy(update={"members": 1})
     networks, infos = [], []
     chooser = None  # the member whose refit ran on training + validation pixels
@@ -233,13 +294,18 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocess
         trainings_left = config.members - index + trainings - 1
         recipe.max_minutes = member_minutes(deadline, trainings, trainings_left)
         if chooser is None:
-            info = fit_torch(network, x["train"], y["train"], x["val"], y["val"], recipe, seed,
-                             str(log_dir)) | start_info
+            info = (
+                fit_torch(
+                    network, x["train"], y["train"], x["val"], y["val"], recipe, seed, str(log_dir)
+                )
+                | start_info
+            )
             if info["refit_on"] == "train+val":
                 chooser = index
         else:
-            info = start_info | _train_chosen_epochs(network, x, y, recipe, seed,
-                                                     infos[chooser]["refit_epochs"], chooser)
+            info = start_info | _train_chosen_epochs(
+                network, x, y, recipe, seed, infos[chooser]["refit_epochs"], chooser
+            )
         if config.lora:
             merge_lora(network)  # the bundle holds the plain architecture, adapters folded in
         networks.append(network)
@@ -250,23 +316,37 @@ def _fit_networks(config: TrainConfig, spec: ModelSpec, preprocessor: Preprocess
     return MeanEnsemble(networks), {"members": infos, "trainable_parameters": trainable}
 
 
-def _train_chosen_epochs(network: Any, x: dict[str, np.ndarray], y: dict[str, np.ndarray],
-                         recipe: Any, seed: int, epochs: int, chooser: int) -> dict:
+def _train_chosen_epochs(
+    network: Any,
+    x: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    recipe: Any,
+    seed: int,
+    epochs: int,
+    chooser: int,
+) -> dict:
     """A later ensemble member trained for the epochs member ``chooser``'s validation chose."""
     from hsikit.training.task import train_for_epochs
 
-    epochs_run, completed = train_for_epochs(network, np.concatenate([x["train"], x["val"]]),
-                                             np.concatenate([y["train"], y["val"]]), recipe,
-                                             seed, epochs)
-    info = {"refit_on": "train+val", "refit_epochs": epochs_run,
-            "epochs_chosen_by": f"member_{chooser}"}
+    epochs_run, completed = train_for_epochs(
+        network,
+        np.concatenate([x["train"], x["val"]]),
+        np.concatenate([y["train"], y["val"]]),
+        recipe,
+        seed,
+        epochs,
+    )
+    info = {
+        "refit_on": "train+val",
+        "refit_epochs": epochs_run,
+        "epochs_chosen_by": f"member_{chooser}",
+    }
     if not completed:
         info["refit_note"] = f"cut short by the time budget after {epochs_run} of {epochs} epochs"
     return info
 
 
-def member_minutes(deadline: float | None, trainings: int, trainings_left: int
-                   ) -> float | None:
+def member_minutes(deadline: float | None, trainings: int, trainings_left: int) -> float | None:
     """A network's share of what is left of the training budget (``deadline`` on the
     ``time.perf_counter`` clock): ``trainings`` of the ``trainings_left`` still to run, so time
     an earlier ensemble member did not use goes to the later ones; a spent budget still leaves

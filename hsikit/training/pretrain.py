@@ -57,8 +57,9 @@ PRETRAIN_RECIPE = {"epochs", "lr", "batch_size", "weight_decay", "warmup_epochs"
 def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
     """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
     data = {k: getattr(config, k) for k in DataOptions.model_fields}
-    train_config = TrainConfig(model=config.model, split=config.split, patch_size=patch_size,
-                               **data)
+    train_config = TrainConfig(
+        model=config.model, split=config.split, patch_size=patch_size, **data
+    )
     return load_sources(train_config)[0]
 
 
@@ -66,8 +67,11 @@ def _random_sources(config: PretrainConfig) -> list[Source]:
     """Randomly drawn pixels of each scene as pseudo-labels: train, plus a held-out share."""
     from hsikit.data.datasets import load, resolve_scene
 
-    scenes = ([load(config.dataset).scene] if config.dataset
-              else [resolve_scene(s) for s in config.scenes])
+    scenes = (
+        [load(config.dataset).scene]
+        if config.dataset
+        else [resolve_scene(s) for s in config.scenes]
+    )
     rng = np.random.default_rng(config.seed)
     first = scenes[0]
     _, wavelengths, names = good_band_identity(first)
@@ -82,10 +86,14 @@ def _random_sources(config: PretrainConfig) -> list[Source]:
         held = int(round(len(flat) * config.holdout / (1 + config.holdout)))
         roles.flat[flat[:held]] = VAL
         roles.flat[flat[held:]] = TRAIN
-        split = Split(SplitSpec(protocol="random", seed=config.seed), roles,
-                      ["random unlabelled pixels"])
-        sources.append(Source(scene, labels, split, match_bands(wavelengths, names, scene),
-                              scene.path or "scene"))
+        split = Split(
+            SplitSpec(protocol="random", seed=config.seed), roles, ["random unlabelled pixels"]
+        )
+        sources.append(
+            Source(
+                scene, labels, split, match_bands(wavelengths, names, scene), scene.path or "scene"
+            )
+        )
     return sources
 
 
@@ -95,8 +103,9 @@ def _subsample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
 
 
-def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: str = "cpu",
-                 batch: int = 256) -> float:
+def heldout_loss(
+    pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: str = "cpu", batch: int = 256
+) -> float:
     """Mean reconstruction loss on held-out patches with fixed masks (comparable across runs:
     the masks are drawn on the CPU whatever the device)."""
     pretrainer.to(device).eval()
@@ -104,7 +113,7 @@ def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: 
     losses, weights = [], []
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            chunk = torch.from_numpy(x[start:start + batch]).to(device)
+            chunk = torch.from_numpy(x[start : start + batch]).to(device)
             losses.append(float(pretrainer.loss(chunk, generator)))
             weights.append(len(chunk))
     return float(np.average(losses, weights=weights))
@@ -113,19 +122,27 @@ def heldout_loss(pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: 
 def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> dict:
     from hsikit.training.task import Recipe, fit_pretraining
 
-    output = check_output(output, suffixes=BUNDLE_SUFFIXES, what="a pretrained encoder",
-                          inputs=[*config.scenes, *config.labels])
+    output = check_output(
+        output,
+        suffixes=BUNDLE_SUFFIXES,
+        what="a pretrained encoder",
+        inputs=[*config.scenes, *config.labels],
+    )
     entry = get_entry(config.model)
     objective = entry.pretrain
     if objective is None:
-        raise InputError(None, f"{config.model} has no self-supervised objective",
-                         "pretrain a less_vit_* or spectralgpt_* model")
+        raise InputError(
+            None,
+            f"{config.model} has no self-supervised objective",
+            "pretrain a less_vit_* or spectralgpt_* model",
+        )
     device = resolve_device(config.device)
     use_threads(config.threads)
     started = time.perf_counter()
     patch_size = entry.architecture["patch_size"]
-    sources = (_split_sources(config, patch_size) if config.split != "none"
-               else _random_sources(config))
+    sources = (
+        _split_sources(config, patch_size) if config.split != "none" else _random_sources(config)
+    )
     spectra, checksum = read_spectra(sources)
     if len(spectra) == 0:
         raise InputError(None, "no valid pixels to pretrain on", "check the scenes and split")
@@ -134,11 +151,13 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     preprocessor = Preprocessor.fit(spectra, wavelengths, names)
     samples = extract(sources, preprocessor, patch_size)
     x_train = _subsample(samples.x["train"], config.samples, config.seed)
-    x_held = _subsample(samples.x["val"], max(64, int(config.samples * config.holdout)),
-                        config.seed + 1)
+    x_held = _subsample(
+        samples.x["val"], max(64, int(config.samples * config.holdout)), config.seed + 1
+    )
     if len(x_held) == 0:
-        raise InputError(None, "the split leaves no held-out pixels",
-                         "use a larger validation share")
+        raise InputError(
+            None, "the split leaves no held-out pixels", "use a larger validation share"
+        )
     import lightning as L
 
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -146,21 +165,33 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     classifier = create_model(config.model, preprocessor.out_channels, 2, **architecture)
     pretrainer = build_pretrainer(objective, classifier)
     before = heldout_loss(pretrainer, x_held, config.seed, device)
-    recipe = Recipe(**config.model_dump(include=PRETRAIN_RECIPE), progress=progress,
-                    device=device)
+    recipe = Recipe(**config.model_dump(include=PRETRAIN_RECIPE), progress=progress, device=device)
     fit_pretraining(pretrainer, x_train, x_held, recipe, config.seed)
     after = heldout_loss(pretrainer, x_held, config.seed, device)
-    training = {"objective": objective, "train_patches": int(len(x_train)),
-                "heldout_patches": int(len(x_held)), "heldout_loss_before": before,
-                "heldout_loss_after": after, "device": device, "data_checksum": checksum,
-                "seconds": round(time.perf_counter() - started, 1),
-                "config": config.model_dump()}
-    meta = PretrainedMeta(format=PRETRAINED_FORMAT, format_version=1,
-                          hsikit_version=__version__, model=config.model, objective=objective,
-                          config=architecture, band_wavelengths=[
-                              float(w) if np.isfinite(w) else None
-                              for w in preprocessor.band_wavelengths],
-                          patch_size=patch_size, training=training)
+    training = {
+        "objective": objective,
+        "train_patches": int(len(x_train)),
+        "heldout_patches": int(len(x_held)),
+        "heldout_loss_before": before,
+        "heldout_loss_after": after,
+        "device": device,
+        "data_checksum": checksum,
+        "seconds": round(time.perf_counter() - started, 1),
+        "config": config.model_dump(),
+    }
+    meta = PretrainedMeta(
+        format=PRETRAINED_FORMAT,
+        format_version=1,
+        hsikit_version=__version__,
+        model=config.model,
+        objective=objective,
+        config=architecture,
+        band_wavelengths=[
+            float(w) if np.isfinite(w) else None for w in preprocessor.band_wavelengths
+        ],
+        patch_size=patch_size,
+        training=training,
+    )
     _save_encoder(output, classifier, meta)
     return training
 
@@ -168,7 +199,10 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
 def _save_encoder(path: Path, classifier: torch.nn.Module, meta: PretrainedMeta) -> None:
     from safetensors.numpy import save_file
 
-    tensors = {f"model.{k}": np.ascontiguousarray(v.detach().cpu().numpy())
-               for k, v in classifier.state_dict().items() if k.startswith("encoder.")}
+    tensors = {
+        f"model.{k}": np.ascontiguousarray(v.detach().cpu().numpy())
+        for k, v in classifier.state_dict().items()
+        if k.startswith("encoder.")
+    }
     with staged_output(path, suffixes=BUNDLE_SUFFIXES, what="a pretrained encoder") as stage:
         save_file(tensors, str(stage / path.name), metadata={HEADER_KEY: meta.model_dump_json()})

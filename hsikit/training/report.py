@@ -19,11 +19,13 @@ from hsikit.data.splits import ROLE_NAMES  # noqa: E402
 from hsikit.writers.atomic import prepare_output_folder, staged_output  # noqa: E402
 from hsikit.writers.classmap import write_class_map  # noqa: E402
 
-SPLIT_TABLE = ClassTable.from_records([
-    {"value": 1, "name": "train", "colour": "#1b9e77"},
-    {"value": 2, "name": "val", "colour": "#7570b3"},
-    {"value": 3, "name": "test", "colour": "#d95f02"},
-])
+SPLIT_TABLE = ClassTable.from_records(
+    [
+        {"value": 1, "name": "train", "colour": "#1b9e77"},
+        {"value": 2, "name": "val", "colour": "#7570b3"},
+        {"value": 3, "name": "test", "colour": "#d95f02"},
+    ]
+)
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -45,8 +47,15 @@ def confusion_png(path: Path, matrix: np.ndarray, names: list[str], title: str) 
     for i in range(len(names)):
         for j in range(len(names)):
             if matrix[i, j]:
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of reference pixels")
     with staged_output(path) as stage:
         fig.savefig(stage / path.name, bbox_inches="tight")
@@ -84,7 +93,7 @@ def curves_png(metrics_csv: Path, path: Path) -> bool:
 
 
 def seed_text(report: dict) -> str:
-    """"seed S", and the model's own seed when ``--init-seed`` set it apart from the split's,
+    """ "seed S", and the model's own seed when ``--init-seed`` set it apart from the split's,
     or an ensemble's member seeds."""
     members = report.get("members", 1)
     if members > 1:
@@ -109,15 +118,23 @@ def write_report(folder: Path, config: Any, report: dict, sources: list, table: 
             writer.writerow(["reference \\ predicted", *names])
             for name, row in zip(names, matrix.tolist()):
                 writer.writerow([name, *row])
-    confusion_png(folder / "confusion.png", matrix, names,
-                  f"{report['model']} — {report['protocol']} split, {seed_text(report)}: "
-                  f"OA {report['oa']:.2%}")
+    confusion_png(
+        folder / "confusion.png",
+        matrix,
+        names,
+        f"{report['model']} — {report['protocol']} split, {seed_text(report)}: "
+        f"OA {report['oa']:.2%}",
+    )
     for log in [folder / "metrics.csv", *sorted(folder.glob("member_*/metrics.csv"))]:
         curves_png(log, log.with_name("curves.png"))  # an ensemble: one folder per member
     for index, source in enumerate(sources):
         stem = "split" if len(sources) == 1 else f"split_{index}"
-        write_class_map(folder / f"{stem}.tif", source.split.roles, source.scene.grid,
-                        SPLIT_TABLE)
-        write_json(folder / f"{stem}.json", {"source": source.name,
-                                              "roles": {str(k): v for k, v in ROLE_NAMES.items()},
-                                              **source.split.describe(source.labels)})
+        write_class_map(folder / f"{stem}.tif", source.split.roles, source.scene.grid, SPLIT_TABLE)
+        write_json(
+            folder / f"{stem}.json",
+            {
+                "source": source.name,
+                "roles": {str(k): v for k, v in ROLE_NAMES.items()},
+                **source.split.describe(source.labels),
+            },
+        )

@@ -52,8 +52,10 @@ class Recipe(RecipeOptions):
     @model_validator(mode="after")
     def _dark_point_for_brightness(self) -> Recipe:
         if self.brightness and self.dark_point is None:
-            raise ValueError("brightness augmentation needs the dark point it scales about "
-                             "(Preprocessor.dark_point)")
+            raise ValueError(
+                "brightness augmentation needs the dark point it scales about "
+                "(Preprocessor.dark_point)"
+            )
         return self
 
 
@@ -74,14 +76,16 @@ def schedule(step: int, recipe: Recipe, steps_per_epoch: int) -> tuple[float, fl
 def dihedral_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random flips and transposes of each patch (all 8 symmetries of the square), per sample."""
     flags = (torch.rand(3, x.shape[0], generator=generator) < 0.5).to(x.device)
-    for flag, transform in zip(flags, (lambda t: t.flip(-1), lambda t: t.flip(-2),
-                                       lambda t: t.transpose(-1, -2))):
+    for flag, transform in zip(
+        flags, (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.transpose(-1, -2))
+    ):
         x = torch.where(flag[:, None, None, None], transform(x), x)
     return x
 
 
-def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
+def context_dropout(
+    x: torch.Tensor, rate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Overwrite a random share (uniform in 0–1) of the neighbour pixels of a ``rate`` share of
     the patches with their centre pixel's spectrum.
 
@@ -97,8 +101,12 @@ def context_dropout(x: torch.Tensor, rate: float, generator: torch.Generator | N
     return torch.where(filled, centre, x)
 
 
-def brightness_augment(x: torch.Tensor, spread: float, dark_point: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def brightness_augment(
+    x: torch.Tensor,
+    spread: float,
+    dark_point: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Each patch as if its surface were brighter or darker by a random factor in
     ``1 ± spread``: unseen fields of a class differ in illumination, soil moisture and canopy
     cover, which scale a spectrum more than they change its shape.
@@ -130,8 +138,9 @@ def mixup(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, to
     return weight * x + (1 - weight) * x[partner], partner, share
 
 
-def mixed_targets(y: torch.Tensor, partner: torch.Tensor, share: torch.Tensor,
-                  num_classes: int) -> torch.Tensor:
+def mixed_targets(
+    y: torch.Tensor, partner: torch.Tensor, share: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     """The ``[B, num_classes]`` class probabilities of ``mixup``'s patches."""
     one_hot = nn.functional.one_hot(y, num_classes).to(share.dtype)
     return share[:, None] * one_hot + (1 - share[:, None]) * one_hot[partner]
@@ -181,19 +190,24 @@ class PatchClassifierTask(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's own return type)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=self.recipe.lr,
-                                      weight_decay=self.recipe.weight_decay)
+        optimizer = torch.optim.AdamW(
+            trainable, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay
+        )
         lr_factor = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: schedule(step, self.recipe, self.steps_per_epoch)[0])
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": lr_factor, "interval": "step"}}
+            optimizer, lambda step: schedule(step, self.recipe, self.steps_per_epoch)[0]
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": lr_factor, "interval": "step"},
+        }
 
 
 class LoRAStrengthCycle(Callback):
     """Sets the LoRA strength for every training step; validation runs at strength 1."""
 
-    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *_: object
-                             ) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, *_: object
+    ) -> None:
         strength = schedule(trainer.global_step, module.recipe, module.steps_per_epoch)[1]
         set_lora_strength(module.model, strength)
 
@@ -231,8 +245,8 @@ def weight_average(decay: float) -> WeightAveraging:
     """An exponential moving average of the weights and batch-norm statistics, updated after
     every optimiser step. Lightning swaps it in for validation (so early stopping and the best
     epoch judge the average) and leaves it in the model when training ends."""
-    def update(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor
-               ) -> torch.Tensor:
+
+    def update(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
         return average + (current - average) * (1 - ema_decay(decay, int(updates)))
 
     return WeightAveraging(avg_fn=update)
@@ -247,19 +261,27 @@ def _schedule_callbacks(recipe: Recipe) -> list[Callback]:
     return callbacks
 
 
-def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool,
-            seed: int) -> DataLoader:
+def _loader(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool, seed: int
+) -> DataLoader:
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     generator = torch.Generator().manual_seed(seed)
     if shuffle and balanced:
         weights = 1.0 / np.bincount(y)[y]
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(y),
-                                        generator=generator)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler,
-                          drop_last=len(y) > batch_size)
+        sampler = WeightedRandomSampler(
+            torch.as_tensor(weights, dtype=torch.double), len(y), generator=generator
+        )
+        return DataLoader(
+            data, batch_size=batch_size, sampler=sampler, drop_last=len(y) > batch_size
+        )
     # a trailing batch of one sample would break batch normalisation while training
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=shuffle and len(y) > batch_size)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=shuffle and len(y) > batch_size,
+    )
 
 
 def _quiet_lightning() -> None:
@@ -276,8 +298,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists")
 
 
-def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-              y_val: np.ndarray, recipe: Recipe, seed: int, log_dir: str) -> dict:
+def fit_torch(
+    model: nn.Module,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    log_dir: str,
+) -> dict:
     """Train; returns the best epoch and score. ``model`` ends with the best validation weights,
     or with ``recipe.keep == "last"`` the weights at the end of the schedule (validation is then
     only watched: with a few hundred validation pixels, picking the best epoch mostly picks
@@ -302,19 +332,40 @@ def fit_torch(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val:
     if best.state is not None and recipe.keep == "best":
         model.load_state_dict(best.state)
     model.eval()
-    info = {"best_epoch": best.epoch, "best_val_oa": best.best,
-            "epochs_run": trainer.current_epoch, "kept": recipe.keep,
-            "stopped_by_time_budget": _out_of_time(trainer), "refit_on": "train"}
+    info = {
+        "best_epoch": best.epoch,
+        "best_val_oa": best.best,
+        "epochs_run": trainer.current_epoch,
+        "kept": recipe.keep,
+        "stopped_by_time_budget": _out_of_time(trainer),
+        "refit_on": "train",
+    }
     if recipe.refit and has_val:
         chosen = best.epoch + 1 if recipe.keep == "best" else trainer.current_epoch
         spent = (time.perf_counter() - started) / 60
-        info |= _refit(model, initial, np.concatenate([x_train, x_val]),
-                       np.concatenate([y_train, y_val]), recipe, seed, chosen, spent)
+        info |= _refit(
+            model,
+            initial,
+            np.concatenate([x_train, x_val]),
+            np.concatenate([y_train, y_val]),
+            recipe,
+            seed,
+            chosen,
+            spent,
+        )
     return info
 
 
-def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe: Recipe,
-           seed: int, epochs: int, minutes_spent: float) -> dict:
+def _refit(
+    model: nn.Module,
+    initial: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    epochs: int,
+    minutes_spent: float,
+) -> dict:
     """Train again from the same initial weights and seed on training + validation pixels, for
     the epochs chosen on validation and along the same learning-rate schedule: the chosen model,
     with the validation pixels learnt too (as the classical models' refit after
@@ -324,17 +375,21 @@ def _refit(model: nn.Module, initial: dict, x: np.ndarray, y: np.ndarray, recipe
         return {"refit_epochs": 0, "refit_note": "time budget spent: validation-chosen weights"}
     chosen_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(initial)
-    epochs_run, completed = train_for_epochs(model, x, y, recipe.model_copy(update={"max_minutes": left}),
-                                             seed, epochs)
+    epochs_run, completed = train_for_epochs(
+        model, x, y, recipe.model_copy(update={"max_minutes": left}), seed, epochs
+    )
     if not completed:
         model.load_state_dict(chosen_state)
-        return {"refit_epochs": epochs_run,
-                "refit_note": "cut short by the time budget: validation-chosen weights"}
+        return {
+            "refit_epochs": epochs_run,
+            "refit_note": "cut short by the time budget: validation-chosen weights",
+        }
     return {"refit_on": "train+val", "refit_epochs": epochs_run}
 
 
-def train_for_epochs(model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int,
-                     epochs: int) -> tuple[int, bool]:
+def train_for_epochs(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: int
+) -> tuple[int, bool]:
     """Train from the model's current weights on all of ``x``, without validation, for the
     first ``epochs`` of the schedule (an epoch count chosen on validation beforehand); returns
     the epochs run and whether they all ran within ``recipe.max_minutes``."""
@@ -377,8 +432,12 @@ class MaskedPretrainTask(L.LightningModule):
     on_fit_start = PatchClassifierTask.on_fit_start
 
 
-def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool,
-             max_epochs: int | None = None) -> L.Trainer:
+def _trainer(
+    recipe: Recipe,
+    callbacks: list[Callback],
+    logger: CSVLogger | bool,
+    max_epochs: int | None = None,
+) -> L.Trainer:
     """``max_epochs`` stops before the end of the schedule, which stays ``recipe.epochs`` long.
     On a GPU some kernels have no deterministic version: those warn instead of failing."""
     if recipe.progress:
@@ -387,16 +446,22 @@ def _trainer(recipe: Recipe, callbacks: list[Callback], logger: CSVLogger | bool
     return L.Trainer(
         max_epochs=max_epochs or recipe.epochs,
         max_time=None if recipe.max_minutes is None else {"minutes": recipe.max_minutes},
-        accelerator=accelerator, devices=devices,
+        accelerator=accelerator,
+        devices=devices,
         deterministic=True if accelerator == "cpu" else "warn",
-        logger=logger, callbacks=callbacks, enable_checkpointing=False,
-        enable_progress_bar=recipe.progress, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=recipe.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
     )
 
 
-def fit_pretraining(pretrainer: nn.Module, x_train: np.ndarray, x_val: np.ndarray,
-                    recipe: Recipe, seed: int) -> None:
+def fit_pretraining(
+    pretrainer: nn.Module, x_train: np.ndarray, x_val: np.ndarray, recipe: Recipe, seed: int
+) -> None:
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     dummy = np.zeros(len(x_train), np.int64)

@@ -61,15 +61,21 @@ def written_by_hsikit(folder: Path) -> bool:
     (an hsikit Zarr cube; a report folder with its config.json and metrics.json)."""
     from hsikit.readers import zarr_cube
 
-    return ((folder / MARKER).is_file() or zarr_cube.sniff(folder)
-            or ((folder / "config.json").is_file() and (folder / "metrics.json").is_file()))
+    return (
+        (folder / MARKER).is_file()
+        or zarr_cube.sniff(folder)
+        or ((folder / "config.json").is_file() and (folder / "metrics.json").is_file())
+    )
 
 
 def _refuse_target(target: Path, final: Path, inputs: dict[str, str]) -> None:
     clash = _clash(target, inputs)
     if clash is not None:
-        raise OutputError(final, f"writing here would replace {clash}",
-                          "choose an output path that is not one of the command's inputs")
+        raise OutputError(
+            final,
+            f"writing here would replace {clash}",
+            "choose an output path that is not one of the command's inputs",
+        )
     if target.is_symlink() and not target.exists():
         return  # a dangling link: replacing it loses nothing
     if not os.path.lexists(target):
@@ -78,18 +84,26 @@ def _refuse_target(target: Path, final: Path, inputs: dict[str, str]) -> None:
     which = "this path" if target == final else f"{target.name} (written beside it)"
     if stat.S_ISDIR(mode):
         if target.is_symlink() or not written_by_hsikit(target):
-            raise OutputError(final, f"{which} is an existing folder that hsikit did not write",
-                              "choose a new path; hsikit never replaces a folder it did not "
-                              "create")
+            raise OutputError(
+                final,
+                f"{which} is an existing folder that hsikit did not write",
+                "choose a new path; hsikit never replaces a folder it did not create",
+            )
     elif not stat.S_ISREG(mode):
-        raise OutputError(final, f"{which} is a device, pipe or socket, not a regular file",
-                          "write to a file path")
+        raise OutputError(
+            final,
+            f"{which} is a device, pipe or socket, not a regular file",
+            "write to a file path",
+        )
 
 
 def _check_suffix(final: Path, suffixes: Sequence[str] | None, what: str) -> None:
     if suffixes and final.suffix.lower() not in suffixes:
-        raise OutputError(final, f"cannot write {what} as '{final.suffix or final.name}'",
-                          f"use {' or '.join(suffixes)}")
+        raise OutputError(
+            final,
+            f"cannot write {what} as '{final.suffix or final.name}'",
+            f"use {' or '.join(suffixes)}",
+        )
 
 
 def check_writable_folder(path: Path) -> None:
@@ -98,13 +112,19 @@ def check_writable_folder(path: Path) -> None:
     if not folder.is_dir():
         raise OutputError(path, f"the output folder {folder} does not exist", "create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(path, f"the output folder {folder} is not writable",
-                          "choose a folder you can write to")
+        raise OutputError(
+            path, f"the output folder {folder} is not writable", "choose a folder you can write to"
+        )
 
 
-def check_output(path: str | os.PathLike[str], *, entries: Iterable[str] = (),
-                 suffixes: Sequence[str] | None = None, what: str = "this output",
-                 inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    entries: Iterable[str] = (),
+    suffixes: Sequence[str] | None = None,
+    what: str = "this output",
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> Path:
     """Refuse ``path`` (and the sidecar names in ``entries`` beside it) before any work.
 
     ``inputs``: more paths to protect beyond those claimed so far (files not opened yet).
@@ -120,14 +140,16 @@ def check_output(path: str | os.PathLike[str], *, entries: Iterable[str] = (),
     return final
 
 
-def check_output_folder(folder: str | os.PathLike[str], *,
-                        inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def check_output_folder(
+    folder: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """Refuse, before any work, a folder for several outputs (a training report) unless it is
     new, empty or hsikit's own, and holds none of the inputs."""
     folder = Path(folder)
     if os.path.lexists(folder) and not folder.is_dir():
-        raise OutputError(folder, "a file exists where the output folder should be",
-                          "choose a folder path")
+        raise OutputError(
+            folder, "a file exists where the output folder should be", "choose a folder path"
+        )
     if not folder.is_dir() or folder.is_symlink():
         return check_output(folder, inputs=inputs)
     protected = claimed_inputs()
@@ -137,8 +159,11 @@ def check_output_folder(folder: str | os.PathLike[str], *,
     if clash is not None:
         raise OutputError(folder, f"writing here would replace {clash}", "choose another folder")
     if any(folder.iterdir()) and not written_by_hsikit(folder):
-        raise OutputError(folder, "the folder exists and holds files hsikit did not write",
-                          "choose a new or empty folder")
+        raise OutputError(
+            folder,
+            "the folder exists and holds files hsikit did not write",
+            "choose a new or empty folder",
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(folder, "the folder is not writable", "choose a folder you can write to")
     return folder
@@ -210,8 +235,12 @@ def _move_into_place(entry: Path, target: Path, stage: Path) -> None:
 
 
 @contextmanager
-def staged_output(final: str | os.PathLike[str], *, suffixes: Sequence[str] | None = None,
-                  what: str = "this output") -> Iterator[Path]:
+def staged_output(
+    final: str | os.PathLike[str],
+    *,
+    suffixes: Sequence[str] | None = None,
+    what: str = "this output",
+) -> Iterator[Path]:
     """Yield a staging folder; every entry written into it is moved beside ``final`` on success.
 
     The entry named ``final.name`` becomes ``final``; sidecars (``map.qml``, ``map.tif.aux.xml``,
@@ -224,8 +253,10 @@ def staged_output(final: str | os.PathLike[str], *, suffixes: Sequence[str] | No
     (stage / _STAGE_OWNER).write_text(f"{os.getpid()}@{socket.gethostname()}\n")
     try:
         yield stage
-        entries = sorted((e for e in stage.iterdir() if e.name != _STAGE_OWNER),
-                         key=lambda p: p.name == final.name)
+        entries = sorted(
+            (e for e in stage.iterdir() if e.name != _STAGE_OWNER),
+            key=lambda p: p.name == final.name,
+        )
         protected = claimed_inputs()
         for entry in entries:
             _refuse_target(final.parent / entry.name, final, protected)

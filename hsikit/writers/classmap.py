@@ -36,34 +36,46 @@ SCORE_NODATA = 255
 BLOCKSIZE = 256
 SUFFIXES = (".tif", ".tiff")
 WHAT = "a class map"
-COG_OPTIONS = {"COMPRESS": "DEFLATE", "BLOCKSIZE": BLOCKSIZE, "BIGTIFF": "IF_SAFER",
-               "OVERVIEWS": "AUTO"}
+COG_OPTIONS = {
+    "COMPRESS": "DEFLATE",
+    "BLOCKSIZE": BLOCKSIZE,
+    "BIGTIFF": "IF_SAFER",
+    "OVERVIEWS": "AUTO",
+}
 
 
 def sidecar_paths(path: Path) -> dict[str, Path]:
     """Every file a class map is written as, by role (the map itself under "classes")."""
     stem = path.with_suffix("")
-    return {"classes": path, "aux": Path(str(path) + ".aux.xml"), "qml": path.with_suffix(".qml"),
-            "confidence": Path(f"{stem}_confidence.tif"),
-            "confidence_qml": Path(f"{stem}_confidence.qml"),
-            "probabilities": Path(f"{stem}_probabilities.tif")}
+    return {
+        "classes": path,
+        "aux": Path(str(path) + ".aux.xml"),
+        "qml": path.with_suffix(".qml"),
+        "confidence": Path(f"{stem}_confidence.tif"),
+        "confidence_qml": Path(f"{stem}_confidence.qml"),
+        "probabilities": Path(f"{stem}_probabilities.tif"),
+    }
 
 
-def output_names(path: Path, *, confidence: bool = False, probabilities: bool = False
-                 ) -> list[str]:
+def output_names(path: Path, *, confidence: bool = False, probabilities: bool = False) -> list[str]:
     """File names a class map with these options writes beside ``path``."""
     skipped = set() if confidence else {"confidence", "confidence_qml"}
     skipped |= set() if probabilities else {"probabilities"}
     return [p.name for role, p in sidecar_paths(path).items() if role not in skipped]
 
 
-def check_class_map_output(path: str | Path, *, confidence: bool = False,
-                           probabilities: bool = False, inputs: tuple = ()) -> Path:
+def check_class_map_output(
+    path: str | Path, *, confidence: bool = False, probabilities: bool = False, inputs: tuple = ()
+) -> Path:
     """Refuse, before any work, a class-map path that a write could not honour safely."""
     path = Path(path)
-    return check_output(path, entries=output_names(path, confidence=confidence,
-                                                   probabilities=probabilities),
-                        suffixes=SUFFIXES, what=WHAT, inputs=inputs)
+    return check_output(
+        path,
+        entries=output_names(path, confidence=confidence, probabilities=probabilities),
+        suffixes=SUFFIXES,
+        what=WHAT,
+        inputs=inputs,
+    )
 
 
 def palette_bits(max_value: int) -> int:
@@ -73,10 +85,20 @@ def palette_bits(max_value: int) -> int:
 
 def _profile(grid: Grid, dtype: str, count: int, nodata: int) -> dict:
     transform = PIXEL_GRID if is_pixel_grid(grid.transform, grid.crs) else grid.transform
-    profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
-               "dtype": dtype, "nodata": nodata, "transform": transform, "tiled": True,
-               "blockxsize": BLOCKSIZE, "blockysize": BLOCKSIZE, "compress": "DEFLATE",
-               "BIGTIFF": "IF_SAFER"}
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": count,
+        "dtype": dtype,
+        "nodata": nodata,
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": BLOCKSIZE,
+        "blockysize": BLOCKSIZE,
+        "compress": "DEFLATE",
+        "BIGTIFF": "IF_SAFER",
+    }
     if grid.crs is not None:
         profile["crs"] = grid.crs
     return profile
@@ -98,9 +120,17 @@ class ClassMapWriter:
     called in the category names (nodata in a map, unlabelled in labels).
     """
 
-    def __init__(self, path: str | Path, grid: Grid, classes: ClassTable, *,
-                 confidence: bool = False, probabilities: bool = False,
-                 tags: dict[str, str] | None = None, unlabelled_name: str = "nodata") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        grid: Grid,
+        classes: ClassTable,
+        *,
+        confidence: bool = False,
+        probabilities: bool = False,
+        tags: dict[str, str] | None = None,
+        unlabelled_name: str = "nodata",
+    ) -> None:
         self.path = Path(path)
         self.grid = grid
         self.classes = classes
@@ -113,24 +143,33 @@ class ClassMapWriter:
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
 
     def __enter__(self) -> ClassMapWriter:
-        check_class_map_output(self.path, confidence=self.want_confidence,
-                               probabilities=self.want_probabilities)
-        self._stage = self._stack.enter_context(staged_output(self.path, suffixes=SUFFIXES,
-                                                              what=WHAT))
+        check_class_map_output(
+            self.path, confidence=self.want_confidence, probabilities=self.want_probabilities
+        )
+        self._stage = self._stack.enter_context(
+            staged_output(self.path, suffixes=SUFFIXES, what=WHAT)
+        )
         self._open("classes", _profile(self.grid, self.dtype, 1, CLASS_NODATA))
         if self.want_confidence:
             self._open("confidence", _profile(self.grid, "uint8", 1, SCORE_NODATA))
         if self.want_probabilities:
-            self._open("probabilities",
-                       _profile(self.grid, "uint8", len(self.classes), SCORE_NODATA))
+            self._open(
+                "probabilities", _profile(self.grid, "uint8", len(self.classes), SCORE_NODATA)
+            )
         return self
 
     def _open(self, key: str, profile: dict) -> None:
         dataset = rasterio.open(self._stage / f"{key}.tmp.tif", "w", **profile)
         self._datasets[key] = self._stack.enter_context(dataset)
 
-    def write(self, window: Window, classes: np.ndarray, *, confidence: np.ndarray | None = None,
-              probabilities: np.ndarray | None = None) -> None:
+    def write(
+        self,
+        window: Window,
+        classes: np.ndarray,
+        *,
+        confidence: np.ndarray | None = None,
+        probabilities: np.ndarray | None = None,
+    ) -> None:
         valid = classes != CLASS_NODATA
         self._datasets["classes"].write(classes.astype(self.dtype), 1, window=window)
         if self.want_confidence:
@@ -142,8 +181,12 @@ class ClassMapWriter:
                 raise ValueError("this writer was opened with probabilities=True")
             self._datasets["probabilities"].write(_percent(probabilities, valid), window=window)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool | None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         if exc_type is None:
             try:
                 self._finish()
@@ -161,8 +204,11 @@ class ClassMapWriter:
             colours.update({e.value: (*e.colour, 255) for e in entries})
             classes_ds.write_colormap(1, colours)
         classes_ds.set_band_description(1, "class")
-        classes_ds.update_tags(1, CLASS_VALUES=";".join(str(e.value) for e in entries),
-                               CLASS_NAMES=";".join(e.name for e in entries))
+        classes_ds.update_tags(
+            1,
+            CLASS_VALUES=";".join(str(e.value) for e in entries),
+            CLASS_NAMES=";".join(e.name for e in entries),
+        )
         if "confidence" in self._datasets:
             confidence = self._datasets["confidence"]
             confidence.set_band_description(1, "confidence of the mapped class (%)")
@@ -185,19 +231,30 @@ class ClassMapWriter:
             options = dict(COG_OPTIONS, RESAMPLING="NEAREST" if key == "classes" else "AVERAGE")
             if key == "classes" and self.dtype == "uint8":
                 options["NBITS"] = palette_bits(self.classes.max_value)
-            rasterio.shutil.copy(self._stage / f"{key}.tmp.tif", self._stage / paths[key].name,
-                                 driver="COG", **options)
+            rasterio.shutil.copy(
+                self._stage / f"{key}.tmp.tif",
+                self._stage / paths[key].name,
+                driver="COG",
+                **options,
+            )
             (self._stage / f"{key}.tmp.tif").unlink()
-        (self._stage / paths["aux"].name).write_text(pam_categories(self.classes,
-                                                                    self.unlabelled_name))
+        (self._stage / paths["aux"].name).write_text(
+            pam_categories(self.classes, self.unlabelled_name)
+        )
         (self._stage / paths["qml"].name).write_text(qml_style(self.classes))
         if "confidence" in self._datasets:
             (self._stage / paths["confidence_qml"].name).write_text(score_qml_style("confidence"))
 
 
-def write_class_map(path: str | Path, classes: np.ndarray, grid: Grid, table: ClassTable, *,
-                    tags: dict[str, str] | None = None, unlabelled_name: str = "unlabelled"
-                    ) -> Path:
+def write_class_map(
+    path: str | Path,
+    classes: np.ndarray,
+    grid: Grid,
+    table: ClassTable,
+    *,
+    tags: dict[str, str] | None = None,
+    unlabelled_name: str = "unlabelled",
+) -> Path:
     """Write a whole in-memory class array (labels, small maps) as a class-map COG."""
     with ClassMapWriter(path, grid, table, tags=tags, unlabelled_name=unlabelled_name) as writer:
         writer.write(Window(0, 0, grid.width, grid.height), classes)
@@ -220,23 +277,33 @@ def read_class_table(path: str | Path) -> ClassTable | None:
                 colormap = {}
             tags = src.tags(1)
     except RasterioError as exc:
-        raise FormatError(path, f"GDAL cannot read this raster ({error_reason(exc)})",
-                          "check the file") from exc
+        raise FormatError(
+            path, f"GDAL cannot read this raster ({error_reason(exc)})", "check the file"
+        ) from exc
     names = _tagged_classes(tags)
     aux = Path(str(path) + ".aux.xml")
     if not names and aux.is_file():
         try:
             names = read_pam_categories(aux.read_text(errors="replace"))
         except ET.ParseError as exc:
-            raise FormatError(aux, f"the class names beside the map are not valid XML ({exc})",
-                              "delete the .aux.xml or write the map again") from exc
+            raise FormatError(
+                aux,
+                f"the class names beside the map are not valid XML ({exc})",
+                "delete the .aux.xml or write the map again",
+            ) from exc
     if not names and not colormap:
         return None
     values = sorted(names) or sorted(v for v, c in colormap.items() if v > 0 and c[3] > 0)
-    return ClassTable(tuple(
-        ClassEntry(v, names.get(v) or default_class_name(v),
-                   tuple(colormap.get(v, palette_colour(i))[:3]))
-        for i, v in enumerate(values)))
+    return ClassTable(
+        tuple(
+            ClassEntry(
+                v,
+                names.get(v) or default_class_name(v),
+                tuple(colormap.get(v, palette_colour(i))[:3]),
+            )
+            for i, v in enumerate(values)
+        )
+    )
 
 
 def _tagged_classes(tags: dict[str, str]) -> dict[int, str]:

@@ -23,8 +23,14 @@ from hsikit.writers.provenance import provenance
 
 WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
 ENVI_DATA_SUFFIX = ".img"
-FORMATS = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".hdr": "ENVI", ".img": "ENVI",
-           ".bsq": "ENVI", ".zarr": "Zarr"}
+FORMATS = {
+    ".tif": "GeoTIFF",
+    ".tiff": "GeoTIFF",
+    ".hdr": "ENVI",
+    ".img": "ENVI",
+    ".bsq": "ENVI",
+    ".zarr": "Zarr",
+}
 
 
 def window_size(scene: Scene) -> int:
@@ -38,8 +44,11 @@ def format_for(path: Path) -> str:
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
-        raise OutputError(path, f"cannot tell the output format from '{path.suffix}'",
-                          "use .tif (GeoTIFF), .hdr (ENVI) or .zarr (Zarr)") from None
+        raise OutputError(
+            path,
+            f"cannot tell the output format from '{path.suffix}'",
+            "use .tif (GeoTIFF), .hdr (ENVI) or .zarr (Zarr)",
+        ) from None
 
 
 def _final(path: Path) -> tuple[Path, list[str]]:
@@ -76,9 +85,16 @@ def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     per_band, imagery, envi_tags = gdal_band_metadata(info)
     block = 256
     profile: dict[str, Any] = {
-        "driver": "GTiff", "width": scene.width, "height": scene.height, "count": scene.count,
-        "dtype": scene.dtype.name, "transform": scene.transform, "compress": "DEFLATE",
-        "interleave": "band", "BIGTIFF": "IF_SAFER", "nodata": scene.nodata,
+        "driver": "GTiff",
+        "width": scene.width,
+        "height": scene.height,
+        "count": scene.count,
+        "dtype": scene.dtype.name,
+        "transform": scene.transform,
+        "compress": "DEFLATE",
+        "interleave": "band",
+        "BIGTIFF": "IF_SAFER",
+        "nodata": scene.nodata,
     }
     if scene.width >= block and scene.height >= block:
         profile.update(tiled=True, blockxsize=block, blockysize=block)
@@ -110,14 +126,23 @@ def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
     if code is None:
         raise OutputError(header, f"ENVI cannot store {scene.dtype}", "write GeoTIFF or Zarr")
     meta: dict[str, Any] = {
-        "lines": scene.height, "samples": scene.width, "bands": scene.count, "data type": code,
-        "interleave": "bsq", "byte order": 0, "header offset": 0,
+        "lines": scene.height,
+        "samples": scene.width,
+        "bands": scene.count,
+        "data type": code,
+        "interleave": "bsq",
+        "byte order": 0,
+        "header offset": 0,
         "band names": [str(n) for n in info.name],
         "bbl": [0 if b else 1 for b in info.bad_band],
         "data gain values": [f"{v:.10g}" for v in info.scale],
         "data offset values": [f"{v:.10g}" for v in info.offset],
-        "description": "{" + "; ".join(f"{k}={v}".replace("{", "(").replace("}", ")")
-                                       for k, v in tags.items() if k.startswith("HSIKIT_"))
+        "description": "{"
+        + "; ".join(
+            f"{k}={v}".replace("{", "(").replace("}", ")")
+            for k, v in tags.items()
+            if k.startswith("HSIKIT_")
+        )
         + "}",
     }
     if (wl := _envi_list(info.wavelength)) is not None:
@@ -146,7 +171,9 @@ def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     side = min(window_size(scene), 512)
     group = zarr.open_group(str(target), mode="w")
     array = group.create_array(
-        zarr_cube.ARRAY_NAME, shape=(scene.count, scene.height, scene.width), dtype=scene.dtype,
+        zarr_cube.ARRAY_NAME,
+        shape=(scene.count, scene.height, scene.width),
+        dtype=scene.dtype,
         chunks=(min(scene.count, 16), min(side, scene.height), min(side, scene.width)),
     )
     nodata = scene.nodata
@@ -156,12 +183,14 @@ def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
         "transform": list(scene.transform)[:6],
         "nodata": None if nodata is None or not np.isfinite(nodata) else nodata,
         "nodata_is_nan": nodata is not None and not np.isfinite(nodata),
-        "wavelength": _jsonable(info.wavelength), "fwhm": _jsonable(info.fwhm),
-        "bad_band": [bool(b) for b in info.bad_band], "name": [str(n) for n in info.name],
-        "scale": _jsonable(info.scale), "offset": _jsonable(info.offset),
+        "wavelength": _jsonable(info.wavelength),
+        "fwhm": _jsonable(info.fwhm),
+        "bad_band": [bool(b) for b in info.bad_band],
+        "name": [str(n) for n in info.name],
+        "scale": _jsonable(info.scale),
+        "offset": _jsonable(info.offset),
         "provenance": tags,
     }
     for window, raw in _windows(scene):
         (r0, r1), (c0, c1) = window.toranges()
         array[:, r0:r1, c0:c1] = raw
-

@@ -37,9 +37,13 @@ def provenance(**facts: object) -> dict[str, str]:
 
     Facts that are None are left out; paths are written as given by the user."""
     when = made_at()
-    tags = {"TIFFTAG_SOFTWARE": SOFTWARE,
-            "TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S"),
-            "HSIKIT_VERSION": __version__, "HSIKIT_CREATED": when.isoformat()}
-    tags.update({f"HSIKIT_{key.upper()}": str(value) for key, value in facts.items()
-                 if value is not None})
+    tags = {
+        "TIFFTAG_SOFTWARE": SOFTWARE,
+        "TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S"),
+        "HSIKIT_VERSION": __version__,
+        "HSIKIT_CREATED": when.isoformat(),
+    }
+    tags.update(
+        {f"HSIKIT_{key.upper()}": str(value) for key, value in facts.items() if value is not None}
+    )
     return tags

@@ -50,11 +50,18 @@ def parse_bands(text: str) -> list[int]:
     try:
         bands = [int(item) - 1 for item in text.split(",")]
     except ValueError:
-        raise InputError(None, f"--bands '{text}' is not a list of band numbers",
-                         "write three 1-based bands, e.g. --bands 30,20,10 (or one)") from None
+        raise InputError(
+            None,
+            f"--bands '{text}' is not a list of band numbers",
+            "write three 1-based bands, e.g. --bands 30,20,10 (or one)",
+        ) from None
     if len(bands) not in (1, 3):
-        raise InputError(None, f"--bands names {len(bands)} bands; a quicklook shows three "
-                         "(red, green, blue) or one (grey)", "write e.g. --bands 30,20,10")
+        raise InputError(
+            None,
+            f"--bands names {len(bands)} bands; a quicklook shows three "
+            "(red, green, blue) or one (grey)",
+            "write e.g. --bands 30,20,10",
+        )
     return bands
 
 
@@ -68,9 +75,12 @@ def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]
     if bands is not None:
         bad = [b for b in bands if not 0 <= b < scene.count]
         if bad:
-            raise InputError(scene.path, f"band(s) {', '.join(str(b + 1) for b in bad)} do not "
-                             f"exist (the scene has {scene.count})", "choose bands from 1 to "
-                             f"{scene.count}")
+            raise InputError(
+                scene.path,
+                f"band(s) {', '.join(str(b + 1) for b in bad)} do not "
+                f"exist (the scene has {scene.count})",
+                f"choose bands from 1 to {scene.count}",
+            )
         return list(bands)
     wl = scene.wavelengths
     if np.isfinite(wl).any() and np.nanmin(wl) <= 500 and np.nanmax(wl) >= 600:
@@ -78,8 +88,9 @@ def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]
     return [0, 1, 2] if scene.count >= 3 else [0]
 
 
-def stretch(values: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0
-            ) -> np.ndarray:
+def stretch(
+    values: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0
+) -> np.ndarray:
     """Per-band percentile stretch to 0–1 over valid pixels."""
     out = np.zeros_like(values, dtype="float32")
     for i, band in enumerate(values):
@@ -91,8 +102,9 @@ def stretch(values: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float
     return np.nan_to_num(out)
 
 
-def scene_quicklook(scene: Scene, path: str | Path, bands: Sequence[int] | None = None,
-                    max_size: int = 1024) -> Path:
+def scene_quicklook(
+    scene: Scene, path: str | Path, bands: Sequence[int] | None = None, max_size: int = 1024
+) -> Path:
     """True-colour (or chosen-band) PNG; nodata is transparent."""
     chosen = display_bands(scene, bands)
     step = decimation(scene.height, scene.width, max_size)
@@ -100,13 +112,22 @@ def scene_quicklook(scene: Scene, path: str | Path, bands: Sequence[int] | None 
     image = stretch(values, valid)
     rgb = np.repeat(image, 3, axis=0) if len(chosen) == 1 else image
     rgba = np.concatenate([rgb, valid[None].astype("float32")]).transpose(1, 2, 0)
-    return _save_png(Path(path), lambda target, metadata: plt.imsave(
-        target, rgba, format="png", metadata=metadata), source=scene.path,
-        bands=",".join(str(b + 1) for b in chosen))
+    return _save_png(
+        Path(path),
+        lambda target, metadata: plt.imsave(target, rgba, format="png", metadata=metadata),
+        source=scene.path,
+        bands=",".join(str(b + 1) for b in chosen),
+    )
 
 
-def class_map_quicklook(classes: np.ndarray, table: ClassTable, path: str | Path,
-                        title: str = "", max_size: int = 1024, source: str | None = None) -> Path:
+def class_map_quicklook(
+    classes: np.ndarray,
+    table: ClassTable,
+    path: str | Path,
+    title: str = "",
+    max_size: int = 1024,
+    source: str | None = None,
+) -> Path:
     """A class map with a legend of class names and colours; value 0 is left blank."""
     step = decimation(*classes.shape, max_size)
     shown = classes[::step, ::step]
@@ -117,18 +138,33 @@ def class_map_quicklook(classes: np.ndarray, table: ClassTable, path: str | Path
     height, width = shown.shape
     fig_w = 4 + 6 * min(1.0, width / max(height, 1))
     fig, ax = plt.subplots(figsize=(fig_w + 3, 6), dpi=110)
-    ax.imshow(shown, cmap=ListedColormap(colours), vmin=0, vmax=table.max_value,
-              interpolation="nearest")
+    ax.imshow(
+        shown, cmap=ListedColormap(colours), vmin=0, vmax=table.max_value, interpolation="nearest"
+    )
     ax.set_axis_off()
     if title:
         ax.set_title(title)
     present = set(np.unique(shown).tolist())
-    handles = [Patch(facecolor=np.asarray(e.colour) / 255.0, edgecolor="black", linewidth=0.4,
-                     label=f"{e.value} {e.name}") for e in table.entries if e.value in present]
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8,
-              frameon=False)
+    handles = [
+        Patch(
+            facecolor=np.asarray(e.colour) / 255.0,
+            edgecolor="black",
+            linewidth=0.4,
+            label=f"{e.value} {e.name}",
+        )
+        for e in table.entries
+        if e.value in present
+    ]
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False
+    )
     try:
-        return _save_png(Path(path), lambda target, metadata: fig.savefig(
-            target, bbox_inches="tight", format="png", metadata=metadata), source=source)
+        return _save_png(
+            Path(path),
+            lambda target, metadata: fig.savefig(
+                target, bbox_inches="tight", format="png", metadata=metadata
+            ),
+            source=source,
+        )
     finally:
         plt.close(fig)

@@ -25,45 +25,84 @@ def qml_style(classes: ClassTable) -> str:
     qgis, pipe, renderer = _qml_skeleton(type="paletted")
     palette = ET.SubElement(renderer, "colorPalette")
     for entry in classes.entries:
-        ET.SubElement(palette, "paletteEntry", value=str(entry.value),
-                      color=hex_colour(entry.colour), alpha="255", label=entry.name)
+        ET.SubElement(
+            palette,
+            "paletteEntry",
+            value=str(entry.value),
+            color=hex_colour(entry.colour),
+            alpha="255",
+            label=entry.name,
+        )
     return _qml_text(qgis, pipe)
 
 
 def score_qml_style(label: str) -> str:
     """A pseudocolour QGIS style for a 0–100 % score band (confidence): legend in percent."""
-    qgis, pipe, renderer = _qml_skeleton(type="singlebandpseudocolor", classificationMin="0",
-                                         classificationMax="100")
-    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader",
-                           colorRampType="INTERPOLATED", classificationMode="1", clip="0",
-                           minimumValue="0", maximumValue="100", labelPrecision="0")
+    qgis, pipe, renderer = _qml_skeleton(
+        type="singlebandpseudocolor", classificationMin="0", classificationMax="100"
+    )
+    shader = ET.SubElement(
+        ET.SubElement(renderer, "rastershader"),
+        "colorrampshader",
+        colorRampType="INTERPOLATED",
+        classificationMode="1",
+        clip="0",
+        minimumValue="0",
+        maximumValue="100",
+        labelPrecision="0",
+    )
     stops = len(SCORE_RAMP) - 1
     for index, colour in enumerate(SCORE_RAMP):
         value = 100 * index // stops
-        ET.SubElement(shader, "item", value=str(value), color=colour, alpha="255",
-                      label=f"{value} % {label}" if index in (0, stops) else f"{value} %")
+        ET.SubElement(
+            shader,
+            "item",
+            value=str(value),
+            color=colour,
+            alpha="255",
+            label=f"{value} % {label}" if index in (0, stops) else f"{value} %",
+        )
     return _qml_text(qgis, pipe)
 
 
 def _qml_skeleton(**renderer_attributes: str) -> tuple[ET.Element, ET.Element, ET.Element]:
     qgis = ET.Element("qgis", version="3.34", styleCategories="AllStyleCategories")
     pipe = ET.SubElement(qgis, "pipe")
-    renderer = ET.SubElement(pipe, "rasterrenderer", band="1", opacity="1", alphaBand="-1",
-                             nodataColor="", **renderer_attributes)
+    renderer = ET.SubElement(
+        pipe,
+        "rasterrenderer",
+        band="1",
+        opacity="1",
+        alphaBand="-1",
+        nodataColor="",
+        **renderer_attributes,
+    )
     ET.SubElement(renderer, "rasterTransparency")
     return qgis, pipe, renderer
 
 
 def _qml_text(qgis: ET.Element, pipe: ET.Element) -> str:
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
-    ET.SubElement(pipe, "huesaturation", saturation="0", grayscaleMode="0", colorizeOn="0",
-                  colorizeRed="255", colorizeGreen="128", colorizeBlue="128",
-                  colorizeStrength="100", invertColors="0")
+    ET.SubElement(
+        pipe,
+        "huesaturation",
+        saturation="0",
+        grayscaleMode="0",
+        colorizeOn="0",
+        colorizeRed="255",
+        colorizeGreen="128",
+        colorizeBlue="128",
+        colorizeStrength="100",
+        invertColors="0",
+    )
     ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
     ET.SubElement(qgis, "blendMode").text = "0"
     ET.indent(qgis)
-    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(
-        qgis, encoding="unicode") + "\n"
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        + ET.tostring(qgis, encoding="unicode")
+        + "\n"
+    )
 
 
 def pam_categories(classes: ClassTable, unlabelled_name: str) -> str:
@@ -77,9 +116,14 @@ def pam_categories(classes: ClassTable, unlabelled_name: str) -> str:
         default = unlabelled_name if value == UNLABELLED else ""
         ET.SubElement(names, "Category").text = by_value.get(value, default)
     rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
-    fields = [("Value", _INTEGER, _USAGE_MINMAX), ("Class", _STRING, _USAGE_NAME),
-              ("Red", _INTEGER, _USAGE_RED), ("Green", _INTEGER, _USAGE_GREEN),
-              ("Blue", _INTEGER, _USAGE_BLUE), ("Colour", _STRING, _USAGE_GENERIC)]
+    fields = [
+        ("Value", _INTEGER, _USAGE_MINMAX),
+        ("Class", _STRING, _USAGE_NAME),
+        ("Red", _INTEGER, _USAGE_RED),
+        ("Green", _INTEGER, _USAGE_GREEN),
+        ("Blue", _INTEGER, _USAGE_BLUE),
+        ("Colour", _STRING, _USAGE_GENERIC),
+    ]
     for index, (name, kind, usage) in enumerate(fields):
         defn = ET.SubElement(rat, "FieldDefn", index=str(index))
         ET.SubElement(defn, "Name").text = name

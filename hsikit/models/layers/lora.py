@@ -17,8 +17,9 @@ from torch import nn
 
 
 class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Linear, rank: int = 4, alpha: float | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, base: nn.Linear, rank: int = 4, alpha: float | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if rank < 1:
             raise ValueError("LoRA rank must be at least 1")
@@ -52,8 +53,7 @@ class LoRALinear(nn.Module):
         out = self.base(x)
         if self.merged_strength is not None:
             return out
-        low = nn.functional.linear(nn.functional.linear(self.dropout(x), self.lora_a),
-                                   self.lora_b)
+        low = nn.functional.linear(nn.functional.linear(self.dropout(x), self.lora_a), self.lora_b)
         return out + low * (self.scaling * self.strength)
 
     @torch.no_grad()
@@ -70,8 +70,13 @@ class LoRALinear(nn.Module):
             self.merged_strength = None
 
 
-def inject_lora(model: nn.Module, targets: Iterable[str], rank: int = 4,
-                alpha: float | None = None, dropout: float = 0.0) -> list[str]:
+def inject_lora(
+    model: nn.Module,
+    targets: Iterable[str],
+    rank: int = 4,
+    alpha: float | None = None,
+    dropout: float = 0.0,
+) -> list[str]:
     """Replace every ``nn.Linear`` whose qualified name ends with one of ``targets`` by a
     ``LoRALinear`` around it; returns the replaced names."""
     suffixes = tuple(targets)
@@ -96,8 +101,9 @@ def freeze_all_but_lora(model: nn.Module, also: Iterable[str] = ()) -> None:
     classification head) keep ``requires_grad``."""
     keep = tuple(also)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.rsplit(".", 1)[-1] in ("lora_a", "lora_b")
-                                 or name.startswith(keep))
+        parameter.requires_grad_(
+            name.rsplit(".", 1)[-1] in ("lora_a", "lora_b") or name.startswith(keep)
+        )
 
 
 def set_lora_strength(model: nn.Module, strength: float) -> None:

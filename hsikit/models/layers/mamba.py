@@ -12,8 +12,15 @@ from hsikit.models.layers.scan import selective_scan
 
 
 class MambaBlock(nn.Module):
-    def __init__(self, d_model: int, d_state: int = 8, expand: int = 2, d_conv: int = 4,
-                 dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 8,
+        expand: int = 2,
+        d_conv: int = 4,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+    ) -> None:
         super().__init__()
         inner = expand * d_model
         self.d_state = d_state
@@ -23,12 +30,12 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, inner)
         # Δ starts log-uniform in [dt_min, dt_max]: bias = softplus⁻¹(Δ)
-        dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min))
-                       + math.log(dt_min))
+        dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        self.a_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32))
-                                  .repeat(inner, 1))
+        self.a_log = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(inner, 1)
+        )
         self.d = nn.Parameter(torch.ones(inner))
         self.out_proj = nn.Linear(inner, d_model)
 

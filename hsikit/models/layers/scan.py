@@ -15,30 +15,43 @@ from __future__ import annotations
 import torch
 
 
-def _discretise(u: torch.Tensor, delta: torch.Tensor, a: torch.Tensor, b: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _discretise(
+    u: torch.Tensor, delta: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step decay ``exp(ΔA)`` and input ``ΔBu``, each ``[batch, L, D, N]``."""
     decay = torch.exp(delta.unsqueeze(-1) * a)
     drive = (delta * u).unsqueeze(-1) * b.unsqueeze(2)
     return decay, drive
 
 
-def _readout(h: torch.Tensor, u: torch.Tensor, c: torch.Tensor, d: torch.Tensor | None
-             ) -> torch.Tensor:
+def _readout(
+    h: torch.Tensor, u: torch.Tensor, c: torch.Tensor, d: torch.Tensor | None
+) -> torch.Tensor:
     y = (h * c.unsqueeze(2)).sum(-1)
     return y if d is None else y + u * d
 
 
-def selective_scan(u: torch.Tensor, delta: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                   c: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    d: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``u, delta``: ``[batch, L, D]``; ``a``: ``[D, N]`` (negative); ``b, c``: ``[batch, L, N]``;
     ``d``: ``[D]``. Returns ``y``: ``[batch, L, D]``."""
     if u.is_cuda:
         fused = _mamba_ssm_scan()
         if fused is not None:
-            y = fused(u.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(),
-                      a.contiguous(), b.transpose(1, 2).contiguous(),
-                      c.transpose(1, 2).contiguous(), d)
+            y = fused(
+                u.transpose(1, 2).contiguous(),
+                delta.transpose(1, 2).contiguous(),
+                a.contiguous(),
+                b.transpose(1, 2).contiguous(),
+                c.transpose(1, 2).contiguous(),
+                d,
+            )
             return y.transpose(1, 2)
     decay, drive = _discretise(u, delta, a, b)
     return _readout(LinearRecurrence.apply(decay, drive), u, c, d)
@@ -78,9 +91,14 @@ class LinearRecurrence(torch.autograd.Function):
         return adjoint * previous, adjoint
 
 
-def selective_scan_reference(u: torch.Tensor, delta: torch.Tensor, a: torch.Tensor,
-                             b: torch.Tensor, c: torch.Tensor, d: torch.Tensor | None = None
-                             ) -> torch.Tensor:
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    d: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The recurrence one step at a time: slow, obviously correct."""
     decay, drive = _discretise(u, delta, a, b)
     h = torch.zeros_like(drive[:, 0])

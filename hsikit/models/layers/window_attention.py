@@ -13,8 +13,9 @@ from torch import nn
 
 def relative_position_index(window: int) -> torch.Tensor:
     """``[w², w²]`` index into a ``(2w-1)²`` bias table for every (query, key) pair."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
-                                        indexing="ij")).flatten(1)  # [2, w²]
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    ).flatten(1)  # [2, w²]
     offsets = coords[:, :, None] - coords[:, None, :] + window - 1  # [2, w², w²] in 0…2w-2
     return offsets[0] * (2 * window - 1) + offsets[1]
 
@@ -43,10 +44,14 @@ class WindowAttention(nn.Module):
             x = nn.functional.pad(x, (0, 0, 0, pw, 0, ph))
             valid = nn.functional.pad(valid, (0, pw, 0, ph))
         hh, ww = h + ph, w + pw
-        windows = (x.view(b, hh // win, win, ww // win, win, d).permute(0, 1, 3, 2, 4, 5)
-                   .reshape(-1, win * win, d))  # [B·nW, w², D]
-        keys_valid = (valid.view(hh // win, win, ww // win, win).permute(0, 2, 1, 3)
-                      .reshape(-1, win * win))  # [nW, w²]
+        windows = (
+            x.view(b, hh // win, win, ww // win, win, d)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(-1, win * win, d)
+        )  # [B·nW, w², D]
+        keys_valid = (
+            valid.view(hh // win, win, ww // win, win).permute(0, 2, 1, 3).reshape(-1, win * win)
+        )  # [nW, w²]
         n = windows.shape[0]
         qkv = self.qkv(windows).view(n, win * win, 3, self.heads, d // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [N, heads, w², hd]
@@ -57,6 +62,9 @@ class WindowAttention(nn.Module):
         scores = scores.masked_fill(~mask, float("-inf"))
         out = self.dropout(scores.softmax(-1)) @ v  # [N, heads, w², hd]
         out = self.proj(out.transpose(1, 2).reshape(n, win * win, d))
-        out = (out.view(b, hh // win, ww // win, win, win, d).permute(0, 1, 3, 2, 4, 5)
-               .reshape(b, hh, ww, d))
+        out = (
+            out.view(b, hh // win, ww // win, win, win, d)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(b, hh, ww, d)
+        )
         return out[:, :h, :w]
