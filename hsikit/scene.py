@@ -17,6 +17,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from numpy.typing import ArrayLike
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from xarray.backends import BackendArray
@@ -110,12 +111,12 @@ class BandInfo:
         cls,
         count: int,
         *,
-        wavelength: Sequence[float] | None = None,
-        fwhm: Sequence[float] | None = None,
-        bad_band: Sequence[bool] | None = None,
+        wavelength: ArrayLike | None = None,
+        fwhm: ArrayLike | None = None,
+        bad_band: ArrayLike | None = None,
         name: Sequence[str] | None = None,
-        scale: Sequence[float] | float | None = None,
-        offset: Sequence[float] | float | None = None,
+        scale: ArrayLike | None = None,
+        offset: ArrayLike | None = None,
         source: str = "none",
     ) -> BandInfo:
         """Fill what a format does not provide: NaN wavelengths, no bad bands, names ``band_1``…"""

@@ -14,7 +14,7 @@ import torch
 
 from hsikit.bundle import read_safetensors
 from hsikit.models import architecture_config, create_model, get_entry, list_models
-from hsikit.training.task import (
+from hsikit.training.augment import (
     brightness_augment,
     context_dropout,
     dihedral_augment,

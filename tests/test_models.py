@@ -158,7 +158,8 @@ def test_variants_grow_tiny_to_base(family):
 
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     x, y = _batch("cnn3d")
     y_val = np.random.default_rng(1).permutation(y)  # validation that does not follow training
@@ -177,48 +178,50 @@ def test_training_keeps_best_validation_or_last_epoch_weights(tmp_path, keep):
 
 
 def test_ema_keeps_the_moving_average_of_every_step(tmp_path, monkeypatch):
-    from hsikit.training import task
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.schedule import ema_decay
+    from hsikit.training.tasks.base import Recipe
+    from hsikit.training.tasks.classify import PatchClassifierTask
 
     x, y = _batch("cnn3d")
     x_val, y_val = _batch("cnn3d", seed=1)
-    recipe = task.Recipe(
-        epochs=4, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last", progress=False
-    )
+    recipe = Recipe(epochs=4, batch_size=4, lr=3e-3, warmup_epochs=0, keep="last", progress=False)
     steps: list[dict[str, torch.Tensor]] = []  # the weights after every optimiser step
     monkeypatch.setattr(
-        task.PatchClassifierTask,
+        PatchClassifierTask,
         "on_train_batch_end",
         lambda self, *_: steps.append({k: v.clone() for k, v in self.model.state_dict().items()}),
     )
     plain, _ = _build("cnn3d")
-    task.fit_torch(plain, x, y, x_val, y_val, recipe, 0, str(tmp_path / "a"))
+    fit_torch(plain, x, y, x_val, y_val, recipe, 0, str(tmp_path / "a"))
     monkeypatch.undo()
     reference = steps[0]  # the slow reference: the average written out update by update
     for updates, state in enumerate(steps[1:], start=1):
-        decay = task.ema_decay(0.9, updates)
+        decay = ema_decay(0.9, updates)
         for k, v in reference.items():
             v.copy_(v + (state[k] - v) * (1 - decay))
     averaged, _ = _build("cnn3d")  # the same initial weights and seed, so the same steps
-    task.fit_torch(
+    fit_torch(
         averaged,
         x,
         y,
         x_val,
         y_val,
-        task.Recipe(**{**vars(recipe), "ema": 0.9}),
+        Recipe(**{**vars(recipe), "ema": 0.9}),
         0,
         str(tmp_path / "b"),
     )
     for k, v in averaged.state_dict().items():
         torch.testing.assert_close(v, reference[k], rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(v, steps[-1][k]) for k, v in averaged.state_dict().items())
-    assert task.ema_decay(0.99, 0) == pytest.approx(0.1)  # warm-up: early weights fade fast
+    assert ema_decay(0.99, 0) == pytest.approx(0.1)  # warm-up: early weights fade fast
 
 
 def test_ema_weights_are_the_ones_validation_judges_and_training_keeps(tmp_path):
     import csv
 
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     x, y = _batch("cnn3d")
     y_val = np.random.default_rng(1).permutation(y)
@@ -243,7 +246,8 @@ def test_ema_weights_are_the_ones_validation_judges_and_training_keeps(tmp_path)
 
 
 def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixels(tmp_path):
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     x, y = _batch("cnn3d")
     x_val, y_val = _batch("cnn3d", seed=1)
@@ -276,7 +280,8 @@ def test_refit_trains_the_chosen_schedule_again_on_training_and_validation_pixel
 
 
 def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget(tmp_path):
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     x, y = _batch("cnn3d")
     recipe = Recipe(
@@ -296,7 +301,8 @@ def test_refit_runs_the_epochs_chosen_on_validation_and_respects_the_time_budget
 def test_training_runs_in_train_mode_whatever_mode_the_model_comes_in(tmp_path):
     """Lightning keeps the modes it finds: a model left in eval mode (after an earlier fit, or
     by a caller) would otherwise train with frozen batch-norm statistics and no dropout."""
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     x, y = _batch("cnn3d")
     model, _ = _build("cnn3d")
@@ -314,7 +320,8 @@ def test_training_runs_in_train_mode_whatever_mode_the_model_comes_in(tmp_path):
 
 def test_pretraining_runs_in_train_mode_after_the_held_out_loss_left_it_in_eval_mode():
     from hsikit.models.pretraining import build_pretrainer
-    from hsikit.training.task import Recipe, fit_pretraining
+    from hsikit.training.loops import fit_pretraining
+    from hsikit.training.tasks.base import Recipe
 
     model, _ = _build("less_vit_tiny")
     pretrainer = build_pretrainer("hyper_mae", model).eval()

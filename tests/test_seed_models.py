@@ -16,7 +16,9 @@ from hsikit.bundle import read_safetensors
 from hsikit.data.datasets import load
 from hsikit.models import create_model
 from hsikit.models.layers import inject_lora, lora_layers
-from hsikit.training.task import Recipe, fit_torch, schedule
+from hsikit.training.loops import fit_torch
+from hsikit.training.schedule import schedule
+from hsikit.training.tasks.base import Recipe
 from tests import synthetic
 from tests.conftest import assert_one_sentence_error
 
@@ -86,7 +88,7 @@ def _cli_flag(key: str, value: object) -> list[str]:
 def test_each_recipe_option_reaches_training(tmp_path, run_cli, monkeypatch, key):
     """The recipe training runs with holds the option the user gave (not only the report):
     a field dropped between the command line and the training loop fails here."""
-    from hsikit.training import task
+    from hsikit.training import loops
 
     seen = []
 
@@ -94,7 +96,7 @@ def test_each_recipe_option_reaches_training(tmp_path, run_cli, monkeypatch, key
         seen.append(recipe)
         return {"refit_on": "train", "epochs_run": 0}
 
-    monkeypatch.setattr(task, "fit_torch", recording_fit)
+    monkeypatch.setattr(loops, "fit_torch", recording_fit)
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=16, rows=16, cols=20)
     value = RECIPE_VALUES[key]
     result = run_cli(
@@ -419,7 +421,7 @@ def test_refit_option_says_which_pixels_trained_the_final_model(
 
 
 def test_context_dropout_fills_neighbours_with_the_centre_spectrum():
-    from hsikit.training.task import context_dropout
+    from hsikit.training.augment import context_dropout
 
     x = torch.randn(200, 5, 7, 7)
     assert torch.equal(context_dropout(x, 0.0), x)
@@ -448,7 +450,7 @@ def _preprocessed_patches(count: int, pca: int | None) -> tuple:
 def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
     """Scaling the model input about the preprocessor's dark point is what a brighter or darker
     surface would give: the augmentation needs no raw spectra."""
-    from hsikit.training.task import brightness_augment
+    from hsikit.training.augment import brightness_augment
 
     raw, fitted, x = _preprocessed_patches(6, pca)
     dark = fitted.dark_point()
@@ -468,7 +470,7 @@ def test_brightness_augment_equals_scaling_the_physical_spectra(pca):
 def test_mixup_mixes_the_physical_spectra_and_the_labels_in_the_same_shares(pca):
     """A mixed model input is the model input of the mixed physical spectra (the preprocessing
     is affine), and each target holds the two classes in the shares their patches were mixed."""
-    from hsikit.training.task import mixed_targets, mixup
+    from hsikit.training.augment import mixed_targets, mixup
 
     raw, fitted, x = _preprocessed_patches(64, pca)
     x = torch.from_numpy(x)

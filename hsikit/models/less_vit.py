@@ -17,6 +17,7 @@ attention block, continuous positional-channel embeddings, a perception-field ma
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -241,7 +242,7 @@ class LessViT(nn.Module):
         return self.head(self.encoder.encode(tokens, grid).mean(dim=(1, 2)))
 
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, Any] = {
     "architecture": {"patch_size": 9},
     "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
     "pretrain": "hyper_mae",

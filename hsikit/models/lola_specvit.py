@@ -15,6 +15,8 @@ is all that tells them apart — and the projection keeps it, for ``channels² �
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -126,11 +128,11 @@ class LoLASpecViT(nn.Module):
         return self.head(self.norm(x.mean(dim=(1, 2))))
 
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, Any] = {
     "architecture": {"patch_size": 11, "pca": 15},
     "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
 }
-_SIZES = {
+_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"stem": (8, 16), "dim": 64, "depth": 2, "heads": 4},
     "small": {"stem": (16, 32), "dim": 96, "depth": 4, "heads": 4},
     "base": {"stem": (32, 64), "dim": 192, "depth": 8, "heads": 8, "mlp_ratio": 4.0},

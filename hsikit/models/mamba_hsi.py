@@ -12,6 +12,8 @@ recurrence of MorpMamba.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -78,7 +80,7 @@ class MambaHSI(nn.Module):
         return self.head(self.norm(torch.cat([x[:, self.centre], x.mean(1)], dim=-1)))
 
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, Any] = {
     "architecture": {"patch_size": 9, "pca": 30},
     "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
 }

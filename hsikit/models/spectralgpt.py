@@ -9,6 +9,7 @@ embeddings, a ViT encoder over all tokens jointly, mean-pooled into a linear hea
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,7 +90,7 @@ class SpectralGPT(nn.Module):
         return self.head(self.encoder.encode(self.encoder.tokens(patches)).mean(dim=1))
 
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, Any] = {
     "architecture": {"patch_size": 9},
     "recipe": {"epochs": 100, "lr": 1e-3, "batch_size": 64},
     "pretrain": "mae_3d",

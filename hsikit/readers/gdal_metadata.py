@@ -13,8 +13,10 @@ Band names travel as band descriptions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hsikit.scene import BandInfo
 
@@ -34,7 +36,7 @@ _UNIT_TO_NM = {
 }
 
 
-def nm_factor(units: str | None, values: Sequence[float]) -> float:
+def nm_factor(units: str | None, values: ArrayLike) -> float:
     """Factor to nanometres; with no unit, values under 100 are taken as micrometres."""
     if units:
         key = units.strip().lower()
@@ -73,7 +75,7 @@ def band_info_from_gdal(
     """Best available spectral metadata, in the order documented in this module."""
     names = [d if d else None for d in descriptions]
     name_arg = [n or f"band_{i + 1}" for i, n in enumerate(names)]
-    common = dict(name=name_arg, scale=scales, offset=offsets)
+    common: dict[str, Any] = dict(name=name_arg, scale=scales, offset=offsets)
 
     if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery_tags) and count:
         wl = _floats([t["CENTRAL_WAVELENGTH_UM"] for t in imagery_tags]) * 1000.0

@@ -270,7 +270,8 @@ def _fit_networks(
     import lightning as L
 
     from hsikit.models.ensemble import MeanEnsemble, member_seeds
-    from hsikit.training.task import Recipe, fit_torch
+    from hsikit.training.loops import fit_torch
+    from hsikit.training.tasks.base import Recipe
 
     budget = config.recipe.max_minutes
     deadline = time.perf_counter() + budget * 60 if budget else None
@@ -326,7 +327,7 @@ def _train_chosen_epochs(
     chooser: int,
 ) -> dict:
     """A later ensemble member trained for the epochs member ``chooser``'s validation chose."""
-    from hsikit.training.task import train_for_epochs
+    from hsikit.training.loops import train_for_epochs
 
     epochs_run, completed = train_for_epochs(
         network,

@@ -120,7 +120,8 @@ def heldout_loss(
 
 
 def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> dict:
-    from hsikit.training.task import Recipe, fit_pretraining
+    from hsikit.training.loops import fit_pretraining
+    from hsikit.training.tasks.base import Recipe
 
     output = check_output(
         output,
