@@ -39,7 +39,11 @@ demo: install
 	@echo "          sit inside training patches; 'make bench' also reports spatially disjoint splits)"
 	@echo "Bundle:   $(DEMO_DIR)/indian_pines_cnn3d.safetensors"
 
+# the gates CI enforces: lint and format (ruff), types (mypy), then the tests
 test: install
+	$(BIN)/ruff check hsikit tests
+	$(BIN)/ruff format --check hsikit tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: install

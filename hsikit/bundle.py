@@ -25,8 +25,9 @@ from hsikit.preprocess import Preprocessor
 from hsikit.smoothing import Smoothing
 from hsikit.writers.atomic import staged_output
 
-FORMAT = "hsikit-bundle"
-PRETRAINED_FORMAT = "hsikit-pretrained"  # `hsikit pretrain`: encoder weights, no classifier
+FORMAT: Literal["hsikit-bundle"] = "hsikit-bundle"
+#: ``hsikit pretrain``'s files: encoder weights, no classifier
+PRETRAINED_FORMAT: Literal["hsikit-pretrained"] = "hsikit-pretrained"
 #: 2: smoothing records its guide's components; 3: ensemble members; 4: the model's task
 FORMAT_VERSION = 4
 HEADER_KEY = "hsikit"
@@ -350,7 +351,11 @@ def _checked_preprocessor(
 ) -> Preprocessor:
     bands = len(meta.band_names)
     pca = "components" in prep or "pca_mean" in prep
-    expected = {"mean": (bands,), "std": (bands,), "band_wavelengths": (bands,)}
+    expected: dict[str, tuple[int, ...]] = {
+        "mean": (bands,),
+        "std": (bands,),
+        "band_wavelengths": (bands,),
+    }
     if pca:
         expected.update(components=(meta.in_bands, bands), pca_mean=(bands,))
     elif meta.in_bands != bands:

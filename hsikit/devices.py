@@ -42,6 +42,7 @@ def resolve_device(requested: str = "auto") -> str:
         return "cuda:0" if found else "cpu"
     if requested == "cpu":
         return "cpu"
+    assert match is not None  # device_name() accepted it
     index = int(match.group(1) or 0)
     if index >= found:
         seen = (

@@ -64,7 +64,9 @@ def summarize(scene: Scene) -> dict[str, Any]:
         "rotated": bool(t.b or t.d),
         "transform": list(t)[:6],
         "bounds": {"left": min(xs), "bottom": min(ys), "right": max(xs), "top": max(ys)},
-        "nodata": _finite(scene.nodata)
+        "nodata": None
+        if scene.nodata is None
+        else _finite(scene.nodata)
         if scene.nodata is None or np.isfinite(scene.nodata)
         else "nan",
         "nodata_fraction": round(fraction, 6),

@@ -58,7 +58,7 @@ class Preprocessor:
         shape = values.shape[1:]
         flat = values.reshape(values.shape[0], -1)
         standard = (flat - self.mean[:, None]) / self.std[:, None]
-        if self.components is not None:
+        if self.components is not None and self.pca_mean is not None:
             standard = self.components @ (standard - self.pca_mean[:, None])
         return standard.reshape(-1, *shape).astype("float32")
 
@@ -80,7 +80,9 @@ class Preprocessor:
     def state(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean, "std": self.std, "band_wavelengths": self.band_wavelengths}
         if self.components is not None:
-            out.update(components=self.components, pca_mean=self.pca_mean)
+            out["components"] = self.components
+            if self.pca_mean is not None:
+                out["pca_mean"] = self.pca_mean
         return out
 
     @classmethod

@@ -286,7 +286,8 @@ class Scene:
     def _truth_shape(self) -> tuple[int, int]:
         if callable(self.truth):
             return self.height, self.width
-        return tuple(np.shape(self.truth))  # type: ignore[return-value]
+        rows, cols = np.shape(np.asarray(self.truth))
+        return rows, cols
 
     # -- grid -------------------------------------------------------------------------------
     @property
@@ -341,12 +342,10 @@ class Scene:
         return self.band_values("bad_band")
 
     def band_info(self) -> BandInfo:
+        fields = ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")
         return BandInfo(
-            *(
-                self.band_values(c).copy()
-                for c in ("wavelength", "fwhm", "bad_band", "name", "scale", "offset")
-            ),
-            source=self.data.attrs.get("spectral_metadata_source", "none"),
+            **{c: self.band_values(c).copy() for c in fields},
+            source=str(self.data.attrs.get("spectral_metadata_source", "none")),
         )
 
     def with_band_info(self, info: BandInfo) -> Scene:
@@ -374,15 +373,15 @@ class Scene:
         return Window(0, 0, self.width, self.height)
 
     def read_raw(
-        self, window: Window | None = None, bands: Sequence[int] | None = None, step: int = 1
+        self, window: Window | None = None, bands: ArrayLike | None = None, step: int = 1
     ) -> np.ndarray:
         """Values as stored (no scaling), for the window and zero-based bands given."""
         rows, cols = _window_slices(window or self.full_window(), step)
-        band_index = slice(None) if bands is None else list(bands)
+        band_index = slice(None) if bands is None else np.asarray(bands, int).tolist()
         return np.asarray(self.data[band_index, rows, cols].values)
 
     def read(
-        self, window: Window | None = None, bands: Sequence[int] | None = None, step: int = 1
+        self, window: Window | None = None, bands: ArrayLike | None = None, step: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """Physical values ``float32 [bands, h, w]`` and the valid-pixel mask ``bool [h, w]``.
 
@@ -392,7 +391,7 @@ class Scene:
         set to NaN so that no later step can mistake them for data.
         """
         window = window or self.full_window()
-        band_ids = np.arange(self.count) if bands is None else np.asarray(list(bands), int)
+        band_ids = np.arange(self.count) if bands is None else np.asarray(bands, int).ravel()
         raw = self.read_raw(window, None if bands is None else band_ids, step)
         good = ~self.bad_bands[band_ids]
         valid = self._valid(raw[good] if good.any() else raw, window, step)

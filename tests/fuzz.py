@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import resource
 import shutil
@@ -25,10 +26,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,8 @@ SHARED_GRIB = (
     / "era5-levels-members.grib"
 )
 MEMORY_LIMIT = 4 * 2**30
-CASE_SECONDS = 30
+CASE_SECONDS = 90  # above hsikit's own HDF5 probe limit, which must answer first
+HANG_SECONDS = CASE_SECONDS + 30  # no answer by then: a loop the alarm cannot reach (C code)
 OPEN_FILE = ".open"  # in a sample folder: the path to open, relative to it
 _NUMBER = re.compile(rb"-?\d+(\.\d+)?")
 _EXTREMES = [
@@ -343,7 +346,7 @@ def _worker_cases(fmt: str, sample_dir: Path, seed: int, cases: range) -> None:
     _, relative = SAMPLES[fmt]
     for case in cases:
         rng = np.random.default_rng([seed, case])
-        with tempfile.TemporaryDirectory(prefix="hsikit-fuzz-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="case-", dir=sample_dir.parent) as scratch:
             folder = Path(scratch) / "case"
             shutil.copytree(sample_dir, folder, symlinks=True)
             target = next(folder.glob(relative))
@@ -404,6 +407,26 @@ def campaign(
     return {fmt: results[fmt] for fmt in formats}
 
 
+def _lines(process: subprocess.Popen, timeout: float) -> Iterator[str]:
+    """The worker's output lines, until it ends or stays silent for ``timeout`` seconds."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if line is None:
+            return
+        yield line
+
+
 def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[str], None]) -> dict:
     """All formats through worker processes; a worker that dies is replaced after its case."""
     counts = {fmt: Counter() for fmt in formats}
@@ -429,7 +452,7 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
             text=True,
         )
         running, clock = None, time.perf_counter()
-        for line in process.stdout:
+        for line in _lines(process, HANG_SECONDS):
             record = json.loads(line)
             fmt = record["fmt"]
             if record["state"] == "start":
@@ -444,12 +467,22 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
             elif record["state"] == "failure":
                 findings[fmt].append({"case": record["case"], "detail": record["detail"]})
             if position[fmt] == cases:
-                log(f"{fmt}: {dict(counts[fmt])}")
+                log(f"{fmt}: {dict(counts[fmt])} {findings[fmt][:3]}")
+        hung = process.poll() is None
+        if hung:
+            process.kill()
         code = process.wait()
-        if running is not None:  # the worker died inside a case: a crash
+        if running is not None:  # the worker died or hung inside a case
             fmt, case = running
-            counts[fmt]["crash"] += 1
-            findings[fmt].append({"case": case, "detail": f"worker died (exit status {code})"})
+            counts[fmt]["hang" if hung else "crash"] += 1
+            findings[fmt].append(
+                {
+                    "case": case,
+                    "detail": f"no answer within {HANG_SECONDS} s"
+                    if hung
+                    else f"worker died (exit status {code})",
+                }
+            )
             position[fmt] = case + 1
         elif any(position[fmt] < cases for fmt in formats):
             raise RuntimeError(f"a fuzz worker stopped early (exit status {code})")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.fuzz import SAMPLES, campaign
 
-CASES = 25
+CASES = 15
 
 
 @pytest.fixture(scope="module")

@@ -266,7 +266,7 @@ def test_a_killed_writer_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     old bytes or exactly the bytes of an uninterrupted run, never anything else."""
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
     scene = synthetic.write_geotiff(
-        tmp_path / "scene.tif", synthetic.cube(40, 512, 512), tiled=True
+        tmp_path / "scene.tif", synthetic.cube(30, 512, 512), tiled=True
     )
     reference = tmp_path / "reference.tif"
     started = time.perf_counter()
@@ -275,7 +275,7 @@ def test_a_killed_writer_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     old = synthetic.write_geotiff(tmp_path / "old.tif", synthetic.cube(2, 8, 8))
     output = tmp_path / "out.tif"
     outcomes = set()
-    for delay in np.random.default_rng(7).uniform(0.1, duration, 6):
+    for delay in np.random.default_rng(7).uniform(0.1, duration, 4):
         output.write_bytes(old.read_bytes())
         process = _convert(scene, output, env)
         time.sleep(delay)
@@ -288,5 +288,5 @@ def test_a_killed_writer_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     assert output.read_bytes() == reference.read_bytes()
     assert not list(tmp_path.glob(".*.partial"))
     with rasterio.open(output) as src:
-        assert src.count == 40
+        assert src.count == 30
     assert "old" in outcomes  # the moments drawn include some before the rename

@@ -148,7 +148,7 @@ def augmentation_baseline(tmp_path_factory):
     return scene, labels, load_bundle(folder / "m.safetensors").model.state_dict()
 
 
-@pytest.mark.parametrize("key", ["context_dropout", "brightness", "mixup", "ema", "weight_decay"])
+@pytest.mark.parametrize("key", ["brightness", "mixup"])
 def test_augmentations_change_what_is_learnt(tmp_path, run_cli, augmentation_baseline, key):
     """The same seed and split with the option on gives other weights than without it."""
     from hsikit.bundle import load_bundle

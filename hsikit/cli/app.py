@@ -107,7 +107,7 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # typer's vendored click exceptions have it
         sys.exit(exc.exit_code)
 
 

@@ -88,7 +88,9 @@ def data_info(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
         )
     if card.classes:
         table = Table("value", "class", "colour", "pixels")
-        counts = card.class_counts or [None] * len(card.classes)
+        counts: list[int | None] = (
+            list(card.class_counts) if card.class_counts else [None] * len(card.classes)
+        )
         for cls, count in zip(card.classes, counts):
             table.add_row(
                 str(cls.value),

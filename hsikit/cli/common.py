@@ -3,6 +3,7 @@ that travel with a map, printing metrics, a validated config from options."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ def check_map_outputs(
     output: Path,
     png: Path | None,
     *,
-    inputs: list = (),
+    inputs: Sequence[object] = (),
     confidence: bool = False,
     probabilities: bool = False,
 ) -> None:

@@ -67,7 +67,7 @@ def classify(
     device = resolve_device(device)
     if labels is not None:
         chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
-        bundle = check_output(
+        bundle = trained = check_output(
             output.with_suffix(".safetensors"),
             suffixes=BUNDLE_SUFFIXES,
             what="a bundle",
@@ -92,8 +92,9 @@ def classify(
             "smooth_guide": smooth_guide,
         }
         config = train_config({k: v for k, v in options.items() if v is not None})
-        result = run_training(config, bundle, report_dir)
+        result = run_training(config, trained, report_dir)
         print_metrics(result.report)
+    assert bundle is not None  # given, or the one just trained
     loaded = load_bundle(bundle).to(device)
     if (smooth, smooth_eps, smooth_guide) != (None, None, None):
         loaded = loaded.with_smoothing(
@@ -127,9 +128,11 @@ def _map_png(class_map: Path, png: Path) -> None:
 
     written = open_scene(class_map)
     step = decimation(written.height, written.width, 1024)
+    table = read_class_table(class_map)
+    assert table is not None  # a class map hsikit just wrote
     class_map_quicklook(
         written.read_raw(bands=[0], step=step)[0],
-        read_class_table(class_map),
+        table,
         png,
         title=class_map.name,
         source=str(class_map),

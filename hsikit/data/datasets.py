@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def load(name: str) -> Dataset:
 def _card_bands(card: DatasetCard, scene: Scene) -> BandInfo:
     spectral = card.spectral
     kept = spectral.kept_centres() if spectral else None
-    if kept is None or kept[0].size != scene.count:
+    if spectral is None or kept is None or kept[0].size != scene.count:
         return scene.band_info()
     return BandInfo.build(
         scene.count,
@@ -119,7 +120,7 @@ def _from_cache(card: DatasetCard) -> tuple[Scene, np.ndarray]:
     return scene, truth
 
 
-def resolve_scene(argument: str, **options: object) -> Scene:
+def resolve_scene(argument: str, **options: Any) -> Scene:
     """A path, or else a catalog dataset name — what every ``SCENE`` argument of the CLI accepts."""
     path = Path(argument)
     if path.exists() or "/" in argument or path.suffix:

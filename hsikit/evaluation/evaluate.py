@@ -15,12 +15,12 @@ from hsikit.data.splits import TEST, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
-from hsikit.training.config import TrainConfig
+from hsikit.training.config import ResolvedTrainConfig
 
 
 def _own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     """The bundle's own test pixels and the data checksum, recomputed from its config."""
-    config = TrainConfig.model_validate(bundle.meta.training["config"])
+    config = ResolvedTrainConfig.model_validate(bundle.meta.training["config"])
     sources, _ = load_sources(config)
     _, checksum = read_spectra(sources)
     samples = extract(sources, bundle.preprocessor, config.patch_size)

@@ -103,13 +103,13 @@ class Benchmark(BaseModel):
                     f"{variant.name} has options for protocol(s) it does not run: "
                     f"{', '.join(sorted(idle))}"
                 )
-            base = earlier.get(variant.init_from)
+            base = earlier.get(variant.init_from) if variant.init_from else None
             orphaned = [
                 p
                 for p in protocols
                 if base is not None and variant.runs_on(p) and not base.runs_on(p)
             ]
-            if orphaned:
+            if base is not None and orphaned:
                 raise ValueError(
                     f"{variant.name} starts from '{base.name}', which does not run "
                     f"on {', '.join(orphaned)}"
@@ -130,7 +130,11 @@ def selection(
     def items(text: str | None) -> list[str] | None:
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
-    chosen = {"only": items(models), "protocols": items(protocols), "seeds": None}
+    chosen: dict[str, list | None] = {
+        "only": items(models),
+        "protocols": items(protocols),
+        "seeds": None,
+    }
     for option, key, known in (
         ("--models", "only", spec.names),
         ("--protocols", "protocols", [p.name for p in spec.protocols]),
@@ -180,7 +184,9 @@ def _check_rows(spec: Benchmark, path: Path, hint: str) -> None:
             if not variant.runs_on(protocol.name):
                 continue
             job = _run_job(spec, protocol, variant, spec.seeds[0] if spec.seeds else 0)
-            checks = [(TrainConfig, job["train"], "options")]
+            checks: list[tuple[type[BaseModel], dict, str]] = [
+                (TrainConfig, job["train"], "options")
+            ]
             if variant.pretrain is not None:
                 checks.append(
                     (
@@ -415,8 +421,8 @@ def _check_starting_bundles(planned: list[tuple[int, Protocol, Variant, int, dic
         trained.add((protocol.name, variant.name, seed))
 
 
-def _write_results(spec: Benchmark, runs: list[dict | None], memory: dict | None) -> dict:
-    runs = [r for r in runs if r is not None]
+def _write_results(spec: Benchmark, planned: list[dict | None], memory: dict | None) -> dict:
+    runs = [r for r in planned if r is not None]
     results = {
         "benchmark": spec.name,
         "dataset": spec.dataset,

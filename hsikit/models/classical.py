@@ -41,6 +41,8 @@ class ClassicalClassifier(ABC):
     """
 
     family = "classical"
+    arrays: dict[str, np.ndarray]
+    chosen: dict[str, Any]  # the fit's choices: hyper-parameters, cross-validation score …
     folds = 5
 
     @abstractmethod
@@ -71,7 +73,7 @@ class ClassicalClassifier(ABC):
 
         x, y = _centre(x), np.asarray(y)
         pooled = x_val is not None and len(x_val) > 0
-        if pooled:
+        if x_val is not None and y_val is not None and len(x_val) > 0:
             x, y = np.concatenate([x, _centre(x_val)]), np.concatenate([y, y_val])
         if len(np.unique(y)) != self.num_classes:
             raise ValueError("every class needs training pixels")
@@ -106,8 +108,8 @@ class ClassicalClassifier(ABC):
 
     def __init__(self, in_bands: int, num_classes: int) -> None:
         self.in_bands, self.num_classes = in_bands, num_classes
-        self.arrays: dict[str, np.ndarray] = {}
-        self.chosen: dict = {}
+        self.arrays = {}
+        self.chosen = {}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return dict(self.arrays)

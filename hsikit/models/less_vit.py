@@ -138,6 +138,8 @@ class LessBlock(nn.Module):
 class LessEncoder(nn.Module):
     """Tokenise ``[B, C, P, P]`` with per-band wavelengths and run the LESS blocks."""
 
+    grid: torch.Tensor
+
     def __init__(
         self,
         patch_size: int,
@@ -202,6 +204,7 @@ class LessViT(nn.Module):
     wavelengths the ones it was built with are used."""
 
     lora_targets = LORA_TARGETS
+    wavelengths: torch.Tensor
     head_prefix = "head"
     uses_wavelengths = True
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hsikit.models.layers import TransformerBlock
-from hsikit.models.less_vit import LessBlock, LessViT, group_bands, positional_channel
+from hsikit.models.less_vit import LessBlock, LessEncoder, LessViT, group_bands, positional_channel
 from hsikit.models.spectralgpt import SpectralGPT
 
 
@@ -44,6 +44,9 @@ def _random_subset(
 
 
 class HyperMAE(nn.Module):
+    wavelengths: torch.Tensor
+    encoder: LessEncoder
+
     def __init__(
         self,
         classifier: LessViT,

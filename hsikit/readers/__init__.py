@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from hsikit.errors import FormatError, HsikitError, InputError, error_reason
 from hsikit.inputs import claim_input
@@ -53,6 +54,19 @@ def _refuse_remote(path: Path, text: str) -> None:
         )
 
 
+def _sniffed(path: Path, name: str, sniff: Callable[[Path], bool]) -> bool:
+    """Whether ``path`` looks like format ``name``; a sniff that fails on damage is one
+    sentence too."""
+    try:
+        return sniff(path)
+    except Exception as exc:  # noqa: BLE001 — any library error on a damaged file
+        raise FormatError(
+            path,
+            f"looks like {name} but cannot be read ({error_reason(exc)})",
+            "the file is truncated or corrupt; re-download or re-export it",
+        ) from exc
+
+
 def _opened(path: Path, name: str, opener: Callable[..., Scene], options: dict) -> Scene:
     """``opener(path)``, with whatever a library raises on a damaged file as one sentence."""
     try:
@@ -73,7 +87,7 @@ def _opened(path: Path, name: str, opener: Callable[..., Scene], options: dict) 
         ) from exc
 
 
-def open_scene(path: str | PathLike[str], format: str | None = None, **options: object) -> Scene:
+def open_scene(path: str | PathLike[str], format: str | None = None, **options: Any) -> Scene:
     """Open a scene lazily. ``format`` forces a reader; ``options`` go to it (e.g. ``member``)."""
     text = str(path)
     path = Path(path)
@@ -96,7 +110,7 @@ def open_scene(path: str | PathLike[str], format: str | None = None, **options: 
             raise InputError(path, f"unknown format '{format}'", f"use one of {', '.join(FORMATS)}")
         return _opened(path, format, by_name[format], options)
     for name, sniff, opener in READERS:
-        if sniff(path):
+        if _sniffed(path, name, sniff):
             return _opened(path, name, opener, options)
     raise FormatError(
         path,

@@ -32,8 +32,8 @@ def _members(path: Path) -> list[str]:
         try:
             with zipfile.ZipFile(path) as zf:
                 return zf.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return []
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+            return []  # not a zip this reader can read: not an EnMAP product
     return []
 
 
@@ -127,7 +127,7 @@ def parse_metadata(xml_bytes: bytes, source: str) -> tuple[BandInfo, list[str]]:
                     "re-download the product",
                 )
             try:
-                out.append(float(text) if text is not None else float(default))
+                out.append(float(text if text is not None else default))  # type: ignore[arg-type]
             except ValueError as exc:
                 raise FormatError(
                     source,

@@ -43,8 +43,9 @@ def nm_factor(units: str | None, values: ArrayLike) -> float:
         if key in _UNIT_TO_NM:
             return _UNIT_TO_NM[key]
         return float("nan")  # wavenumber, GHz, index …: not a wavelength
-    finite = [v for v in values if np.isfinite(v)]
-    return 1000.0 if finite and max(finite) < 100 else 1.0
+    numbers = np.asarray(values, dtype="float64").ravel()
+    finite = numbers[np.isfinite(numbers)]
+    return 1000.0 if finite.size and finite.max() < 100 else 1.0
 
 
 def parse_envi_list(text: str) -> list[str]:
@@ -104,7 +105,7 @@ def band_info_from_gdal(
         if raw.size == count:
             units = envi_tags.get("wavelength_units") or envi_tags.get("wavelength units")
             factor = nm_factor(units, raw)
-            fwhm = (
+            envi_fwhm = (
                 _floats(parse_envi_list(envi_tags["fwhm"])) * factor
                 if "fwhm" in envi_tags
                 else None
@@ -113,7 +114,7 @@ def band_info_from_gdal(
             return BandInfo.build(
                 count,
                 wavelength=raw * factor,
-                fwhm=fwhm,
+                fwhm=envi_fwhm,
                 bad_band=bbl,
                 source="GDAL ENVI domain",
                 **common,

@@ -14,6 +14,7 @@ a huge array).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import scipy.io
 
 from hsikit.errors import FormatError, error_reason
 from hsikit.readers.hdf5 import check_self_contained
+from hsikit.readers.isolated import ERROR_REPORT, run_isolated
 from hsikit.scene import BandInfo, Scene
 
 GT_HINTS = ("gt", "label", "truth", "class", "map", "tr", "te")
@@ -111,14 +112,10 @@ def list_variables(path: Path) -> list[MatVariable]:
                 "the file is truncated or corrupt; re-save it from MATLAB",
             ) from exc
         return found
-    try:
-        return [MatVariable(name, tuple(shape), cls) for name, shape, cls in scipy.io.whosmat(path)]
-    except Exception as exc:  # scipy raises ValueError / MatReadError / TypeError on junk
-        raise FormatError(
-            path,
-            f"not a readable MATLAB file ({error_reason(exc)})",
-            "re-save it from MATLAB as v5 or v7.3",
-        ) from exc
+    report = run_isolated(
+        _V5_CHILD, path, "list", seconds=V5_SECONDS, what="reading the MATLAB file's variables"
+    )
+    return [MatVariable(name, tuple(shape), cls) for name, shape, cls in report["variables"]]
 
 
 def find_arrays(path: Path) -> tuple[MatVariable | None, MatVariable | None]:
@@ -148,6 +145,32 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+#: Reading a v5 file's variable list takes well under a second; loading one, a few seconds.
+V5_SECONDS = 60
+#: scipy's v5 reader crashes (segfault) or hangs on some damaged files: it runs in a child.
+_V5_CHILD = (
+    ERROR_REPORT
+    + r"""
+import json, sys
+import numpy as np
+import scipy.io
+
+path, action = sys.argv[1], sys.argv[2]
+try:
+    if action == "list":
+        found = [[n, [int(d) for d in s], c] for n, s, c in scipy.io.whosmat(path)]
+        print(json.dumps({"variables": found}))
+    else:
+        name, target = sys.argv[3], sys.argv[4]
+        value = scipy.io.loadmat(path, variable_names=[name])[name]
+        np.save(target, np.ascontiguousarray(value), allow_pickle=False)
+        print(json.dumps({"saved": target}))
+except Exception as exc:  # scipy raises ValueError / MatReadError / TypeError … on junk
+    print(error_report(exc))
+"""
+)
+
+
 @cache
 def _load_v5(path: str, var: MatVariable) -> np.ndarray:
     if var.nbytes > available_memory() // 2:
@@ -158,7 +181,18 @@ def _load_v5(path: str, var: MatVariable) -> np.ndarray:
             f"({available_memory() / 2**30:.1f} GB)",
             "re-save it as MATLAB v7.3 (HDF5), which hsikit reads window by window",
         )
-    values = scipy.io.loadmat(path, variable_names=[var.name])[var.name]
+    with tempfile.TemporaryDirectory(prefix="hsikit-mat-") as folder:
+        saved = Path(folder) / "variable.npy"
+        run_isolated(
+            _V5_CHILD,
+            Path(path),
+            "load",
+            var.name,
+            str(saved),
+            seconds=V5_SECONDS * 5,
+            what=f"decompressing the MATLAB variable '{var.name}'",
+        )
+        values = np.load(saved, allow_pickle=False)
     if values.shape != var.shape:
         raise FormatError(
             path,
@@ -199,14 +233,16 @@ def open_scene(path: Path, **_: object) -> Scene:
     truth = _plane_reader(path, gt) if gt is not None else None
     notes = []
     if cube is None:
+        assert gt is not None and truth is not None  # refused above when both are missing
+        plane = truth
         notes.append(f"ground truth only ('{gt.name}'): the single band holds the class values")
 
         def read_labels(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-            return truth(rows, cols)[None][np.zeros(len(bands), int)]
+            return plane(rows, cols)[None][np.zeros(len(bands), int)]
 
         return Scene.from_reader(
             read_labels,
-            shape=(1, *gt.shape),
+            shape=(1, gt.shape[0], gt.shape[1]),
             dtype=_class_dtype(gt),
             bands=BandInfo.build(1, name=[gt.name]),
             path=str(path),

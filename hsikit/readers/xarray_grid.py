@@ -110,7 +110,7 @@ def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
                 path, f"the GRIB file cannot be read whole: {problem}", "re-download it"
             )
     if engine == "h5netcdf":
-        check_self_contained(path)
+        check_self_contained(path, netcdf=True)
     if engine == "zarr":
         kwargs["consolidated"] = has_consolidated_metadata(path)
     with _routed_logs("cfgrib") as logged:
@@ -155,7 +155,7 @@ def _select(
                 f"{what} '{choice}' is not an ISO date and time",
                 "write it as e.g. 2017-01-01T12:00, or give an index",
             ) from exc
-        matches = (
+        matches: Any = (
             np.nonzero(values.astype(str) == wanted.astype(values.dtype).astype(str))[0]
             if np.issubdtype(values.dtype, np.datetime64)
             else []
@@ -216,7 +216,7 @@ def open_scene(
         if lat not in da.dims or lon not in da.dims:
             continue
         level = _find(LEVEL_NAMES, da.dims)
-        others = [d for d in da.dims if d not in (lat, lon, level)]
+        others = [str(d) for d in da.dims if d not in (lat, lon, level)]
         for dim in others:  # e.g. a length-1 'step': take the first and say so
             notes.append(f"{var_name}: dimension '{dim}' reduced to its first entry")
             da = da.isel({dim: 0})
@@ -249,7 +249,7 @@ def open_scene(
     nodata = float("nan")
     return Scene.from_reader(
         read,
-        shape=tuple(stack.shape),
+        shape=(int(stack.shape[0]), int(stack.shape[1]), int(stack.shape[2])),
         dtype="float32",
         bands=BandInfo.build(len(names), name=names, source="none"),
         path=str(path),

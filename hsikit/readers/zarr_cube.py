@@ -67,7 +67,7 @@ def _floats(meta: dict[str, Any], key: str, count: int, default: float, path: Pa
 def _grid(meta: dict[str, Any], path: Path) -> tuple[CRS | None, Affine, float | None]:
     transform = meta.get("transform")
     try:
-        numbers = [float(v) for v in transform]
+        numbers = [float(v) for v in transform]  # type: ignore[union-attr]  # None: TypeError
     except (TypeError, ValueError) as exc:
         raise _attribute_error(path, "'transform' must be six numbers") from exc
     if len(numbers) < 6 or not np.all(np.isfinite(numbers[:6])):
@@ -121,7 +121,7 @@ def open_scene(path: Path, **_: object) -> Scene:
 
     return Scene.from_reader(
         read,
-        shape=tuple(array.shape),
+        shape=(int(array.shape[0]), int(array.shape[1]), int(array.shape[2])),
         dtype=array.dtype,
         bands=bands,
         path=str(path),

@@ -294,7 +294,7 @@ class TrainConfig(DataOptions):
             raise ValueError("the 'tiles' split needs at least two scenes")
         return self
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self) -> ResolvedTrainConfig:
         """Fill the model (the --init file's, else cnn3d), architecture and recipe fields from
         the model's registered defaults, and the model's own seed from the split's."""
         from hsikit.training.finetune import initial_model_name
@@ -317,18 +317,17 @@ class TrainConfig(DataOptions):
         if self.init_seed is None:
             fill["init_seed"] = self.seed
         out = self.model_copy(update=fill)
-        if out.patch_size is None:
-            out = out.model_copy(update={"patch_size": 1})
-        if out.patch_size % 2 == 0:
+        patch_size = out.patch_size or 1
+        if patch_size % 2 == 0:
             raise InputError(
                 None,
-                f"patch size {out.patch_size} is even",
+                f"patch size {patch_size} is even",
                 "use an odd patch size so patches have a centre pixel",
             )
-        return out
+        return ResolvedTrainConfig.model_validate({**out.model_dump(), "patch_size": patch_size})
 
     def split_spec(self) -> SplitSpec:
-        protocol = "random" if self.split == "random" else "spatial"
+        protocol: Literal["random", "spatial"] = "random" if self.split == "random" else "spatial"
         return SplitSpec(
             protocol=protocol,
             seed=self.seed,
@@ -340,6 +339,23 @@ class TrainConfig(DataOptions):
             patch_size=max(self.buffer_patch or 1, self.patch_size or 1)
             + 2 * (self.smoothing.margin if self.smoothing else 0),
         )
+
+
+class ResolvedTrainConfig(TrainConfig):
+    """A config with the model's defaults filled in (:meth:`TrainConfig.resolved`): what
+    training runs on and what bundles record."""
+
+    model: str
+    patch_size: int
+    init_seed: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_seed(cls, data: Any) -> Any:
+        """Bundles from before ``init_seed`` existed trained from the split's seed."""
+        if isinstance(data, dict) and data.get("init_seed") is None:
+            return {**data, "init_seed": data.get("seed", 0)}
+        return data
 
 
 def train_config(given: dict[str, Any], file: str | Path | None = None) -> TrainConfig:

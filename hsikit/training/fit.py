@@ -24,7 +24,7 @@ from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_band_identity
 from hsikit.scene import Scene
-from hsikit.training.config import TrainConfig
+from hsikit.training.config import ResolvedTrainConfig, TrainConfig
 
 
 @dataclass
@@ -189,7 +189,7 @@ def train(
     return TrainResult(bundle_path, report, bundle)
 
 
-def _preprocessor(config: TrainConfig, spectra: np.ndarray, scene: Scene) -> Preprocessor:
+def _preprocessor(config: ResolvedTrainConfig, spectra: np.ndarray, scene: Scene) -> Preprocessor:
     """Fitted on the training spectra, or when fine-tuning a bundle, the bundle's own."""
     from hsikit.training.finetune import bundle_preprocessor
 
@@ -252,7 +252,7 @@ def check_architecture(
 
 
 def _fit_networks(
-    config: TrainConfig,
+    config: ResolvedTrainConfig,
     spec: ModelSpec,
     preprocessor: Preprocessor,
     num_classes: int,
@@ -357,7 +357,7 @@ def member_minutes(deadline: float | None, trainings: int, trainings_left: int) 
     return max(deadline - time.perf_counter(), 1.0) * trainings / trainings_left / 60
 
 
-def _start_from(model: Any, config: TrainConfig) -> dict:
+def _start_from(model: Any, config: ResolvedTrainConfig) -> dict:
     """Initial weights from ``config.init`` and LoRA adapters, before training."""
     from hsikit.models.layers import count_parameters
     from hsikit.training.finetune import load_initial_weights, prepare_lora

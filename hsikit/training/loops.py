@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import timedelta
 
 import lightning as L
 import numpy as np
@@ -30,13 +31,14 @@ class KeepBestWeights(Callback):
         self.state: dict[str, torch.Tensor] | None = None
         self.epoch = -1
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: PatchClassifierTask) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         score = float(trainer.callback_metrics.get("val_oa", -1.0))
         if score > self.best:
             self.best, self.epoch = score, trainer.current_epoch
-            self.state = copy.deepcopy(module.model.state_dict())
+            model: nn.Module = module.model  # type: ignore[assignment]
+            self.state = copy.deepcopy(model.state_dict())
 
 
 def _schedule_callbacks(recipe: Recipe) -> list[Callback]:
@@ -55,9 +57,7 @@ def _loader(
     generator = torch.Generator().manual_seed(seed)
     if shuffle and balanced:
         weights = 1.0 / np.bincount(y)[y]
-        sampler = WeightedRandomSampler(
-            torch.as_tensor(weights, dtype=torch.double), len(y), generator=generator
-        )
+        sampler = WeightedRandomSampler(weights.tolist(), len(y), generator=generator)
         return DataLoader(
             data, batch_size=batch_size, sampler=sampler, drop_last=len(y) > batch_size
         )
@@ -192,8 +192,9 @@ def train_for_epochs(
 def _out_of_time(trainer: L.Trainer) -> bool:
     """Whether the ``max_minutes`` budget ended training (rather than the schedule or
     early stopping)."""
-    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
-    return bool(timers) and timers[0].time_remaining() <= 0
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]  # type: ignore[attr-defined]
+    left = timers[0].time_remaining() if timers else None
+    return left is not None and left <= 0
 
 
 def _trainer(
@@ -209,7 +210,7 @@ def _trainer(
     accelerator, devices = lightning_device(recipe.device)
     return L.Trainer(
         max_epochs=max_epochs or recipe.epochs,
-        max_time=None if recipe.max_minutes is None else {"minutes": recipe.max_minutes},
+        max_time=None if recipe.max_minutes is None else timedelta(minutes=recipe.max_minutes),
         accelerator=accelerator,
         devices=devices,
         deterministic=True if accelerator == "cpu" else "warn",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ PRETRAIN_RECIPE = {"epochs", "lr", "batch_size", "weight_decay", "warmup_epochs"
 def _split_sources(config: PretrainConfig, patch_size: int) -> list[Source]:
     """The split's sources, exactly as ``hsikit train`` would build them for the same options."""
     data = {k: getattr(config, k) for k in DataOptions.model_fields}
+    assert config.split != "none"  # only split runs build split sources
     train_config = TrainConfig(
         model=config.model, split=config.split, patch_size=patch_size, **data
     )
@@ -104,7 +105,7 @@ def _subsample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def heldout_loss(
-    pretrainer: torch.nn.Module, x: np.ndarray, seed: int, device: str = "cpu", batch: int = 256
+    pretrainer: Any, x: np.ndarray, seed: int, device: str = "cpu", batch: int = 256
 ) -> float:
     """Mean reconstruction loss on held-out patches with fixed masks (comparable across runs:
     the masks are drawn on the CPU whatever the device)."""

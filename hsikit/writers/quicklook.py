@@ -129,7 +129,7 @@ def class_map_quicklook(
     source: str | None = None,
 ) -> Path:
     """A class map with a legend of class names and colours; value 0 is left blank."""
-    step = decimation(*classes.shape, max_size)
+    step = decimation(classes.shape[0], classes.shape[1], max_size)
     shown = classes[::step, ::step]
     colours = np.ones((table.max_value + 1, 4))
     colours[0] = (1, 1, 1, 0)
@@ -147,7 +147,7 @@ def class_map_quicklook(
     present = set(np.unique(shown).tolist())
     handles = [
         Patch(
-            facecolor=np.asarray(e.colour) / 255.0,
+            facecolor=(e.colour[0] / 255.0, e.colour[1] / 255.0, e.colour[2] / 255.0),
             edgecolor="black",
             linewidth=0.4,
             label=f"{e.value} {e.name}",

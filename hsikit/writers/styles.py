@@ -74,8 +74,7 @@ def _qml_skeleton(**renderer_attributes: str) -> tuple[ET.Element, ET.Element, E
         band="1",
         opacity="1",
         alphaBand="-1",
-        nodataColor="",
-        **renderer_attributes,
+        attrib={"nodataColor": "", **renderer_attributes},
     )
     ET.SubElement(renderer, "rasterTransparency")
     return qgis, pipe, renderer
@@ -131,8 +130,8 @@ def pam_categories(classes: ClassTable, unlabelled_name: str) -> str:
         ET.SubElement(defn, "Usage").text = str(usage)
     for row, entry in enumerate(classes.entries):
         element = ET.SubElement(rat, "Row", index=str(row))
-        for value in (entry.value, entry.name, *entry.colour, hex_colour(entry.colour)):
-            ET.SubElement(element, "F").text = str(value)
+        for field in (entry.value, entry.name, *entry.colour, hex_colour(entry.colour)):
+            ET.SubElement(element, "F").text = str(field)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 

@@ -32,6 +32,7 @@ class WindowAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
+        self.bias_index: torch.Tensor
         self.register_buffer("bias_index", relative_position_index(window), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

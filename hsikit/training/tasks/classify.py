@@ -37,6 +37,7 @@ class PatchClassifierTask(BaseTask):
         if self.recipe.context_dropout:
             x = context_dropout(x, self.recipe.context_dropout)
         if self.recipe.brightness:
+            assert self.dark_point is not None  # the recipe refuses brightness without it
             x = brightness_augment(x, self.recipe.brightness, self.dark_point)
         if self.recipe.mixup:
             x, partner, share = mixup(x, self.recipe.mixup)
