@@ -434,6 +434,16 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
     findings: dict[str, list[dict]] = {fmt: [] for fmt in formats}
     seconds: Counter[str] = Counter()
     position = dict.fromkeys(formats, 0)
+
+    def summary(fmt: str) -> dict:
+        return {
+            "cases": cases,
+            **dict(counts[fmt]),
+            "findings": findings[fmt][:50],
+            "top_refusals": dict(refusals[fmt].most_common(4)),
+            "seconds": round(seconds[fmt], 1),
+        }
+
     while plan := [f"{fmt}:{position[fmt]}" for fmt in formats if position[fmt] < cases]:
         process = subprocess.Popen(
             [
@@ -467,7 +477,7 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
             elif record["state"] == "failure":
                 findings[fmt].append({"case": record["case"], "detail": record["detail"]})
             if position[fmt] == cases:
-                log(f"{fmt}: {dict(counts[fmt])} {findings[fmt][:3]}")
+                log(json.dumps({fmt: summary(fmt)}))
         hung = process.poll() is None
         if hung:
             process.kill()
@@ -486,16 +496,7 @@ def _run(root: Path, formats: list[str], seed: int, cases: int, log: Callable[[s
             position[fmt] = case + 1
         elif any(position[fmt] < cases for fmt in formats):
             raise RuntimeError(f"a fuzz worker stopped early (exit status {code})")
-    return {
-        fmt: {
-            "cases": cases,
-            **dict(counts[fmt]),
-            "findings": findings[fmt][:50],
-            "top_refusals": dict(refusals[fmt].most_common(4)),
-            "seconds": round(seconds[fmt], 1),
-        }
-        for fmt in formats
-    }
+    return {fmt: summary(fmt) for fmt in formats}
 
 
 def main() -> None:
