@@ -41,7 +41,8 @@ def _help(info: FieldInfo, choices: list[str]) -> str:
     text = (info.description or "").rstrip(".")
     if choices and not all(c in text for c in choices):
         text += f" ({', '.join(choices)})"
-    text = text[:1].upper() + text[1:]
+    if "_" not in text.split(" ", 1)[0]:  # a name (less_vit_*) keeps its case
+        text = text[:1].upper() + text[1:]
     default = info.default
     if default not in (None, PydanticUndefined, [], False) and "default" not in text:
         text += f"; default {default}"

@@ -9,8 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from hsikit.cli.app import (
-    DeviceOpt,
-    OutputOpt,
     app,
     out,
 )
@@ -89,60 +87,58 @@ def _register_train() -> None:
     )
 
 
-_register_train()
+def _register_pretrain() -> None:
+    from hsikit.training.pretrain import PretrainConfig
+
+    app.command("pretrain")(
+        command_with_options(_pretrain, PRETRAIN_PARAMETERS, PretrainConfig, frozenset({"scenes"}))
+    )
 
 
-@app.command()
-def pretrain(
-    scenes: Annotated[
-        list[str] | None, typer.Argument(help="Scene files or catalog names.")
-    ] = None,
-    model: Annotated[
-        str, typer.Option(help="less_vit_* (Hyper-MAE) or spectralgpt_* (3-D MAE).")
-    ] = "less_vit_tiny",
-    output: OutputOpt = Path("pretrained.safetensors"),
-    dataset: Annotated[
-        str | None, typer.Option(help="A catalog dataset instead of scenes.")
-    ] = None,
-    labels: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--labels", help="Labels per scene, to pretrain inside a split's training region only."
-        ),
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="none, random or spatial: with a split only its training pixels are used."
-        ),
-    ] = "none",
-    samples: Annotated[int | None, typer.Option(help="Patches to pretrain on.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    device: DeviceOpt = "auto",
-) -> None:
+PRETRAIN_PARAMETERS = [
+    inspect.Parameter(
+        "scenes",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[
+            list[str] | None,
+            typer.Argument(help="Scene files or catalog names.", show_default=False),
+        ],
+    ),
+    inspect.Parameter(
+        "output",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Path("pretrained.safetensors"),
+        annotation=Annotated[
+            Path, typer.Option("--output", "-o", help="The pretrained encoder to write.")
+        ],
+    ),
+]
+
+
+def _pretrain(**values: Any) -> None:
     """Self-supervised pretraining of a seed encoder on unlabelled pixels."""
     from hsikit.training.pretrain import PretrainConfig
     from hsikit.training.pretrain import pretrain as run_pretraining
 
+    options = given(values, PretrainConfig)
+    options.pop("scenes", None)
     config = config_from_options(
         PretrainConfig,
         "pretrain",
-        scenes,
-        labels,
-        dataset,
-        model=model,
-        split=split,
-        seed=seed,
-        samples=samples,
-        epochs=epochs,
-        threads=threads,
-        device=device,
+        values["scenes"],
+        options.pop("labels", None),
+        options.pop("dataset", None),
+        **options,
     )
+    output = values["output"]
     result = run_pretraining(config, output)
     out.print(
         f"held-out reconstruction loss {result['heldout_loss_before']:.4f} → "
         f"{result['heldout_loss_after']:.4f} ({result['train_patches']} patches, "
         f"{result['seconds']:.0f} s)\npretrained encoder: {output}"
     )
+
+
+_register_train()
+_register_pretrain()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from hsikit import __version__
 from hsikit.bundle import BUNDLE_SUFFIXES, HEADER_KEY, PRETRAINED_FORMAT, PretrainedMeta
@@ -27,21 +27,40 @@ from hsikit.errors import InputError
 from hsikit.models import create_model, get_entry
 from hsikit.models.pretraining import build_pretrainer
 from hsikit.preprocess import Preprocessor, good_band_identity, match_bands
-from hsikit.training.config import DataOptions, TrainConfig
+from hsikit.training.config import DATA, MODEL, RECIPE, DataOptions, TrainConfig, option
 from hsikit.training.fit import architecture_for
 from hsikit.writers.atomic import check_output, staged_output
 
 
 class PretrainConfig(DataOptions):
-    model: str = "less_vit_tiny"
-    split: Literal["none", "random", "spatial"] = "none"
-    samples: int = Field(4000, gt=0, description="patches drawn for pretraining")
-    holdout: float = Field(0.1, gt=0, lt=1, description="share held out (no split)")
-    epochs: int = Field(30, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, gt=0)
-    weight_decay: float = 0.05
-    warmup_epochs: int = Field(2, ge=0)
+    """A self-supervised pretraining run: its pixels (a split's training region, or all),
+    the encoder and its recipe. Declared once: the CLI's options come from these fields."""
+
+    model: str = option(
+        MODEL, "less_vit_tiny", description="less_vit_* (Hyper-MAE) or spectralgpt_* (3-D MAE)"
+    )
+    split: Literal["none", "random", "spatial"] = option(
+        DATA,
+        "none",
+        description="none, random or spatial: with a split only its training "
+        "pixels are used (needs --labels or --dataset)",
+    )
+    samples: int = option(DATA, 4000, gt=0, description="patches drawn for pretraining")
+    holdout: float = option(
+        DATA,
+        0.1,
+        gt=0,
+        lt=1,
+        description="share of the patches held out "
+        "to measure the reconstruction loss (without a split)",
+    )
+    epochs: int = option(RECIPE, 30, gt=0, description="epochs of the schedule")
+    lr: float = option(RECIPE, 1e-3, gt=0, description="peak learning rate of AdamW")
+    batch_size: int = option(RECIPE, 64, gt=0, description="patches per step")
+    weight_decay: float = option(RECIPE, 0.05, ge=0, description="AdamW weight decay")
+    warmup_epochs: int = option(
+        RECIPE, 2, ge=0, description="epochs of linear learning-rate warm-up"
+    )
 
     @model_validator(mode="after")
     def _split_needs_labels(self) -> PretrainConfig:
