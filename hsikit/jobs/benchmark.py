@@ -19,6 +19,7 @@ from hsikit.errors import InputError, location_text, validation_problem, validat
 from hsikit.jobs.memory import run_memory_check
 from hsikit.jobs.report import summarize, write_markdown
 from hsikit.jobs.runner import in_child, peak_rss_mb
+from hsikit.writers.atomic import write_text
 
 
 class Protocol(BaseModel):
@@ -434,7 +435,12 @@ def _write_results(spec: Benchmark, planned: list[dict | None], memory: dict | N
         "spec": spec.model_dump(),
     }
     Path(spec.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(spec.results).write_text(json.dumps(results, indent=2) + "\n")
+    write_text(
+        spec.results,
+        json.dumps(results, indent=2) + "\n",
+        suffixes=(".json",),
+        what="a results file",
+    )
     write_markdown(results, Path(spec.report))
     return results
 

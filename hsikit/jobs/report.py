@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hsikit.evaluation.scoring import summarize_runs
+from hsikit.writers.atomic import write_text
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -167,4 +168,4 @@ def write_markdown(results: dict, path: Path) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_text(path, text, suffixes=(".md",), what="a Markdown report")

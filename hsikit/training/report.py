@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from hsikit.classes import ClassTable  # noqa: E402
 from hsikit.data.splits import ROLE_NAMES  # noqa: E402
-from hsikit.writers.atomic import prepare_output_folder, staged_output  # noqa: E402
+from hsikit.writers.atomic import prepare_output_folder, staged_output, write_text  # noqa: E402
 from hsikit.writers.classmap import write_class_map  # noqa: E402
 
 SPLIT_TABLE = ClassTable.from_records(
@@ -29,8 +29,7 @@ SPLIT_TABLE = ClassTable.from_records(
 
 
 def write_json(path: Path, document: Any) -> None:
-    with staged_output(path) as stage:
-        (stage / path.name).write_text(json.dumps(document, indent=2, default=str) + "\n")
+    write_text(path, json.dumps(document, indent=2, default=str) + "\n", suffixes=(".json",))
 
 
 def confusion_png(path: Path, matrix: np.ndarray, names: list[str], title: str) -> None:

@@ -264,3 +264,18 @@ def staged_output(
             _move_into_place(entry, final.parent / entry.name, stage)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_text(
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    suffixes: Sequence[str] | None = None,
+    what: str = "this output",
+) -> Path:
+    """``text`` at ``path`` through the same staged, checked write as every other output
+    (results files, reports, Markdown tables)."""
+    final = Path(path)
+    with staged_output(final, suffixes=suffixes, what=what) as stage:
+        (stage / final.name).write_text(text)
+    return final
