@@ -170,29 +170,15 @@ def _grib(folder: Path) -> Path | None:
 
 
 def _bundle(folder: Path, model: str) -> Path:
-    from hsikit.training.config import TrainConfig
-    from hsikit.training.fit import train
     from tests import synthetic
 
-    scene, labels, _ = synthetic.class_scene(folder, bands=6, rows=16, cols=20, classes=3)
-    bundle = folder / f"{model}.safetensors"
     extra = {"epochs": 1, "patch_size": 5, "pca": 0} if model == "mamba_hsi_tiny" else {}
-    train(
-        TrainConfig(
-            scenes=[str(scene)],
-            labels=[str(labels)],
-            model=model,
-            split="random",
-            train_ratio=0.3,
-            **extra,
-        ),
-        bundle,
-        folder / "report",
-        progress=False,
+    scene, labels, bundle = synthetic.trained_bundle(
+        folder, model, bands=6, rows=16, cols=20, classes=3, **extra
     )
     for leftover in (scene, labels):
         leftover.unlink()
-    shutil.rmtree(folder / "report")
+    shutil.rmtree(folder / f"{model}_report")
     return bundle
 
 

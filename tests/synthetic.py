@@ -218,3 +218,32 @@ def edited_bundle(bundle: Path, out: Path, edit: Callable[[dict], dict | str]) -
     body += b" " * (-len(body) % 8)  # safetensors keeps the arrays 8-byte aligned
     out.write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + size :])
     return out
+
+
+def trained_bundle(
+    folder: Path,
+    model: str,
+    *,
+    bands: int = 8,
+    rows: int = 24,
+    cols: int = 30,
+    classes: int = 4,
+    **options: object,
+) -> tuple[Path, Path, Path]:
+    """A :func:`class_scene`, its labels and a bundle of ``model`` trained on them by the library
+    (random 30 % split; ``options`` as training options): (scene, labels, bundle)."""
+    from hsikit.training.config import TrainConfig
+    from hsikit.training.fit import train
+
+    scene, labels, _ = class_scene(folder, bands=bands, rows=rows, cols=cols, classes=classes)
+    bundle = folder / f"{model}.safetensors"
+    config = TrainConfig(
+        scenes=[str(scene)],
+        labels=[str(labels)],
+        model=model,
+        split="random",
+        train_ratio=0.3,
+        **options,
+    )
+    train(config, bundle, folder / f"{model}_report", progress=False)
+    return scene, labels, bundle

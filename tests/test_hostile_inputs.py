@@ -251,23 +251,8 @@ def test_bundle_descriptions_are_checked_before_anything_is_built(
 
 def _classical_bundle(tmp_path: Path, edit) -> tuple[Path, Path]:
     from hsikit.bundle import load_bundle
-    from hsikit.training.config import TrainConfig
-    from hsikit.training.fit import train
 
-    scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24)
-    bundle = tmp_path / "svm.safetensors"
-    train(
-        TrainConfig(
-            scenes=[str(scene)],
-            labels=[str(labels)],
-            model="svm_rbf",
-            split="random",
-            train_ratio=0.3,
-        ),
-        bundle,
-        tmp_path / "report",
-        progress=False,
-    )
+    scene, _, bundle = synthetic.trained_bundle(tmp_path, "svm_rbf", bands=6, rows=20, cols=24)
     loaded = load_bundle(bundle)
     arrays = edit(dict(loaded.model.arrays))
     loaded.model.arrays = arrays

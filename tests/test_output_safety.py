@@ -23,24 +23,8 @@ from tests.helpers import snapshot
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A scene, its labels and a quickly trained bundle, shared by the tests of this module."""
-    from hsikit.training.config import TrainConfig
-    from hsikit.training.fit import train
-
     folder = tmp_path_factory.mktemp("trained")
-    scene, labels, _ = synthetic.class_scene(folder, bands=8, rows=24, cols=30)
-    bundle = folder / "model.safetensors"
-    train(
-        TrainConfig(
-            scenes=[str(scene)],
-            labels=[str(labels)],
-            model="random_forest",
-            split="random",
-            train_ratio=0.3,
-        ),
-        bundle,
-        folder / "model_report",
-        progress=False,
-    )
+    scene, labels, bundle = synthetic.trained_bundle(folder, "random_forest")
     return scene, labels, bundle
 
 

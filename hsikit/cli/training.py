@@ -15,42 +15,47 @@ from hsikit.cli.app import (
 from hsikit.cli.common import config_from_options, print_metrics
 from hsikit.cli.config_options import command_with_options, given
 
-TRAIN_PARAMETERS = [
-    inspect.Parameter(
+
+def _keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+def _scenes(help: str) -> inspect.Parameter:
+    return inspect.Parameter(
         "scenes",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         default=None,
-        annotation=Annotated[
-            list[str] | None,
-            typer.Argument(
-                help="Scene files, one per --labels (or --dataset).", show_default=False
-            ),
-        ],
-    ),
-    inspect.Parameter(
-        "output",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=Path("model.safetensors"),
-        annotation=Annotated[Path, typer.Option("--output", "-o", help="The bundle to write.")],
-    ),
-    inspect.Parameter(
+        annotation=Annotated[list[str] | None, typer.Argument(help=help, show_default=False)],
+    )
+
+
+def _output(default: str, help: str) -> inspect.Parameter:
+    return _keyword(
+        "output", Path(default), Annotated[Path, typer.Option("--output", "-o", help=help)]
+    )
+
+
+TRAIN_PARAMETERS = [
+    _scenes("Scene files, one per --labels (or --dataset)."),
+    _output("model.safetensors", "The bundle to write."),
+    _keyword(
         "report",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             Path | None,
             typer.Option(help="Report folder (default: beside the bundle).", show_default=False),
         ],
     ),
-    inspect.Parameter(
+    _keyword(
         "config",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        None,
+        Annotated[
             Path | None,
             typer.Option(
-                help="A YAML file of these options (as a benchmark row's); the "
-                "options given here override it.",
+                help="A YAML file of these options (as a benchmark row's); the options given here "
+                "override it.",
                 show_default=False,
             ),
         ],
@@ -96,23 +101,8 @@ def _register_pretrain() -> None:
 
 
 PRETRAIN_PARAMETERS = [
-    inspect.Parameter(
-        "scenes",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=None,
-        annotation=Annotated[
-            list[str] | None,
-            typer.Argument(help="Scene files or catalog names.", show_default=False),
-        ],
-    ),
-    inspect.Parameter(
-        "output",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=Path("pretrained.safetensors"),
-        annotation=Annotated[
-            Path, typer.Option("--output", "-o", help="The pretrained encoder to write.")
-        ],
-    ),
+    _scenes("Scene files or catalog names."),
+    _output("pretrained.safetensors", "The pretrained encoder to write."),
 ]
 
 
