@@ -49,11 +49,10 @@ def classify(
     """Map a scene with a bundle, or train on --labels and map in one go. --smooth overrides
     the bundle's own smoothing (--smooth 0 turns it off)."""
 
-    from hsikit.bundle import BUNDLE_SUFFIXES, load_bundle
+    from hsikit.bundle import load_bundle
     from hsikit.devices import resolve_device, use_threads
     from hsikit.predict.classify import classify_scene
     from hsikit.smoothing import chosen_smoothing
-    from hsikit.writers.atomic import check_output, check_output_folder
 
     if (bundle is None) == (labels is None):
         raise InputError(
@@ -65,20 +64,11 @@ def classify(
         output, png, inputs=inputs, confidence=confidence, probabilities=probabilities
     )
     device = resolve_device(device)
-    if labels is not None:
-        chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
-        bundle = trained = check_output(
-            output.with_suffix(".safetensors"),
-            suffixes=BUNDLE_SUFFIXES,
-            what="a bundle",
-            inputs=inputs,
-        )
-        report_dir = check_output_folder(output.with_name(output.stem + "_report"), inputs=inputs)
     use_threads(threads)
     if labels is not None:
-        from hsikit.training.config import train_config
-        from hsikit.training.fit import train as run_training
+        from hsikit.training.fit import train_beside
 
+        chosen_smoothing(smooth, smooth_eps, smooth_guide)  # refused before training
         options = {
             "scenes": [scene],
             "labels": [labels],
@@ -91,9 +81,11 @@ def classify(
             "smooth_eps": smooth_eps,
             "smooth_guide": smooth_guide,
         }
-        config = train_config({k: v for k, v in options.items() if v is not None})
-        result = run_training(config, trained, report_dir)
+        result = train_beside(
+            output, {k: v for k, v in options.items() if v is not None}, inputs=inputs
+        )
         print_metrics(result.report)
+        bundle = result.bundle_path
     assert bundle is not None  # given, or the one just trained
     loaded = load_bundle(bundle).to(device)
     if (smooth, smooth_eps, smooth_guide) != (None, None, None):

@@ -8,6 +8,7 @@ test set.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,25 @@ def train(
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
     return TrainResult(bundle_path, report, bundle)
+
+
+def train_beside(
+    map_path: Path, options: dict[str, Any], inputs: Sequence[str] = ()
+) -> TrainResult:
+    """Train with ``options`` for a map at ``map_path`` (``hsikit classify --labels``): the
+    bundle and report go beside the map (``map.safetensors``, ``map_report/``), both checked,
+    with the map, before training starts."""
+    from hsikit.training.config import train_config
+    from hsikit.writers.atomic import check_output, check_output_folder
+
+    bundle = check_output(
+        map_path.with_suffix(".safetensors"),
+        suffixes=BUNDLE_SUFFIXES,
+        what="a bundle",
+        inputs=inputs,
+    )
+    report_dir = check_output_folder(map_path.with_name(map_path.stem + "_report"), inputs=inputs)
+    return train(train_config(options), bundle, report_dir)
 
 
 def _preprocessor(config: ResolvedTrainConfig, spectra: np.ndarray, scene: Scene) -> Preprocessor:
