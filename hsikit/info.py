@@ -17,17 +17,20 @@ SAMPLE_WINDOWS = 8  # per side
 SAMPLE_SIZE = 32
 
 
-def _sample_windows(scene: Scene) -> list[Window]:
+def sample_windows(scene: Scene) -> list[Window]:
+    """Windows covering a small scene, or an even grid of small windows over a large one (what
+    statistics of a scene of any size are estimated from)."""
     if scene.width * scene.height <= EXACT_PIXELS:
         return list(scene.windows(512))
-    rows = np.linspace(0, scene.height - SAMPLE_SIZE, SAMPLE_WINDOWS).astype(int)
-    cols = np.linspace(0, scene.width - SAMPLE_SIZE, SAMPLE_WINDOWS).astype(int)
-    return [Window(int(c), int(r), SAMPLE_SIZE, SAMPLE_SIZE) for r in rows for c in cols]
+    high, wide = min(SAMPLE_SIZE, scene.height), min(SAMPLE_SIZE, scene.width)
+    rows = np.linspace(0, scene.height - high, SAMPLE_WINDOWS).astype(int)
+    cols = np.linspace(0, scene.width - wide, SAMPLE_WINDOWS).astype(int)
+    return [Window(int(c), int(r), wide, high) for r in rows for c in cols]
 
 
 def nodata_fraction(scene: Scene) -> tuple[float, bool]:
     """Fraction of invalid pixels and whether it is exact (False = estimated from a sample)."""
-    windows = _sample_windows(scene)
+    windows = sample_windows(scene)
     invalid = total = 0
     for window in windows:
         _, valid = scene.read(window)

@@ -65,13 +65,14 @@ def check_cube_output(path: str | Path) -> Path:
     return check_output(final, entries=names, what="a cube", suffixes=tuple(FORMATS))
 
 
-def write_cube(scene: Scene, path: str | Path) -> Path:
-    """Write ``scene`` to ``path``; the suffix picks the format. Returns the main output path."""
+def write_cube(scene: Scene, path: str | Path, **facts: object) -> Path:
+    """Write ``scene`` to ``path``; the suffix picks the format; ``facts`` join the provenance
+    (a degradation's spec, a model …). Returns the main output path."""
     path = Path(path)
     writer = {"GeoTIFF": _write_geotiff, "ENVI": _write_envi, "Zarr": _write_zarr}[format_for(path)]
     final = check_cube_output(path)
     with staged_output(final, suffixes=tuple(FORMATS), what="a cube") as stage:
-        writer(scene, stage / final.name, provenance(source=scene.path))
+        writer(scene, stage / final.name, provenance(source=scene.path, **facts))
     return final
 
 
