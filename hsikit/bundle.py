@@ -53,7 +53,7 @@ class ModelSpec(BaseModel):
             raise ValueError("only neural models form ensembles")
         return self
 
-    def build(self, in_bands: int, num_classes: int) -> Any:
+    def build(self, in_bands: int, num_classes: int | None = None) -> Any:
         """The untrained architecture: one model, or the ensemble of ``members`` of them."""
         from hsikit.models import create_model
         from hsikit.models.ensemble import MeanEnsemble
@@ -284,6 +284,12 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def read_description(path: Path) -> tuple[BundleMeta | PretrainedMeta, dict[str, np.ndarray]]:
     """The validated description of a bundle or pretrained-encoder file, and its arrays."""
     header, arrays = read_safetensors(path)
+    if header.get("task") == "restoration":
+        raise InputError(
+            path,
+            "this is a restoration bundle (it restores cubes), not a classifier",
+            "use it with 'hsikit denoise', 'hsikit superres' or 'hsikit restore'",
+        )
     pretrained = header.get("format") == PRETRAINED_FORMAT
     version = header.get("format_version")
     if not pretrained and isinstance(version, int) and version > FORMAT_VERSION:
@@ -383,16 +389,28 @@ def _built_model(path: Path, meta: BundleMeta, weights: dict[str, np.ndarray]) -
     """The architecture with the bundle's weights, once their names and shapes agree."""
     spec = meta.model
     if spec.family == "classical":
-        model = _checked_build(path, spec, meta)
+        model = checked_build(path, spec, meta.in_bands, meta.num_classes)
         problem = model.array_problem(weights)
         if problem is not None:
             raise _damaged(path, f"the {spec.name} arrays do not fit together ({problem})")
         model.load_state_dict(weights)
         return model
+    return torch_model(path, spec, weights, meta.in_bands, meta.num_classes)
+
+
+def torch_model(
+    path: Path,
+    spec: ModelSpec,
+    weights: dict[str, np.ndarray],
+    in_bands: int,
+    num_classes: int | None = None,
+) -> Any:
+    """A network of ``spec`` with ``weights``, refused before any allocation when their names
+    or shapes differ from the architecture's (built first on torch's ``meta`` device)."""
     import torch
 
     with torch.device("meta"):
-        skeleton = _checked_build(path, spec, meta)
+        skeleton = checked_build(path, spec, in_bands, num_classes)
     expected = {k: tuple(v.shape) or (1,) for k, v in skeleton.state_dict().items()}
     found = {k: tuple(v.shape) or (1,) for k, v in weights.items()}  # scalars are saved 1-D
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
@@ -406,14 +424,15 @@ def _built_model(path: Path, meta: BundleMeta, weights: dict[str, np.ndarray]) -
             else f"'{wrong[0]}' is {found[wrong[0]]}, not {expected[wrong[0]]}"
         )
         raise _damaged(path, f"the weights do not fit the '{spec.name}' architecture ({first})")
-    model = _checked_build(path, spec, meta)
+    model = checked_build(path, spec, in_bands, num_classes)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()}, strict=True)
     return model.eval()
 
 
-def _checked_build(path: Path, spec: ModelSpec, meta: BundleMeta) -> Any:
+def checked_build(path: Path, spec: ModelSpec, in_bands: int, num_classes: int | None) -> Any:
+    """``spec.build``, with a builder's refusal of the description as the file's sentence."""
     try:
-        return spec.build(meta.in_bands, meta.num_classes)
+        return spec.build(in_bands, num_classes)
     except Exception as exc:  # noqa: BLE001 — whatever a builder raises on a config it refuses
         raise _damaged(
             path,

@@ -24,7 +24,7 @@ from hsikit.training.augment import (
 from tests import synthetic
 from tests.conftest import assert_one_sentence_error
 
-TORCH_MODELS = [n for n in list_models() if get_entry(n).family == "torch"]
+TORCH_MODELS = [n for n in list_models(task="classification") if get_entry(n).family == "torch"]
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 
 

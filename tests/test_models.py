@@ -15,7 +15,8 @@ from hsikit.preprocess import Preprocessor
 BANDS, CLASSES, BATCH = 16, 3, 12
 WAVELENGTHS = [float(w) for w in np.linspace(400, 900, BANDS)]
 #: Larger variants get the shape, size and round-trip checks; training checks use the tiny ones.
-TRAINABLE_HERE = [n for n in list_models() if not n.endswith(("_small", "_base"))]
+CLASSIFIERS = list_models(task="classification")
+TRAINABLE_HERE = [n for n in CLASSIFIERS if not n.endswith(("_small", "_base"))]
 
 
 def _patch_size(name: str) -> int:
@@ -46,7 +47,7 @@ def _scores(model, family: str, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_backward_shapes(name):
     model, _ = _build(name)
     x, y = _batch(name)
@@ -94,7 +95,7 @@ def _saved_and_loaded(tmp_path, spec: ModelSpec, model):
     return load_bundle(save_bundle(tmp_path / f"{spec.name}.safetensors", meta, model, prep))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_bundle_round_trip_gives_identical_scores(tmp_path, name):
     model, config = _build(name)
     x, y = _batch(name)
@@ -342,7 +343,7 @@ def test_models_lists_whole_names_in_a_narrow_terminal(run_cli, narrow_terminal)
     listing = run_cli("models")
     assert listing.code == 0
     assert max(map(len, listing.stdout.splitlines())) <= narrow_terminal
-    for name in list_models():
+    for name in CLASSIFIERS:
         assert f" {name} " in listing.stdout, name
     only = run_cli("models", "lola_specvit_proj_*").stdout
     assert "lola_specvit_proj_small" in only and "cnn3d" not in only

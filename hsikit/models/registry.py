@@ -69,8 +69,13 @@ def register_model(
     return decorate
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", task: Task | None = None) -> list[str]:
+    """Registered names matching ``pattern``, of one ``task`` if given."""
+    return sorted(
+        n
+        for n, entry in _REGISTRY.items()
+        if fnmatch.fnmatch(n, pattern) and (task is None or entry.task == task)
+    )
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -90,12 +95,17 @@ def architecture_config(name: str, **candidates: Any) -> dict[str, Any]:
     return {k: v for k, v in candidates.items() if k in accepted and v is not None}
 
 
-def create_model(name: str, in_bands: int, num_classes: int, **cfg: Any) -> Any:
-    """Build model ``name``; ``cfg`` keys the builder does not take (recipe options) are
+def create_model(name: str, in_bands: int, num_classes: int | None = None, **cfg: Any) -> Any:
+    """Build model ``name`` (classifiers need ``num_classes``; restoration heads map cubes to
+    cubes and take none); ``cfg`` keys the builder does not take (recipe options) are
     ignored."""
     import inspect
 
     entry = get_entry(name)
     accepted = inspect.signature(entry.builder).parameters
     kwargs = {k: v for k, v in {**entry.architecture, **cfg}.items() if k in accepted}
-    return entry.builder(in_bands=in_bands, num_classes=num_classes, **kwargs)
+    if entry.task == "classification":
+        if num_classes is None:
+            raise ValueError(f"{name} is a classifier: give num_classes")
+        kwargs["num_classes"] = num_classes
+    return entry.builder(in_bands=in_bands, **kwargs)

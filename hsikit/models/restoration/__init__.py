@@ -1,0 +1,1 @@
+"""Restoration heads: cube in, cube out (``(B, C, H, W)`` → ``(B, C, sH, sW)``)."""
