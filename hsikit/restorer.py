@@ -132,3 +132,19 @@ def load_restorer(path: str | Path) -> Restorer:
     model = torch_model(path, meta.model, weights, meta.in_bands)
     return Restorer(meta, model, path)
 
+
+#: Where the default bundles shipped with hsikit live (trained by
+#: pipelines/restoration_defaults.yaml).
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def default_bundle(job: str) -> Path:
+    """The bundle shipped for ``job`` (denoise, superres, restore)."""
+    path = WEIGHTS / f"{job}.safetensors"
+    if not path.is_file():
+        raise InputError(
+            None,
+            f"no default {job} bundle is shipped with this hsikit",
+            "train one with 'hsikit train-restorer' and give it with -m",
+        )
+    return path

@@ -93,7 +93,7 @@ def _random_split(labels: np.ndarray, spec: SplitSpec) -> Split:
     return Split(spec, roles)
 
 
-def _block_ids(shape: tuple[int, int], size: int) -> np.ndarray:
+def block_ids(shape: tuple[int, int], size: int) -> np.ndarray:
     rows = np.arange(shape[0]) // size
     cols = np.arange(shape[1]) // size
     return rows[:, None] * (cols.max() + 1) + cols[None, :]
@@ -138,7 +138,7 @@ def _assign(
 
 def _spatial_split(labels: np.ndarray, spec: SplitSpec) -> Split:
     rng = np.random.default_rng(spec.seed)
-    ids = _block_ids(labels.shape, spec.block_size)
+    ids = block_ids(labels.shape, spec.block_size)
     n_classes = int(labels.max()) + 1
     counts = np.zeros((int(ids.max()) + 1, n_classes), np.int64)
     np.add.at(counts, (ids.ravel(), labels.ravel()), 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import time
 from datetime import timedelta
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,17 +25,19 @@ from hsikit.training.tasks.pretrain import MaskedPretrainTask
 
 
 class KeepBestWeights(Callback):
-    """Keeps the weights of the best validation accuracy in memory (no pickled checkpoint)."""
+    """Keeps the weights of the best validation score (``monitor``, higher is better) in
+    memory (no pickled checkpoint)."""
 
-    def __init__(self) -> None:
-        self.best = -1.0
+    def __init__(self, monitor: str = "val_oa") -> None:
+        self.monitor = monitor
+        self.best = -1.0  # below any accuracy or PSNR (dB) a fit reaches
         self.state: dict[str, torch.Tensor] | None = None
         self.epoch = -1
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        score = float(trainer.callback_metrics.get("val_oa", -1.0))
+        score = float(trainer.callback_metrics.get(self.monitor, -1.0))
         if score > self.best:
             self.best, self.epoch = score, trainer.current_epoch
             model: nn.Module = module.model  # type: ignore[assignment]
@@ -235,3 +238,54 @@ def fit_pretraining(
     task = MaskedPretrainTask(pretrainer, recipe, steps_per_epoch=len(train))
     _trainer(recipe, [], False).fit(task, train, val)
     pretrainer.eval()
+
+
+class _Crops(torch.utils.data.Dataset):
+    """``count`` crops an epoch, each a fresh draw from ``sampler`` (one process, in order, so
+    a seed gives the same sequence)."""
+
+    def __init__(self, sampler: Any, count: int) -> None:
+        self.sampler, self.count = sampler, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, _: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        degraded, clean, task = self.sampler.draw()
+        return torch.from_numpy(degraded), torch.from_numpy(clean), task
+
+
+def fit_restorer(
+    model: nn.Module,
+    sampler: Any,
+    validation: list[tuple[np.ndarray, np.ndarray, int]],
+    recipe: Recipe,
+    seed: int,
+    log_dir: str,
+    crops_per_epoch: int,
+) -> dict:
+    """Train a restoration head on crops drawn from ``sampler`` and keep the weights of the
+    best validation PSNR (the validation crops are fixed: the same for every epoch)."""
+    from hsikit.training.tasks.restore import RestoreTask
+
+    _quiet_lightning()
+    L.seed_everything(seed, workers=True, verbose=False)
+    train = DataLoader(_Crops(sampler, crops_per_epoch), batch_size=recipe.batch_size)
+    fixed: Any = [(torch.from_numpy(d), torch.from_numpy(c), t) for d, c, t in validation]
+    val = DataLoader(fixed, batch_size=recipe.batch_size)
+    best = KeepBestWeights("val_psnr")
+    callbacks: list[Callback] = [best]
+    if recipe.keep == "best":
+        callbacks.append(EarlyStopping("val_psnr", mode="max", patience=recipe.patience))
+    trainer = _trainer(recipe, callbacks, CSVLogger(log_dir, name="", version=""))
+    trainer.fit(RestoreTask(model, recipe, steps_per_epoch=len(train)), train, val)
+    if best.state is not None and recipe.keep == "best":
+        model.load_state_dict(best.state)
+    model.eval()
+    return {
+        "best_epoch": best.epoch,
+        "best_val_psnr": best.best,
+        "epochs_run": trainer.current_epoch,
+        "kept": recipe.keep,
+        "stopped_by_time_budget": _out_of_time(trainer),
+    }
