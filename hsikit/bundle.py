@@ -192,8 +192,52 @@ class Bundle:
             return self, indices
         return replace(self, preprocessor=preprocessor), indices
 
-    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
-        """``[B, C, P, P]`` preprocessed patches → ``[B, K]`` class probabilities."""
+    @property
+    def maps_densely(self) -> bool:
+        """Whether the network maps a whole window at once (shared computation between
+        neighbouring patches), with the same probabilities as patch by patch."""
+        return self.meta.model.family == "torch" and bool(getattr(self.model, "dense", False))
+
+    @property
+    def shares_pixels(self) -> bool:
+        """Whether the network computes its per-pixel part once per pixel of a window and
+        gathers it into patches (``pixel_features`` / ``patch_logits``)."""
+        return (
+            self.meta.model.family == "torch"
+            and hasattr(self.model, "pixel_features")
+            and not self.band_agnostic
+        )
+
+    def pixel_features(self, block: np.ndarray) -> np.ndarray:
+        """``[F, h, w]`` per-pixel features of a preprocessed ``[C, h, w]`` block."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(block[None])).to(device)
+            return self.model.pixel_features(x)[0].cpu().numpy()
+
+    def dense_proba(self, block: np.ndarray, shape: tuple[int, int], pixels: int) -> np.ndarray:
+        """``[K, h, w]`` class probabilities of every core pixel of a halo-padded ``[C, h + P - 1,
+        w + P - 1]`` block (see :meth:`maps_densely`), ``pixels`` output pixels at a time."""
+        import torch
+
+        height, width = shape
+        reach = self.meta.patch_size - 1
+        rows = max(1, pixels // max(width, 1))
+        device = next(self.model.parameters()).device
+        out = np.empty((len(self.meta.classes), height, width), np.float32)
+        with torch.inference_mode():
+            for top in range(0, height, rows):
+                bottom = min(height, top + rows)
+                strip = np.ascontiguousarray(block[None, :, top : bottom + reach])
+                logits = self.model.dense_logits(torch.from_numpy(strip).to(device))
+                out[:, top:bottom] = torch.softmax(logits[0, :, :, :width], 0).cpu().numpy()
+        return out
+
+    def predict_proba(self, patches: np.ndarray, features: bool = False) -> np.ndarray:
+        """``[B, C, P, P]`` preprocessed patches → ``[B, K]`` class probabilities; with
+        ``features``, patches of :meth:`pixel_features` instead."""
         if self.meta.model.family == "classical":
             return self.model.predict_proba(patches)
         import torch
@@ -206,6 +250,8 @@ class Bundle:
                     self.preprocessor.band_wavelengths, dtype=torch.float32
                 )
                 logits = self.model(x, wavelengths)
+            elif features:
+                logits = self.model.patch_logits(x)
             else:
                 logits = self.model(x)
             return torch.softmax(logits, dim=1).cpu().numpy()

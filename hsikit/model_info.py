@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hsikit.bundle import PretrainedMeta, load_bundle, read_description
+from hsikit.bundle import PretrainedMeta, load_bundle, read_description, read_safetensors
 
 
 def is_model_file(path: str) -> bool:
@@ -22,6 +22,8 @@ def _wavelength_range(wavelengths: list[float | None]) -> list[float] | None:
 
 def summarize_model_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if read_safetensors(path)[0].get("task") == "restoration":
+        return _summarize_restorer(path)
     meta, arrays = read_description(path)
     if isinstance(meta, PretrainedMeta):
         training, config = meta.training, meta.training.get("config", {})
@@ -71,6 +73,34 @@ def summarize_model_file(path: str | Path) -> dict[str, Any]:
             for k in ("oa", "aa", "kappa", "n_test", "unsmoothed")
             if k in meta.metrics
         },
+    }
+
+
+def _summarize_restorer(path: Path) -> dict[str, Any]:
+    """A restoration bundle: its task, model, bands, what it learnt and how it scored on its
+    test region (against the degraded input, or bicubic for super-resolution)."""
+    from hsikit.degrade import Degradation
+    from hsikit.restorer import load_restorer
+
+    restorer = load_restorer(path)  # a full load: a file that would not restore is refused
+    meta, training = restorer.meta, restorer.meta.training
+    return {
+        "path": str(path),
+        "kind": "restoration bundle",
+        "job": meta.job,
+        "model": meta.model.name,
+        "hsikit_version": meta.hsikit_version,
+        "parameters": int(sum(p.numel() for p in restorer.model.parameters())),
+        "bands": meta.in_bands,
+        "wavelength_range_nm": _wavelength_range(meta.band_wavelengths),
+        "scale": meta.scale,
+        "data_range": list(meta.data_range),
+        "degradations": [Degradation.model_validate(d).describe() for d in meta.degradations],
+        "trained_on": training.get("sources", []),
+        "regions": training.get("regions", []),
+        "command": training.get("command"),
+        "data_checksum": training.get("data_checksum"),
+        "test_metrics": meta.metrics,
     }
 
 

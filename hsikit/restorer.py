@@ -134,17 +134,19 @@ def load_restorer(path: str | Path) -> Restorer:
 
 
 #: Where the default bundles shipped with hsikit live (trained by
-#: pipelines/restoration_defaults.yaml).
+#: pipelines/restoration_benchmark.yaml, which records its command in each).
 WEIGHTS = Path(__file__).parent / "weights"
 
 
-def default_bundle(job: str) -> Path:
-    """The bundle shipped for ``job`` (denoise, superres, restore)."""
-    path = WEIGHTS / f"{job}.safetensors"
+def default_bundle(job: str, scale: int = 1) -> Path:
+    """The bundle shipped for ``job`` (denoise, restore; superres per ``scale``)."""
+    name = f"{job}_x{scale}" if job == "superres" else job
+    path = WEIGHTS / f"{name}.safetensors"
     if not path.is_file():
+        what = f"×{scale} {job}" if job == "superres" else job
         raise InputError(
             None,
-            f"no default {job} bundle is shipped with this hsikit",
+            f"no default {what} bundle is shipped with this hsikit",
             "train one with 'hsikit train-restorer' and give it with -m",
         )
     return path

@@ -132,6 +132,21 @@ def test_child_peak_memory_is_its_own():
     assert 0 < peak < ballast.nbytes / 2**20
 
 
+def _refuses() -> dict:
+    from hsikit.errors import InputError
+
+    raise InputError("scene.tif", "the scene lacks 3 of the model's 5 bands", "use another")
+
+
+def test_a_run_failing_with_an_hsikit_error_is_recorded_not_waited_for():
+    """hsikit's errors cannot be rebuilt from their message alone; sent back as they are, the
+    job waited forever for the run's result."""
+    outcome = in_child(_refuses)
+    assert outcome == {
+        "error": "InputError: scene.tif: the scene lacks 3 of the model's 5 bands; use another."
+    }
+
+
 def _children(pid: int) -> set[int]:
     return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 

@@ -37,5 +37,5 @@ def run(
 
     results = run_job(pipeline, log=out.print, models=models, seeds=seeds, protocols=protocols)
     out.print(f"results: {results['files']['results']}\nreport: {results['files']['report']}")
-    if any("error" in r for r in results["runs"]):
+    if results["failures"]:
         raise typer.Exit(1)

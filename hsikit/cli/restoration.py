@@ -131,12 +131,12 @@ def compare(
     out.print(table)
 
 
-def _restorer(bundle: Path | None, job: str, device: str) -> Any:
-    """The bundle given, else the default one shipped for ``job``; refused when it does
-    another job."""
+def _restorer(bundle: Path | None, job: str, device: str, scale: int = 1) -> Any:
+    """The bundle given, else the default one shipped for ``job`` (and ``scale``); refused
+    when it does another job."""
     from hsikit.restorer import default_bundle, load_restorer
 
-    restorer = load_restorer(bundle if bundle is not None else default_bundle(job))
+    restorer = load_restorer(bundle if bundle is not None else default_bundle(job, scale))
     if restorer.meta.job != job:
         raise InputError(
             bundle,
@@ -229,7 +229,7 @@ def superres(
     """Super-resolve a cube: the same bounds, pixels --scale times smaller."""
     from hsikit.devices import resolve_device
 
-    restorer = _restorer(bundle, "superres", resolve_device(device))
+    restorer = _restorer(bundle, "superres", resolve_device(device), scale)
     if restorer.meta.scale != scale:
         raise InputError(
             bundle,

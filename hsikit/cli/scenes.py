@@ -96,6 +96,8 @@ def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
 
 def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
     bands = f"{summary['bands']} bands, {_wavelengths_text(summary)}"
+    if summary["kind"] == "restoration bundle":
+        return _restorer_rows(summary, bands)
     trained_on = ", ".join(summary["trained_on"]) or "unrecorded"
     if summary["split"] not in (None, "none"):
         seed = summary.get("seed")
@@ -175,6 +177,43 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
     if "unsmoothed" in scores:
         text += f" (unsmoothed: OA {scores['unsmoothed']['oa']:.2%})"
     return rows + [("test scores", text)]
+
+
+def _restorer_rows(summary: dict, bands: str) -> list[tuple[str, Any]]:
+    low, high = summary["data_range"]
+    regions = "; ".join(
+        ", ".join(f"{role} {pixels:,} px" for role, pixels in scene.items())
+        for scene in summary["regions"]
+    )
+    rows = [
+        (
+            "kind",
+            f"restoration bundle (hsikit {summary['hsikit_version']}) — use it with "
+            f"'hsikit {summary['job']}'",
+        ),
+        ("model", f"{summary['model']}, {summary['parameters']:,} parameters"),
+        (
+            "input",
+            f"{bands}; values scaled from {low:g}–{high:g}"
+            + (f"; output pixels ×{summary['scale']} smaller" if summary["scale"] > 1 else ""),
+        ),
+        ("learnt", "; ".join(summary["degradations"])),
+        ("trained on", f"{', '.join(summary['trained_on']) or 'unrecorded'} ({regions})"),
+        ("made by", f"{summary['command'] or 'unrecorded'} (data {summary['data_checksum']})"),
+    ]
+    for task, scores in summary["test_metrics"].items():
+        restored = scores["restored"]
+        anchor = "bicubic" if "bicubic" in scores else "input"  # super-resolution: bicubic
+        given = scores[anchor]
+        rows.append(
+            (
+                f"test: {task}",
+                f"MPSNR {restored['mpsnr']:.2f} dB ({anchor} {given['mpsnr']:.2f}), SAM "
+                f"{restored['sam_deg']:.2f}° ({anchor} {given['sam_deg']:.2f}) on "
+                f"{restored['pixels']:,} px",
+            )
+        )
+    return rows
 
 
 def _few(values: list[float]) -> str:

@@ -97,11 +97,34 @@ class CropSampler:
         )
         degraded = degraded.astype(np.float32)
         if self.upsample_input and spec.scale > 1:
-            degraded = _upsampled(degraded, spec.scale)
+            degraded = upsampled(degraded, spec.scale)
         return degraded, clean, task
 
 
-def _upsampled(cube: np.ndarray, scale: int) -> np.ndarray:
+def region_blocks(
+    scene: Any,
+    roles: np.ndarray,
+    role: int,
+    block: int,
+    value_range: tuple[float, float],
+    degradation: Degradation,
+    seed: int,
+    index: int = 0,
+) -> Any:
+    """``(degraded, clean)`` of every whole ``block``-px block of ``role`` (scaled, the input
+    on its own grid), each drawn by a seed of its own: every method scored on a region sees
+    the same inputs. ``index`` tells several scenes' blocks apart."""
+    origins = crop_origins(roles == role, block)
+    origins = origins[(origins[:, 0] % block == 0) & (origins[:, 1] % block == 0)]
+    sampler = CropSampler(scene, origins, block, value_range, [degradation], seed=seed)
+    for number, (row, col) in enumerate(origins):
+        degraded, clean, _ = sampler.crop(
+            int(row), int(col), 0, seed * 1_000_003 + 10_000 * index + number
+        )
+        yield degraded, clean
+
+
+def upsampled(cube: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upsampling by ``scale`` (as all-in-one models take coarse inputs)."""
     import torch
 

@@ -18,7 +18,7 @@ from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
 from hsikit.training.config import ResolvedTrainConfig
 
 
-def _own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
+def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     """The bundle's own test pixels and the data checksum, recomputed from its config."""
     config = ResolvedTrainConfig.model_validate(bundle.meta.training["config"])
     sources, _ = load_sources(config)
@@ -98,7 +98,7 @@ def evaluate_bundle(
                 "the bundle records no training configuration",
                 "evaluate on a scene with --labels instead",
             )
-        pixels, checksum = _own_test_pixels(bundle)
+        pixels, checksum = own_test_pixels(bundle)
         if checksum != bundle.meta.training.get("data_checksum"):
             raise InputError(
                 bundle_path,

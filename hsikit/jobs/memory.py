@@ -15,14 +15,21 @@ if TYPE_CHECKING:
     from hsikit.jobs.benchmark import Benchmark
 
 
-def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) -> dict:
+def synthetic_scene(
+    path: Path,
+    gigabytes: float,
+    bands: int,
+    seed: int = 0,
+    wavelengths: list[float] | None = None,
+) -> dict:
     """A float32 GeoTIFF of about ``gigabytes`` with 4 spectrally distinct classes, written in
-    windows so generating it needs little memory."""
+    windows so generating it needs little memory; ``wavelengths`` (nm) are written as band tags
+    (for a model trained on a scene of that sensor)."""
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
-    side = int(np.sqrt(gigabytes * 2**30 / (bands * 4)))
+    side = round(np.sqrt(gigabytes * 2**30 / (bands * 4)))
     rng = np.random.default_rng(seed)
     means = rng.uniform(500, 3000, size=(4, bands)).astype("float32")
     profile = {
@@ -46,6 +53,8 @@ def _synthetic_scene(path: Path, gigabytes: float, bands: int, seed: int = 0) ->
             block = means[classes].transpose(2, 0, 1)
             block += rng.standard_normal(size=block.shape, dtype="float32") * 50
             dst.write(block, window=Window(0, row, side, h))
+        for band, nm in enumerate(wavelengths or [], start=1):
+            dst.update_tags(band, wavelength=f"{nm / 1000:.6f}", wavelength_units="Micrometers")
     return {}
 
 
@@ -102,7 +111,7 @@ def run_memory_check(spec: Benchmark, log: Any = print) -> dict:
     bundle = folder / "model.safetensors"
     for index, size in enumerate(sorted(check.sizes_gb)):
         scene = folder / f"scene_{size:g}gb.tif"
-        in_child(_synthetic_scene, scene, size, check.bands)  # keeps this process small
+        in_child(synthetic_scene, scene, size, check.bands)  # keeps this process small
         if index == 0:
             in_child(_train_small, str(scene), str(bundle), check.model)
         outcome = in_child(_map_scene, str(scene), str(bundle), str(folder / f"map_{size:g}.tif"))

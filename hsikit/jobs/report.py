@@ -157,10 +157,15 @@ def markdown_table(results: dict) -> str:
 
 
 def write_markdown(results: dict, path: Path) -> None:
-    """Replace this benchmark's section of ``path`` (between its markers), keep the rest."""
-    begin = MARK_BEGIN.format(name=results["benchmark"])
-    end = MARK_END.format(name=results["benchmark"])
-    section = f"{begin}\n{markdown_table(results)}{end}\n"
+    """Replace this benchmark's section of ``path``, keep the rest."""
+    write_section(path, results["benchmark"], markdown_table(results))
+
+
+def write_section(path: Path, name: str, markdown: str) -> None:
+    """Replace job ``name``'s section of ``path`` (between its markers), keep the rest."""
+    begin = MARK_BEGIN.format(name=name)
+    end = MARK_END.format(name=name)
+    section = f"{begin}\n{markdown}{end}\n"
     text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

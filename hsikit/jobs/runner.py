@@ -52,10 +52,22 @@ def _terminate_exits_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def in_child(target: Any, *args: Any) -> dict:
+def _guarded(target: Any, *args: Any) -> Any:
+    """``target(*args)`` in the child, a failure turned into its message there: an exception
+    sent back as it is must be rebuilt in the parent, and one whose constructor takes other
+    arguments than its message (hsikit's own errors) cannot be, which left the job waiting for
+    a result that never came."""
+    try:
+        return target(*args)
+    except Exception as exc:  # recorded in the results, the job goes on
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def in_child(target: Any, *args: Any) -> Any:
+    """``target(*args)`` in a fresh process: its result, or ``{"error": message}``."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, initializer=_quiet) as pool, _terminate_exits_cleanly():
         try:
-            return pool.apply(target, args)
-        except Exception as exc:  # recorded in the results, the job goes on
+            return pool.apply(_guarded, (target, *args))
+        except Exception as exc:  # the child itself died (memory, a signal)
             return {"error": f"{type(exc).__name__}: {exc}"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,8 +37,16 @@ class MeanEnsemble(nn.Module):
     def uses_wavelengths(self) -> bool:
         return bool(getattr(self.members[0], "uses_wavelengths", False))
 
+    @property
+    def dense(self) -> bool:
+        return all(getattr(member, "dense", False) for member in self.members)
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        log_probabilities = torch.stack(
-            [member(*inputs).log_softmax(dim=1) for member in self.members]
-        )
+        return self._mean([member(*inputs) for member in self.members])
+
+    def dense_logits(self, block: torch.Tensor) -> torch.Tensor:
+        return self._mean([cast(Any, member).dense_logits(block) for member in self.members])
+
+    def _mean(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        log_probabilities = torch.stack([member.log_softmax(dim=1) for member in logits])
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))

@@ -6,13 +6,15 @@ Each pixel of the ``P × P`` patch is embedded (1×1 projection); every block th
 * a **bidirectional spatial scan** over the patch's pixels in raster order, forward and reversed
   (two Mamba blocks, summed),
 fused with softmax-normalised learned weights plus a residual. The head sees the centre pixel's
-feature and the patch mean. Real selective scans (input-dependent Δ, B, C), not the fixed linear
-recurrence of MorpMamba.
+feature and the patch mean. The embedding and the first block's spectral scan depend on one
+pixel alone: mapping computes them once per pixel (``pixel_features``) and gathers them into
+patches (``patch_logits``), instead of once per patch that holds the pixel. Real selective scans
+(input-dependent Δ, B, C), not the fixed linear recurrence of MorpMamba.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -34,15 +36,22 @@ class SpectralSpatialMamba(nn.Module):
         self.norm_spatial = nn.GroupNorm(4, dim)
         self.fusion = nn.Parameter(torch.zeros(2))
 
+    def spectral_scan(self, x: torch.Tensor) -> torch.Tensor:
+        """The spectral scan of each token on its own, ``[B, N, D]`` → ``[B, N, D]``."""
+        b, n, d = x.shape
+        groups = x.reshape(b * n, self.spectral_tokens, d // self.spectral_tokens)
+        return self.spectral(groups).reshape(b, n, d)
+
     @staticmethod
     def _norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
         """GroupNorm over the feature axis of ``[B, L, D]``, then SiLU."""
         return nn.functional.silu(norm(x.transpose(1, 2)).transpose(1, 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, N, D]
-        b, n, d = x.shape
-        groups = x.reshape(b * n, self.spectral_tokens, d // self.spectral_tokens)
-        spectral = self._norm(self.norm_spectral, self.spectral(groups).reshape(b, n, d)) + x
+    def forward(self, x: torch.Tensor, scanned: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, N, D]``; ``scanned``: this block's spectral scan of ``x`` when it was
+        computed already (per pixel, shared between the patches that hold the pixel)."""
+        scanned = self.spectral_scan(x) if scanned is None else scanned
+        spectral = self._norm(self.norm_spectral, scanned) + x  # statistics over the patch
         spatial = self.forward_scan(x) + self.backward_scan(x.flip(1)).flip(1)
         spatial = self._norm(self.norm_spatial, spatial) + x
         weights = self.fusion.softmax(0)
@@ -75,8 +84,29 @@ class MambaHSI(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         x = self.embed(patches.flatten(2).transpose(1, 2))  # [B, P², D], raster order
-        for block in self.blocks:
-            x = block(x)
+        return self._blocks(x, self._first.spectral_scan(x))
+
+    @property
+    def _first(self) -> SpectralSpatialMamba:
+        return cast(SpectralSpatialMamba, self.blocks[0])
+
+    def pixel_features(self, block: torch.Tensor) -> torch.Tensor:
+        """What depends on one pixel alone, computed once per pixel of ``[B, C, H, W]``: the
+        embedding and the first block's spectral scan, ``[B, 2D, H, W]``."""
+        b, _, h, w = block.shape
+        x = self.embed(block.flatten(2).transpose(1, 2))  # [B, HW, D]
+        both = torch.cat([x, self._first.spectral_scan(x)], dim=-1)
+        return both.transpose(1, 2).reshape(b, -1, h, w)
+
+    def patch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of patches of :meth:`pixel_features` ``[B, 2D, P, P]``: the spatial scans
+        and what follows them, which depend on the whole patch."""
+        x, scanned = features.flatten(2).transpose(1, 2).chunk(2, dim=-1)
+        return self._blocks(x.contiguous(), scanned.contiguous())
+
+    def _blocks(self, x: torch.Tensor, scanned: torch.Tensor) -> torch.Tensor:
+        for index, block in enumerate(self.blocks):
+            x = block(x, scanned if index == 0 else None)
         return self.head(self.norm(torch.cat([x[:, self.centre], x.mean(1)], dim=-1)))
 
 

@@ -18,18 +18,23 @@ from hsikit.bundle import Bundle
 from hsikit.errors import InputError
 from hsikit.patches import (
     STREAM_WINDOW,
+    HaloWindow,
     around,
     batched_pixels,
     halo_windows,
     patches_at,
     read_block,
 )
+from hsikit.predict.pipeline import Stopwatch, WriteBehind, prefetched
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
 from hsikit.writers.provenance import provenance
 
 PREDICT_BATCH = 2048
+#: Output pixels a network that maps whole windows computes at a time: its activations then
+#: take about the memory of a batch of patches.
+DENSE_PIXELS = 16384
 
 
 def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
@@ -47,28 +52,51 @@ def window_scores(
     window: int = STREAM_WINDOW,
     batch_size: int = 1024,
     only: set[tuple[int, int]] | None = None,
+    shared: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, ``[K, h, w]`` class probabilities, ``[h, w]`` valid mask) across the scene, as
     the map gets them: with the bundle's smoothing, probabilities are predicted over the window
     plus the filter's margin, filtered, then cut back. Invalid pixels have all-zero scores.
-    ``only``: the (row, col) offsets of the windows wanted; the others are skipped."""
+    ``only``: the (row, col) offsets of the windows wanted; the others are skipped. The next
+    window is read while this one is computed. ``shared=False`` forces the patch-by-patch path
+    even for a network that maps whole windows (what the shared path is checked against).
+    ``timings`` (seconds) gets what reading, preprocessing and the model took, for profiles."""
     bundle, bands = bundle.for_scene(scene)
     patch, smoothing = bundle.meta.patch_size, bundle.meta.smoothing
     margin = smoothing.margin if smoothing is not None else 0
-    for outer in halo_windows(scene.height, scene.width, window, margin):
+    dense = shared and bundle.maps_densely
+    per_pixel = shared and not dense and bundle.shares_pixels
+    wanted = (
+        outer
+        for outer in halo_windows(scene.height, scene.width, window, margin)
+        if only is None or (outer.core.row_off, outer.core.col_off) in only
+    )
+
+    clock = Stopwatch(timings)
+
+    def read(outer: HaloWindow) -> tuple[HaloWindow, np.ndarray, np.ndarray]:
+        around_it = around(outer.read, patch // 2, scene.height, scene.width)
+        with clock("read"):
+            block, valid = read_block(
+                scene, around_it, bands, clock.timed("preprocess", bundle.preprocessor.transform)
+            )
+        clock.add("read", -clock.last("preprocess"))
+        return outer, block, valid
+
+    for outer, block, valid in prefetched(map(read, wanted)):
         core, region = outer.core, outer.read  # region: the core and its margin, in the scene
         (r0, r1), (c0, c1) = core.toranges()
-        if only is not None and (r0, c0) not in only:
-            continue
-        block, valid = read_block(
-            scene,
-            around(region, patch // 2, scene.height, scene.width),
-            bands,
-            bundle.preprocessor.transform,
-        )
-        scores = np.zeros((len(bundle.classes), *valid.shape), np.float32)
-        for rows, cols in batched_pixels(valid, batch_size):
-            scores[:, rows, cols] = bundle.predict_proba(patches_at(block, rows, cols, patch)).T
+        with clock("forward"):
+            if dense:
+                scores = bundle.dense_proba(block, valid.shape, DENSE_PIXELS)
+                scores[:, ~valid] = 0.0
+            else:
+                pixels = bundle.pixel_features(block) if per_pixel else block
+                scores = np.zeros((len(bundle.classes), *valid.shape), np.float32)
+                for rows, cols in batched_pixels(valid, batch_size):
+                    patches = patches_at(pixels, rows, cols, patch)
+                    scores[:, rows, cols] = bundle.predict_proba(patches, per_pixel).T
         if smoothing is not None:
             half = patch // 2
             guide = bundle.preprocessor.guide(
@@ -113,6 +141,8 @@ def classify_scene(
     confidence: bool = False,
     probabilities: bool = False,
     on_window: Callable[[int, int], None] | None = None,
+    shared: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """Write the class map (and optional confidence / probabilities) for ``scene``; a scene
     without a single valid pixel is refused and nothing is written."""
@@ -126,15 +156,19 @@ def classify_scene(
         bundle=bundle.path,
         bundle_sha256=bundle.sha256(),
     )
-    with ClassMapWriter(
-        output, scene.grid, table, confidence=confidence, probabilities=probabilities, tags=tags
-    ) as writer:
-        for done, (core, scores, valid) in enumerate(
-            window_scores(scene, bundle, window=window, batch_size=batch_size), start=1
-        ):
+    with (
+        ClassMapWriter(
+            output, scene.grid, table, confidence=confidence, probabilities=probabilities, tags=tags
+        ) as writer,
+        WriteBehind(Stopwatch(timings).timed("write", writer.write)) as behind,
+    ):
+        windows = window_scores(
+            scene, bundle, window=window, batch_size=batch_size, shared=shared, timings=timings
+        )
+        for done, (core, scores, valid) in enumerate(windows, start=1):
             classes = np.where(valid, values[scores.argmax(axis=0)], CLASS_NODATA)
             classified += int(valid.sum())
-            writer.write(
+            behind.submit(
                 core,
                 classes,
                 confidence=scores.max(axis=0) if confidence else None,

@@ -231,7 +231,10 @@ def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, sc
     if preprocessor.components is None and np.isfinite(preprocessor.band_wavelengths).all():
         wavelengths = [float(w) for w in preprocessor.band_wavelengths]
     gsd = float(abs(scene.transform.a)) if scene.georeferenced else 1.0
-    config_out = architecture_config(model, patch_size=patch_size, wavelengths=wavelengths, gsd=gsd)
+    config_out = {
+        **get_entry(model).recorded,
+        **architecture_config(model, patch_size=patch_size, wavelengths=wavelengths, gsd=gsd),
+    }
     if (
         "wavelengths" in architecture_config(model, wavelengths=[0.0])
         and "wavelengths" not in config_out

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from hsikit.data.crops import CropSampler, crop_origins, region_roles
+from hsikit.data.crops import CropSampler, crop_origins, region_blocks, region_roles, upsampled
 from hsikit.data.splits import ROLE_NAMES, TEST, TRAIN, VAL
 from hsikit.degrade import (
     BandLoss,
@@ -175,10 +175,23 @@ def _valid_mask(scene: Any) -> np.ndarray:
     return valid
 
 
+def region_roles_of(
+    scene: Any, block: int, seed: int, test_share: float, val_share: float
+) -> np.ndarray:
+    """The training / validation / test region of ``scene``'s valid pixels, by whole blocks:
+    what a head is trained and tested on, and what a benchmark scores every method on."""
+    return region_roles(_valid_mask(scene), block, seed, test_share, val_share)
+
+
 def train_restorer(
-    config: RestoreConfig, bundle_path: str | Path, report_dir: str | Path, progress: bool = True
+    config: RestoreConfig,
+    bundle_path: str | Path,
+    report_dir: str | Path,
+    progress: bool = True,
+    command: str | None = None,
 ) -> dict:
-    """Train, test and save a restoration head; returns the report."""
+    """Train, test and save a restoration head; returns the report. ``command`` (what made
+    the bundle, e.g. the pipeline that trains the shipped defaults) is recorded in it."""
     from hsikit.restorer import RestorerMeta, save_restorer
     from hsikit.training.loops import fit_restorer
     from hsikit.training.tasks.base import Recipe
@@ -215,9 +228,7 @@ def train_restorer(
     band_window = config.band_window if getattr(model, "band_agnostic", False) else None
     crop = config.crop - config.crop % 4 if job == "restore" else config.crop
     regions = [
-        region_roles(
-            _valid_mask(s), config.block_size, config.seed, config.test_share, config.val_share
-        )
+        region_roles_of(s, config.block_size, config.seed, config.test_share, config.val_share)
         for s in scenes
     ]
     samplers = []
@@ -315,6 +326,8 @@ def train_restorer(
                 "sources": [s.path for s in scenes],
                 "regions": report["regions"],
                 "data_checksum": report["data_checksum"],
+                "train_seconds": report["train_seconds"],
+                "command": command or _command_line(),
             },
             "metrics": metrics,
         }
@@ -322,6 +335,13 @@ def train_restorer(
     save_restorer(bundle_path, meta, model.cpu())
     _write_report(report_dir, resolved, report, scenes, regions)
     return report
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return shlex.join(["hsikit", *sys.argv[1:]])
 
 
 class _Mixed:
@@ -371,6 +391,22 @@ def _fixed_crops(
     return crops
 
 
+def restore_block(
+    model: Any, degraded: np.ndarray, job: Job, task: int | None, device: str
+) -> np.ndarray:
+    """A head's output for one scaled ``[C, h, w]`` input; an all-in-one head takes coarse
+    inputs upsampled (bicubic) to the output grid, and detects the task itself when ``task``
+    is None."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(degraded))[None].to(device)
+    with torch.inference_mode():
+        if job != "restore":
+            return model(x)[0].cpu().numpy()
+        chosen = None if task is None else torch.tensor([task], device=device)
+        return model(x, chosen)[0].cpu().numpy()
+
+
 def evaluate_regions(
     model: Any,
     scenes: list[Any],
@@ -385,57 +421,39 @@ def evaluate_regions(
 ) -> dict[str, Any]:
     """Metrics of the restored ``role`` region (whole blocks, every band), per task, with the
     degraded input (denoising) or its bicubic upsampling (super-resolution) beside them."""
-    import torch
-
     from hsikit.models.restoration.mp_hsir import TASKS
 
     names = list(TASKS) if job == "restore" else [job]
     results: dict[str, Any] = {}
-    low, high = value_range
     for task, spec in enumerate(degradations):
         restored_acc = QualityAccumulator(scenes[0].count, value_range, spec.scale)
         input_acc = QualityAccumulator(scenes[0].count, value_range, spec.scale)
         for index, (scene, roles) in enumerate(zip(scenes, regions)):
-            origins = crop_origins(roles == role, block)
-            origins = origins[(origins[:, 0] % block == 0) & (origins[:, 1] % block == 0)]
-            sampler = CropSampler(
-                scene,
-                origins,
-                block,
-                value_range,
-                degradations,
-                upsample_input=job == "restore",
-                seed=seed,
-            )
-            for number, (row, col) in enumerate(origins):
-                degraded, clean, _ = sampler.crop(
-                    int(row), int(col), task, seed * 1_000_003 + 10_000 * index + number
-                )
-                x = torch.from_numpy(degraded)[None].to(device)
-                with torch.inference_mode():
-                    y = (
-                        model(x, torch.tensor([task], device=device))
-                        if job == "restore"
-                        else model(x)
-                    )
-                restored = y[0].cpu().numpy()
-                baseline = (
-                    degraded
-                    if degraded.shape == clean.shape
-                    else torch.nn.functional.interpolate(
-                        x.cpu(), scale_factor=spec.scale, mode="bicubic", align_corners=False
-                    )[0].numpy()
-                )
+            for degraded, clean in region_blocks(
+                scene, roles, role, block, value_range, spec, seed, index
+            ):
+                baseline = upsampled(degraded, spec.scale) if spec.scale > 1 else degraded
+                given = baseline if job == "restore" else degraded
+                restored = restore_block(model, given, job, task, device)
                 valid = np.ones(clean.shape[1:], bool)
-                as_physical = lambda a: a * (high - low) + low  # noqa: E731
-                restored_acc.update(as_physical(clean), as_physical(restored), valid)
-                input_acc.update(as_physical(clean), as_physical(baseline), valid)
+                restored_acc.update(
+                    physical(clean, value_range), physical(restored, value_range), valid
+                )
+                input_acc.update(
+                    physical(clean, value_range), physical(baseline, value_range), valid
+                )
         if restored_acc.pixels:
             results[names[task]] = {
                 "restored": restored_acc.result(),
                 "input" if job != "superres" else "bicubic": input_acc.result(),
             }
     return results
+
+
+def physical(scaled: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Values scaled to the data range, back in the scene's units."""
+    low, high = value_range
+    return scaled * (high - low) + low
 
 
 def _checksum(scenes: list[Any], regions: list[np.ndarray]) -> str:

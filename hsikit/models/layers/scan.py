@@ -1,18 +1,20 @@
 """The Mamba (S6) selective scan in pure PyTorch.
 
 ``h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t`` and ``y_t = C_t · h_t + D u_t`` (zero-order hold for A,
-Euler for B). ``selective_scan`` evaluates the linear recurrence ``h_t = a_t h_{t-1} + x_t`` with a
-doubling (Hillis–Steele) associative scan: ⌈log2 L⌉ vectorised steps instead of L sequential
-ones. Its gradient is the same kind of scan run backwards in time (``λ_t = g_t + a_{t+1} λ_{t+1}``),
-so a custom autograd function does both without recording the intermediate steps.
-``selective_scan_reference`` is the sequential loop the tests compare it with. On a
-CUDA device with the ``mamba_ssm`` package installed its fused kernel is used instead; it is never
-required.
+Euler for B). ``selective_scan`` evaluates the linear recurrence ``h_t = a_t h_{t-1} + x_t`` in
+chunks of √L steps (see ``linear_scan``). Its gradient is the same kind of scan run backwards in
+time (``λ_t = g_t + a_{t+1} λ_{t+1}``), so a custom autograd function does both without
+recording the intermediate steps. ``selective_scan_reference`` is the sequential loop the tests
+compare it with. On a CUDA device with the ``mamba_ssm`` package installed its fused kernel is
+used instead; it is never required.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 
 def _discretise(
@@ -58,16 +60,28 @@ def selective_scan(
 
 
 def linear_scan(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-    """``h_t = decay_t ⊙ h_{t-1} + drive_t`` along dim 1 (``h_{-1} = 0``), by recursive doubling:
-    after the pass with offset ``k``, ``h_t`` holds the contribution of the last ``2k`` inputs."""
-    h, carry = drive.clone(), decay.clone()
-    step, length = 1, drive.shape[1]
-    while step < length:
-        h[:, step:] += carry[:, step:] * h[:, :-step]  # the product is formed before the add
-        if 2 * step < length:
-            carry[:, step:] = carry[:, step:] * carry[:, :-step]
-        step *= 2
-    return h
+    """``h_t = decay_t ⊙ h_{t-1} + drive_t`` along dim 1 (``h_{-1} = 0``), in chunks of about
+    √L steps: every chunk is scanned at once (a loop over the ~√L positions inside a chunk),
+    then each chunk's start state is carried in with the chunk's running decay product (a loop
+    over the ~√L chunks). 2·√L vectorised steps over contiguous slices instead of L, or of the
+    doubling scan's log L passes over the whole sequence that make it memory-bound on CPUs."""
+    batch, length = drive.shape[:2]
+    size = math.isqrt(length - 1) + 1 if length > 1 else 1  # ⌈√L⌉
+    chunks = -(-length // size)
+    pad = chunks * size - length
+    if pad:
+        tail = (0, 0) * (drive.dim() - 2) + (0, pad)
+        decay = nn.functional.pad(decay, tail, value=1.0)
+        drive = nn.functional.pad(drive, tail)
+    shape = (batch, chunks, size, *drive.shape[2:])
+    within = decay.reshape(shape)
+    h = drive.reshape(shape).clone()
+    for i in range(1, size):
+        h[:, :, i].addcmul_(within[:, :, i], h[:, :, i - 1])
+    running = torch.cumprod(within, dim=2)
+    for j in range(1, chunks):
+        h[:, j].addcmul_(running[:, j], h[:, j - 1, -1:])
+    return h.reshape(batch, chunks * size, *drive.shape[2:])[:, :length]
 
 
 class LinearRecurrence(torch.autograd.Function):
