@@ -28,6 +28,21 @@ NETWORKS = [
 ]
 
 
+def _shares(name: str) -> bool:
+    patch = get_entry(name).architecture.get("patch_size", 1)
+    wavelengths = [float(w) for w in synthetic.wavelengths(BANDS)]
+    config = {
+        **get_entry(name).recorded(patch),
+        **architecture_config(name, patch_size=patch, wavelengths=wavelengths, gsd=20.0),
+    }
+    model = create_model(name, BANDS, 3, **config)
+    return bool(getattr(model, "dense", False)) or hasattr(model, "pixel_features")
+
+
+#: The networks with a shared path (the others map patch by patch on both paths).
+SHARING = [n for n in NETWORKS if _shares(n)]
+
+
 def _scene(tmp_path):
     """Random spectra with a nodata hole, a size that leaves partial windows at the edges."""
     rng = np.random.default_rng(0)
@@ -47,7 +62,7 @@ def _bundle(tmp_path, name: str, scene, members: int = 1):
     patch = entry.architecture.get("patch_size", 1)
     wavelengths = [float(w) for w in scene.wavelengths]
     config = {
-        **entry.recorded,
+        **entry.recorded(patch),
         **architecture_config(name, patch_size=patch, wavelengths=wavelengths, gsd=20.0),
     }
     spec = ModelSpec(name=name, family="torch", config=config, members=members)
@@ -81,7 +96,11 @@ def _all_scores(scene, bundle, shared: bool) -> tuple[np.ndarray, np.ndarray]:
     return scores, valid
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+def test_the_networks_without_a_shared_path_are_the_ones_docs_declare():
+    assert SHARING == ["cnn3d", "hybridsn", "mamba_hsi_tiny"], SHARING
+
+
+@pytest.mark.parametrize("name", SHARING)
 def test_shared_and_per_patch_probabilities_are_equal(tmp_path, name):
     scene = _scene(tmp_path)
     bundle = _bundle(tmp_path, name, scene)
@@ -98,6 +117,7 @@ def test_which_networks_share_computation_and_old_cnn3d_bundles_keep_their_path(
         assert _bundle(tmp_path, name, scene).maps_densely, name
     assert _bundle(tmp_path, "cnn3d", scene, members=2).maps_densely  # an ensemble too
     assert _bundle(tmp_path, "mamba_hsi_tiny", scene).shares_pixels  # per-pixel part shared
+    assert get_entry("cnn3d").recorded(5) == {"padding": "same"}  # too small for valid convs
     old = create_model("cnn3d", BANDS, 3)  # as bundles made before 'padding' were built
     assert old.features[0][0].padding == (1, 1, 1) and not old.dense
 
@@ -162,3 +182,44 @@ def test_a_scene_that_fails_while_mapping_gives_one_sentence_and_no_map(
     result = run_cli("classify", scene_path, "-m", bundle, "-o", output, "--window", "8")
     assert_one_sentence_error(result, "scene.tif", "the file is truncated")
     assert not output.exists()
+
+
+def test_batches_are_chosen_by_the_memory_a_pass_creates(tmp_path):
+    from hsikit.predict.batching import BOUNDS, dense_pixels, patch_batch
+
+    scene = _scene(tmp_path)
+    light, heavy = _bundle(tmp_path, "cnn3d", scene), _bundle(tmp_path, "lola_specvit_tiny", scene)
+    budget = 2**24
+    assert BOUNDS[0] <= patch_batch(heavy, budget) < patch_batch(light, budget) <= BOUNDS[1]
+    assert abs(patch_batch(light, budget) - 2 * patch_batch(light, budget // 2)) <= 2
+    assert dense_pixels(light, budget) > patch_batch(light, budget)  # sharing needs less per pixel
+    assert patch_batch(light) == BOUNDS[1]  # a light model takes the largest batch
+
+
+def test_the_mapping_speed_job_reports_both_paths_side_by_side(tmp_path, run_cli):
+    import json
+
+    import yaml
+
+    job = {
+        "kind": "mapping_speed",
+        "name": "tiny_speed",
+        "models": ["random_forest"],
+        "scenes": [{"name": "small", "side": 24, "bands": 200}],
+        "output": str(tmp_path / "work"),
+        "results": str(tmp_path / "speed.json"),
+        "report": str(tmp_path / "benchmarks.md"),
+    }
+    path = tmp_path / "speed.yaml"
+    path.write_text(yaml.safe_dump(job))
+    result = run_cli("run", path)
+    assert result.code == 0, result.stderr
+    runs = json.loads((tmp_path / "speed.json").read_text())["runs"]
+    assert [(r["model"], r["path"]) for r in runs] == [
+        ("random_forest", "patch"),
+        ("random_forest", "shared"),
+    ]
+    assert all(r["pixels"] == 24 * 24 and r["px_per_s"] > 0 for r in runs)
+    assert {"read", "preprocess", "forward", "write"} <= set(runs[1]["timings"])
+    assert "| small | random_forest |" in (tmp_path / "benchmarks.md").read_text()
+    assert not list((tmp_path / "work").glob("*.tif"))  # scenes and maps are removed

@@ -37,7 +37,12 @@ def classify(
     confidence: Annotated[bool, typer.Option(help="Also write map_confidence.tif.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Patches per forward pass.")] = 1024,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Patches per forward pass (default: what fits the model's memory)."
+        ),
+    ] = None,
     window: Annotated[int, typer.Option(min=1, help="Window side in pixels.")] = 256,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     device: DeviceOpt = "auto",

@@ -127,6 +127,8 @@ def _flops_per_pixel(bundle: Any, shared: bool) -> float | None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from hsikit.patches import patches_at
+
     bands, patch = bundle.preprocessor.out_channels, bundle.meta.patch_size
     side = 32
     counter = FlopCounterMode(display=False)
@@ -134,6 +136,12 @@ def _flops_per_pixel(bundle: Any, shared: bool) -> float | None:
         if shared and bundle.maps_densely:
             block = np.zeros((bands, side + patch - 1, side + patch - 1), np.float32)
             bundle.dense_proba(block, (side, side), side * side)
+            pixels = side * side
+        elif shared and bundle.shares_pixels:  # per-pixel part once per pixel, then patches
+            block = np.zeros((bands, side + patch - 1, side + patch - 1), np.float32)
+            features = bundle.pixel_features(block)
+            rows, cols = np.nonzero(np.ones((side, side), bool))
+            bundle.predict_proba(patches_at(features, rows, cols, patch), features=True)
             pixels = side * side
         else:
             bundle.predict_proba(np.zeros((64, bands, patch, patch), np.float32))
@@ -204,6 +212,10 @@ def run_mapping_speed(job: MappingSpeedJob, path: Path, log: Any = print) -> dic
     bundles: dict[str, Any] = {}
     for model in sorted({m for s in job.scenes for m in (s.models or job.models)}):
         bundle = folder / f"{model}.safetensors"
+        if bundle.is_file():  # a rerun reuses the bundles it trained (delete them to retrain)
+            bundles[model] = {"bundle": str(bundle)}
+            log(f"reusing {bundle}")
+            continue
         outcome = in_child(_train, job.dataset, model, str(bundle), job.threads)
         bundles[model] = {"bundle": str(bundle), **outcome}
         log(f"trained {model}" + (f": {outcome['error']}" if "error" in outcome else ""))

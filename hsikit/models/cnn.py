@@ -123,11 +123,17 @@ class HybridSN(nn.Module):
         return _dense_linear(last, relu(_dense_linear(second, x)))
 
 
+def _cnn3d_padding(patch_size: int) -> dict[str, str]:
+    """New bundles map whole windows where the patch is large enough for three unpadded 3 × 3
+    convolutions (7 px or more); smaller patches keep the padded first convolution."""
+    return {"padding": "valid" if patch_size >= 7 else "same"}
+
+
 @register_model(
     "cnn3d",
     architecture={"patch_size": 9, "pca": 30},
     recipe={"epochs": 100, "lr": 2e-3, "batch_size": 64},
-    recorded={"padding": "valid"},
+    recorded=_cnn3d_padding,
 )
 def cnn3d(
     in_bands: int,

@@ -29,9 +29,9 @@ class ModelEntry:
     architecture: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     pretrain: str | None = None  # the self-supervised objective, for models that have one
-    #: Builder arguments every new bundle records; a bundle without one was made before it
-    #: existed and gets the builder's default (what that bundle was built with).
-    recorded: dict[str, Any] = field(default_factory=dict)
+    #: Builder arguments every new bundle records, given its patch size; a bundle without one
+    #: was made before it existed and gets the builder's default (what it was built with).
+    recorded: Callable[[int], dict[str, Any]] = field(default=lambda patch_size: {})
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def register_model(
     architecture: dict[str, Any] | None = None,
     recipe: dict[str, Any] | None = None,
     pretrain: str | None = None,
-    recorded: dict[str, Any] | None = None,
+    recorded: Callable[[int], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``builder(in_bands, num_classes, **cfg)`` under ``name``."""
 
@@ -67,7 +67,7 @@ def register_model(
             dict(architecture or {}),
             dict(recipe or {}),
             pretrain,
-            dict(recorded or {}),
+            recorded or (lambda patch_size: {}),
         )
         return builder
 

@@ -25,6 +25,7 @@ from hsikit.patches import (
     patches_at,
     read_block,
 )
+from hsikit.predict.batching import dense_pixels, patch_batch
 from hsikit.predict.pipeline import Stopwatch, WriteBehind, prefetched
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
@@ -32,9 +33,6 @@ from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
 from hsikit.writers.provenance import provenance
 
 PREDICT_BATCH = 2048
-#: Output pixels a network that maps whole windows computes at a time: its activations then
-#: take about the memory of a batch of patches.
-DENSE_PIXELS = 16384
 
 
 def predict_batches(bundle_like, x: np.ndarray) -> np.ndarray:
@@ -50,7 +48,7 @@ def window_scores(
     bundle: Bundle,
     *,
     window: int = STREAM_WINDOW,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     only: set[tuple[int, int]] | None = None,
     shared: bool = True,
     timings: dict[str, float] | None = None,
@@ -61,12 +59,17 @@ def window_scores(
     ``only``: the (row, col) offsets of the windows wanted; the others are skipped. The next
     window is read while this one is computed. ``shared=False`` forces the patch-by-patch path
     even for a network that maps whole windows (what the shared path is checked against).
-    ``timings`` (seconds) gets what reading, preprocessing and the model took, for profiles."""
+    ``timings`` (seconds) gets what reading, preprocessing and the model took, for profiles.
+    ``batch_size`` None: patches (or pixels) per forward pass chosen by the model's memory."""
     bundle, bands = bundle.for_scene(scene)
     patch, smoothing = bundle.meta.patch_size, bundle.meta.smoothing
     margin = smoothing.margin if smoothing is not None else 0
     dense = shared and bundle.maps_densely
     per_pixel = shared and not dense and bundle.shares_pixels
+    if dense:
+        pixels_per_pass = dense_pixels(bundle) if batch_size is None else batch_size
+    elif batch_size is None:
+        batch_size = patch_batch(bundle)
     wanted = (
         outer
         for outer in halo_windows(scene.height, scene.width, window, margin)
@@ -89,12 +92,12 @@ def window_scores(
         (r0, r1), (c0, c1) = core.toranges()
         with clock("forward"):
             if dense:
-                scores = bundle.dense_proba(block, valid.shape, DENSE_PIXELS)
+                scores = bundle.dense_proba(block, valid.shape, pixels_per_pass)
                 scores[:, ~valid] = 0.0
             else:
                 pixels = bundle.pixel_features(block) if per_pixel else block
                 scores = np.zeros((len(bundle.classes), *valid.shape), np.float32)
-                for rows, cols in batched_pixels(valid, batch_size):
+                for rows, cols in batched_pixels(valid, batch_size or 1):
                     patches = patches_at(pixels, rows, cols, patch)
                     scores[:, rows, cols] = bundle.predict_proba(patches, per_pixel).T
         if smoothing is not None:
@@ -137,7 +140,7 @@ def classify_scene(
     output: str | Path,
     *,
     window: int = STREAM_WINDOW,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     confidence: bool = False,
     probabilities: bool = False,
     on_window: Callable[[int, int], None] | None = None,

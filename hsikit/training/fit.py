@@ -232,7 +232,7 @@ def architecture_for(model: str, patch_size: int, preprocessor: Preprocessor, sc
         wavelengths = [float(w) for w in preprocessor.band_wavelengths]
     gsd = float(abs(scene.transform.a)) if scene.georeferenced else 1.0
     config_out = {
-        **get_entry(model).recorded,
+        **get_entry(model).recorded(patch_size),
         **architecture_config(model, patch_size=patch_size, wavelengths=wavelengths, gsd=gsd),
     }
     if (
