@@ -14,7 +14,7 @@ import numpy as np
 
 #: Activation memory one forward pass may hold at its peak (bytes): mapping's peak memory stays
 #: modest and flat while the per-call overhead is amortised.
-ACTIVATION_BUDGET = 512 * 2**20
+ACTIVATION_BUDGET = 2**30
 #: Patches per pass: larger batches than this were no faster on the CPU (classical models,
 #: whose memory is their input, always take the largest).
 BOUNDS = (16, 1024)
