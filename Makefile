@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-EXTRAS ?= era5,datasets,dev
+EXTRAS ?= era5,datasets,batch,dev
 DEMO_DIR ?= demo_output
 
 .PHONY: demo test bench fuzz install clean

@@ -110,29 +110,12 @@ def classify(
             on_window=lambda done, total: progress.update(task, completed=done, total=total),
         )
     if png is not None:
-        _map_png(output, png)
+        from hsikit.writers.quicklook import class_map_png
+
+        class_map_png(output, png)
     out.print(
         f"wrote {with_sidecars(output)}: {summary['classified']} pixels classified, "
         f"{summary['nodata']} nodata"
-    )
-
-
-def _map_png(class_map: Path, png: Path) -> None:
-    """The legend PNG of a class map just written, from a decimated read of it."""
-    from hsikit.readers import open_scene
-    from hsikit.writers.classmap import read_class_table
-    from hsikit.writers.quicklook import class_map_quicklook, decimation
-
-    written = open_scene(class_map)
-    step = decimation(written.height, written.width, 1024)
-    table = read_class_table(class_map)
-    assert table is not None  # a class map hsikit just wrote
-    class_map_quicklook(
-        written.read_raw(bands=[0], step=step)[0],
-        table,
-        png,
-        title=class_map.name,
-        source=str(class_map),
     )
 
 

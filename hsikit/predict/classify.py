@@ -134,6 +134,16 @@ def map_scores(bundle: Bundle, where: np.ndarray, scenes: Sequence[Scene]) -> np
     return out
 
 
+def nothing_to_map(path: str) -> InputError:
+    """The refusal of a scene without a single valid pixel."""
+    return InputError(
+        path,
+        "no pixel of the scene is valid (every one is nodata or not a finite number), "
+        "so there is nothing to map",
+        "check the scene's nodata value and its bands",
+    )
+
+
 def classify_scene(
     scene: Scene,
     bundle: Bundle,
@@ -180,12 +190,7 @@ def classify_scene(
             if on_window is not None:
                 on_window(done, total)
         if classified == 0:
-            raise InputError(
-                scene.path,
-                "no pixel of the scene is valid (every one is nodata or "
-                "not a finite number), so there is nothing to map",
-                "check the scene's nodata value and its bands",
-            )
+            raise nothing_to_map(scene.path)
     return {
         "pixels": scene.width * scene.height,
         "classified": classified,

@@ -32,11 +32,12 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def provenance(**facts: object) -> dict[str, str]:
-    """``HSIKIT_*`` facts (source scene, model, bundle checksum …) with the software and time.
+def provenance(*, when: datetime | None = None, **facts: object) -> dict[str, str]:
+    """``HSIKIT_*`` facts (source scene, model, bundle checksum …) with the software and time
+    (``when``, default now: a resumed batch run passes the time it was planned at).
 
     Facts that are None are left out; paths are written as given by the user."""
-    when = made_at()
+    when = when or made_at()
     tags = {
         "TIFFTAG_SOFTWARE": SOFTWARE,
         "TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S"),

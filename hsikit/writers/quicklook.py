@@ -168,3 +168,21 @@ def class_map_quicklook(
         )
     finally:
         plt.close(fig)
+
+
+def class_map_png(class_map: Path, png: Path) -> Path:
+    """The legend PNG of a class map hsikit wrote, from a decimated read of it."""
+    from hsikit.readers import open_scene
+    from hsikit.writers.classmap import read_class_table
+
+    written = open_scene(class_map)
+    step = decimation(written.height, written.width, 1024)
+    table = read_class_table(class_map)
+    assert table is not None  # a class map hsikit wrote
+    return class_map_quicklook(
+        written.read_raw(bands=[0], step=step)[0],
+        table,
+        png,
+        title=class_map.name,
+        source=str(class_map),
+    )
