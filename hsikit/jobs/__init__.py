@@ -2,7 +2,8 @@
 without one is a benchmark). Kinds: ``benchmark`` (train × protocols × seeds on a catalog
 dataset, :mod:`hsikit.jobs.benchmark`) and ``restoration`` (train restoration heads, score them
 and classical baselines on a test region, :mod:`hsikit.jobs.restoration`) and ``mapping_speed``
-(px/s of every model, patch by patch and shared, :mod:`hsikit.jobs.mapping_speed`). Each kind has a
+(px/s of every model, patch by patch and shared, :mod:`hsikit.jobs.mapping_speed`) and ``mapping``
+(``hsikit map`` over many scenes on dask.distributed, :mod:`hsikit.jobs.mapping`). Each kind has a
 loader that validates the whole file before anything runs, and a runner; runs happen in child
 processes (:mod:`hsikit.jobs.runner`).
 """
@@ -16,7 +17,7 @@ from typing import Any
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError
 
-KINDS = ("benchmark", "restoration", "mapping_speed")
+KINDS = ("benchmark", "restoration", "mapping_speed", "mapping")
 
 
 def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str | None) -> dict:
@@ -35,6 +36,18 @@ def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str 
                 f"{', '.join(given)} select parts of a benchmark, not of a {kind} job",
                 "run the whole job, or edit its settings",
             )
+    if kind == "mapping":
+        from hsikit.jobs.mapping import load_mapping_job, map_scenes
+
+        mapping_job = load_mapping_job(path)
+        outcome = map_scenes(mapping_job.settings(), log=log)
+        for scene_id, sentence in outcome.failures.items():
+            log(f"failed: {scene_id}: {sentence}")
+        report = outcome.folder / "report.json"
+        return {
+            "files": {"results": report, "report": outcome.folder / "report.html"},
+            "failures": len(outcome.failures),
+        }
     if kind == "mapping_speed":
         from hsikit.jobs.mapping_speed import load_mapping_speed_job, run_mapping_speed
 

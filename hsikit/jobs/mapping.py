@@ -147,13 +147,13 @@ def assemble(planned, output: str, manifest_facts: dict) -> dict:
     from hsikit.classes import ClassTable
     from hsikit.predict.assemble import assemble_scene
     from hsikit.writers.atomic import write_text
-    from hsikit.writers.provenance import provenance
+    from hsikit.writers.provenance import provenance_at
 
     def run() -> dict:
         start = time.perf_counter()
         folder = Path(output)
-        tags = provenance(
-            when=datetime.fromisoformat(manifest_facts["created"]),
+        tags = provenance_at(
+            datetime.fromisoformat(manifest_facts["created"]),
             source=planned.source,
             model=manifest_facts["model"],
             bundle=manifest_facts["bundle"],
@@ -429,6 +429,12 @@ def _result(future) -> dict:
         return future.result()
     except Exception as exc:  # a task that kept failing, or a worker that kept dying
         return {"error": f"a task failed after its retries ({type(exc).__name__}: {exc})"}
+
+
+def load_mapping_job(path: Path) -> MappingJob:
+    from hsikit.documents import read_job
+
+    return read_job(path, MappingJob, "mapping job")
 
 
 class MappingJob(BaseModel):

@@ -17,10 +17,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hsikit.documents import read_yaml
-from hsikit.errors import InputError, validation_sentence
+from hsikit.documents import read_job
 from hsikit.jobs.report import write_section
 from hsikit.jobs.runner import in_child, peak_rss_mb
 from hsikit.writers.atomic import write_text
@@ -77,12 +76,7 @@ class MappingSpeedJob(BaseModel):
 
 
 def load_mapping_speed_job(path: Path) -> MappingSpeedJob:
-    document = read_yaml(path, "job", "give a YAML file like pipelines/*.yaml")
-    try:
-        return MappingSpeedJob.model_validate(document)
-    except ValidationError as exc:
-        problem = validation_sentence(exc)
-    raise InputError(path, f"the mapping-speed job is invalid ({problem})", "fix it and run again")
+    return read_job(path, MappingSpeedJob, "mapping-speed job")
 
 
 # -- runs (each in a child process) ----------------------------------------------------------

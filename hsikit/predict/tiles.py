@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def digest(facts: object) -> str:
 
 
 def plan_tiles(
-    scene_id: str, height: int, width: int, window: int, depends_on: dict[str, object]
+    scene_id: str, height: int, width: int, window: int, depends_on: Mapping[str, object]
 ) -> list[TileJob]:
     """The tile jobs covering a ``height × width`` scene, row by row, as classify's windows."""
     jobs = []
@@ -96,7 +97,7 @@ def write_tile(path: Path, arrays: dict[str, np.ndarray]) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
     try:
         with open(partial, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: names as kwargs
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -105,8 +105,8 @@ def _vrt(members: Sequence[MappedScene], folder: Path, table: ClassTable, dtype:
         )
         ET.SubElement(source, "SourceBand").text = "1"
         size = {"xSize": str(member.grid.width), "ySize": str(member.grid.height)}
-        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
-        ET.SubElement(source, "DstRect", xOff=_number(col), yOff=_number(row), **size)
+        ET.SubElement(source, "SrcRect", {"xOff": "0", "yOff": "0", **size})
+        ET.SubElement(source, "DstRect", {"xOff": _number(col), "yOff": _number(row), **size})
         ET.SubElement(source, "NODATA").text = str(CLASS_NODATA)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"

@@ -32,12 +32,15 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def provenance(*, when: datetime | None = None, **facts: object) -> dict[str, str]:
-    """``HSIKIT_*`` facts (source scene, model, bundle checksum …) with the software and time
-    (``when``, default now: a resumed batch run passes the time it was planned at).
+def provenance(**facts: object) -> dict[str, str]:
+    """``HSIKIT_*`` facts (source scene, model, bundle checksum …) with the software and time.
 
     Facts that are None are left out; paths are written as given by the user."""
-    when = when or made_at()
+    return provenance_at(made_at(), **facts)
+
+
+def provenance_at(when: datetime, **facts: object) -> dict[str, str]:
+    """:func:`provenance` made at ``when`` (a resumed batch run: the time it was planned)."""
     tags = {
         "TIFFTAG_SOFTWARE": SOFTWARE,
         "TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S"),
