@@ -97,7 +97,9 @@ def main() -> None:
     # pixel-grid scenes (benchmark .mat files) are expected; 'hsikit info' says "no CRS"
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     try:
-        app(standalone_mode=False, prog_name="hsikit")
+        code = app(standalone_mode=False, prog_name="hsikit")
+        if isinstance(code, int) and code:  # typer.Exit(N) comes back as N, not raised
+            sys.exit(code)
     except HsikitError as exc:
         if _state["debug"]:
             raise

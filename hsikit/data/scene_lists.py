@@ -8,6 +8,7 @@ ones is reported while the others are mapped.
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class SceneRef:
 
 
 def expand_scenes(arguments: list[str], *, asset: str | None = None) -> list[SceneRef]:
-    """Every scene the arguments name, in the order given, each once."""
+    """Every scene the arguments name, in the order given, each file once."""
     refs: list[SceneRef] = []
     for argument in arguments:
         try:
@@ -40,8 +41,9 @@ def expand_scenes(arguments: list[str], *, asset: str | None = None) -> list[Sce
     seen: set[str] = set()
     unique = []
     for ref in refs:
-        if ref.source not in seen or ref.error is not None:
-            seen.add(ref.source)
+        same = os.path.realpath(ref.source) if os.path.exists(ref.source) else ref.source
+        if same not in seen or ref.error is not None:
+            seen.add(same)
             unique.append(ref)
     return unique
 

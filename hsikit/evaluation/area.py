@@ -42,10 +42,13 @@ def row_pixel_areas(grid: Grid) -> np.ndarray:
     if crs.is_geographic:
         if t.b != 0.0 or t.d != 0.0:
             raise AreaUnknown("the map's geographic grid is rotated; reproject it first")
-        unit = (crs.axis_info[0].unit_name or "").lower() if crs.axis_info else "degree"
+        from pyproj import CRS as ProjCRS
+
+        geographic = ProjCRS.from_wkt(crs.to_wkt())
+        unit = (geographic.axis_info[0].unit_name or "").lower() if geographic.axis_info else ""
         if not unit.startswith("degree"):
             raise AreaUnknown(f"the map's geographic CRS counts angles in {unit}, not degrees")
-        ellipsoid = crs.ellipsoid
+        ellipsoid = geographic.ellipsoid
         if ellipsoid is None:
             raise AreaUnknown("the map's geographic CRS names no ellipsoid")
         a = ellipsoid.semi_major_metre

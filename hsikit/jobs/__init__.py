@@ -3,9 +3,10 @@ without one is a benchmark). Kinds: ``benchmark`` (train × protocols × seeds o
 dataset, :mod:`hsikit.jobs.benchmark`) and ``restoration`` (train restoration heads, score them
 and classical baselines on a test region, :mod:`hsikit.jobs.restoration`) and ``mapping_speed``
 (px/s of every model, patch by patch and shared, :mod:`hsikit.jobs.mapping_speed`) and ``mapping``
-(``hsikit map`` over many scenes on dask.distributed, :mod:`hsikit.jobs.mapping`). Each kind has a
-loader that validates the whole file before anything runs, and a runner; runs happen in child
-processes (:mod:`hsikit.jobs.runner`).
+(``hsikit map`` over many scenes on dask.distributed, :mod:`hsikit.jobs.mapping`) and
+``mapping_scaling`` (that run with 1, 2, … workers, :mod:`hsikit.jobs.mapping_scaling`). Each
+kind has a loader that validates the whole file before anything runs, and a runner; runs happen
+in child processes (:mod:`hsikit.jobs.runner`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError
 
-KINDS = ("benchmark", "restoration", "mapping_speed", "mapping")
+KINDS = ("benchmark", "restoration", "mapping_speed", "mapping", "mapping_scaling")
 
 
 def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str | None) -> dict:
@@ -48,6 +49,14 @@ def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str 
             "files": {"results": report, "report": outcome.folder / "report.html"},
             "failures": len(outcome.failures),
         }
+    if kind == "mapping_scaling":
+        from hsikit.jobs.mapping_scaling import load_mapping_scaling_job, run_mapping_scaling
+
+        scaling_job = load_mapping_scaling_job(path)
+        scaling = run_mapping_scaling(scaling_job, path, log=log)
+        files = {"results": scaling_job.results, "report": scaling_job.report}
+        failures = sum("error" in r or r.get("failures", 0) > 0 for r in scaling["runs"])
+        return {**scaling, "files": files, "failures": failures}
     if kind == "mapping_speed":
         from hsikit.jobs.mapping_speed import load_mapping_speed_job, run_mapping_speed
 

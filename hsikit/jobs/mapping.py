@@ -261,6 +261,9 @@ class RunOutcome:
     scenes: dict[str, SceneProgress] = field(default_factory=dict)
     tiles_run: int = 0
     wall_seconds: float = 0.0
+    plan_seconds: float = 0.0
+    tile_phase_seconds: float = 0.0  # first tile submitted to last tile done
+    worker_peak_mb: dict[str, float] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -307,7 +310,7 @@ def map_scenes(
         (folder / part).mkdir(exist_ok=True)
     manifest = plan_run(refs, bundle, options, open_scene=resolve_scene, previous=previous)
     write_manifest(folder, manifest)
-    outcome = RunOutcome(folder, manifest)
+    outcome = RunOutcome(folder, manifest, plan_seconds=time.perf_counter() - started)
     for planned in manifest.scenes:
         outcome.scenes[planned.id] = SceneProgress(pending=len(planned.tiles), error=planned.error)
     facts = {
@@ -396,6 +399,7 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
     done = 0
     if progress is not None:
         progress(0, total)
+    tiles_started = time.perf_counter()
     for future in futures:
         what, scene_id = owner[future.key]
         state = outcome.scenes[scene_id]
@@ -408,6 +412,7 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
             continue
         done += 1
         outcome.tiles_run += 1
+        outcome.tile_phase_seconds = time.perf_counter() - tiles_started
         if progress is not None:
             progress(done, total)
         if "error" in result:
@@ -418,6 +423,9 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
         state.pending -= 1
         if state.pending == 0 and state.error is None:
             submit_assembly(by_id[scene_id])
+    from hsikit.jobs.runner import peak_rss_mb
+
+    outcome.worker_peak_mb = client.run(peak_rss_mb)
     for state in outcome.scenes.values():
         if state.error is None and state.summary is None:
             state.error = "the scene's map was not assembled (a task result went missing)"

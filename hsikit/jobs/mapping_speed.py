@@ -96,7 +96,7 @@ def matmul_peak(threads: int, seconds: float = 1.0) -> float:
     return 2 * 1024**3 * runs / (time.perf_counter() - started) / 1e9
 
 
-def _train(dataset: str, model: str, bundle: str, threads: int) -> dict:
+def train_for_speed(dataset: str, model: str, bundle: str, threads: int) -> dict:
     from hsikit.models import get_entry
     from hsikit.training.config import TrainConfig
     from hsikit.training.fit import train
@@ -187,7 +187,7 @@ def _map(scene_path: str, bundle_path: str, output: str, path: str, windows: int
 # -- the job ---------------------------------------------------------------------------------
 
 
-def _training_wavelengths(dataset: str) -> list[float]:
+def training_wavelengths(dataset: str) -> list[float]:
     """The band centres (nm) of the scene the bundles are trained on: a synthetic scene with
     them maps through the bundles' own band matching."""
     from hsikit.data.datasets import load
@@ -210,7 +210,7 @@ def run_mapping_speed(job: MappingSpeedJob, path: Path, log: Any = print) -> dic
             bundles[model] = {"bundle": str(bundle)}
             log(f"reusing {bundle}")
             continue
-        outcome = in_child(_train, job.dataset, model, str(bundle), job.threads)
+        outcome = in_child(train_for_speed, job.dataset, model, str(bundle), job.threads)
         bundles[model] = {"bundle": str(bundle), **outcome}
         log(f"trained {model}" + (f": {outcome['error']}" if "error" in outcome else ""))
     runs = []
@@ -219,7 +219,7 @@ def run_mapping_speed(job: MappingSpeedJob, path: Path, log: Any = print) -> dic
         if scene.side is not None:
             synthetic = folder / f"{scene.name.replace(' ', '_')}.tif"
             gigabytes = scene.side**2 * scene.bands * 4 / 2**30
-            wavelengths = _training_wavelengths(job.dataset)[: scene.bands]
+            wavelengths = training_wavelengths(job.dataset)[: scene.bands]
             in_child(synthetic_scene, synthetic, gigabytes, scene.bands, 0, wavelengths)
             source = str(synthetic)
         for model in scene.models or job.models:

@@ -98,7 +98,7 @@ def _vrt(members: Sequence[MappedScene], folder: Path, table: ClassTable, dtype:
         r, g, b = entry.colour if entry else (0, 0, 0)
         ET.SubElement(colours, "Entry", c1=str(r), c2=str(g), c3=str(b), c4="255" if entry else "0")
     for member in members:
-        col, row = ~origin * (member.grid.transform.c, member.grid.transform.f)
+        col, row = ~origin @ (member.grid.transform.c, member.grid.transform.f)
         source = ET.SubElement(band, "ComplexSource")
         ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(
             member.path, folder

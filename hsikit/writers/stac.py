@@ -48,13 +48,13 @@ def _footprint(grid: Grid) -> tuple[dict | None, list[float] | None]:
     steps = 4
     ring = []
     for i in range(steps):
-        ring.append(t * (grid.width * i / steps, 0))
+        ring.append(t @ (grid.width * i / steps, 0))
     for i in range(steps):
-        ring.append(t * (grid.width, grid.height * i / steps))
+        ring.append(t @ (grid.width, grid.height * i / steps))
     for i in range(steps):
-        ring.append(t * (grid.width * (1 - i / steps), grid.height))
+        ring.append(t @ (grid.width * (1 - i / steps), grid.height))
     for i in range(steps):
-        ring.append(t * (0, grid.height * (1 - i / steps)))
+        ring.append(t @ (0, grid.height * (1 - i / steps)))
     ring.append(ring[0])
     polygon = {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}
     geometry = transform_geom(grid.crs, "EPSG:4326", polygon, precision=7)

@@ -1,0 +1,164 @@
+"""The batch-mapping scaling job (``kind: mapping_scaling``): ``hsikit map`` over many synthetic
+scenes with 1, 2, … local workers, side by side in one run.
+
+Measured per worker count: throughput (Mpx/s), scaling efficiency against one worker, tiles/s,
+mean compute per tile, the scheduler's overhead per tile (wall time of the tile phase × task
+slots − the tiles' own compute, per tile, as a share of a tile's compute), effective read MB/s,
+peak memory per worker, planning (checksums) and assembly time. The bundle is trained for one
+epoch on the job's dataset, as in the mapping-speed job: speed does not depend on what it learnt.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hsikit.documents import read_job
+from hsikit.jobs.report import write_section
+from hsikit.jobs.runner import in_child
+from hsikit.writers.atomic import write_text
+
+
+class MappingScalingJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["mapping_scaling"]
+    name: str
+    dataset: str = "indian_pines"
+    model: str = "cnn3d"
+    scenes: int = Field(20, gt=0)
+    side: int = Field(1000, gt=0)
+    bands: int = Field(200, gt=0)
+    workers: list[int] = Field(default_factory=lambda: [1, 2])
+    window: int = Field(256, gt=0)
+    output: str = "bench_output/mapping_scaling"
+    results: str
+    report: str
+
+
+def load_mapping_scaling_job(path: Path) -> MappingScalingJob:
+    return read_job(path, MappingScalingJob, "mapping-scaling job")
+
+
+def _scenes(job: MappingScalingJob, folder: Path, log: Any) -> list[Path]:
+    """The synthetic scenes (kept between runs of the job: delete them to regenerate)."""
+    from hsikit.jobs.mapping_speed import training_wavelengths
+    from hsikit.jobs.memory import synthetic_scene
+
+    wavelengths = training_wavelengths(job.dataset)[: job.bands]
+    gigabytes = job.side**2 * job.bands * 4 / 2**30
+    paths = []
+    for index in range(job.scenes):
+        path = folder / "scenes" / f"scene_{index:03d}.tif"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            in_child(synthetic_scene, path, gigabytes, job.bands, index, wavelengths)
+            log(f"wrote {path}")
+        paths.append(path)
+    return paths
+
+
+def _map(scenes: list[str], bundle: str, output: str, workers: int, window: int) -> dict:
+    """One ``hsikit map`` run: its measurements."""
+    import shutil
+
+    from hsikit.jobs.mapping import MapSettings, map_scenes
+
+    shutil.rmtree(output, ignore_errors=True)  # the job's own folder: every run starts afresh
+    outcome = map_scenes(
+        MapSettings(
+            scenes=scenes, bundle=Path(bundle), output=Path(output), workers=workers, window=window
+        ),
+        log=lambda _: None,
+    )
+    states = outcome.scenes.values()
+    compute = sum(s.seconds for s in states)
+    assembly = sum((s.summary or {}).get("assembly_seconds", 0.0) for s in states)
+    pixels = sum(p.grid.width * p.grid.height for p in outcome.manifest.planned())
+    read_bytes = sum(f.size for p in outcome.manifest.planned() for f in p.files)
+    slots = workers  # one thread per worker
+    tiles = max(outcome.tiles_run, 1)
+    overhead = (outcome.tile_phase_seconds * slots - compute) / tiles
+    return {
+        "workers": workers,
+        "failures": len(outcome.failures),
+        "tiles": outcome.tiles_run,
+        "pixels": pixels,
+        "wall_s": outcome.wall_seconds,
+        "plan_s": outcome.plan_seconds,
+        "tile_phase_s": outcome.tile_phase_seconds,
+        "mpx_per_s": pixels / outcome.tile_phase_seconds / 1e6,
+        "tiles_per_s": outcome.tiles_run / outcome.tile_phase_seconds,
+        "tile_compute_ms": 1000 * compute / tiles,
+        "overhead_per_tile_ms": 1000 * overhead,
+        "overhead_share": overhead / (compute / tiles),
+        "read_mb_per_s": read_bytes / 2**20 / outcome.tile_phase_seconds,
+        "assembly_s": assembly,
+        "worker_peak_mb": max(outcome.worker_peak_mb.values(), default=None),
+    }
+
+
+def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) -> dict:
+    from hsikit.jobs.benchmark import machine
+    from hsikit.jobs.mapping_speed import train_for_speed
+
+    folder = Path(job.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    bundle = folder / f"{job.model}.safetensors"
+    if not bundle.is_file():
+        trained = in_child(train_for_speed, job.dataset, job.model, str(bundle), 2)
+        if "error" in trained:
+            raise RuntimeError(f"training {job.model} failed: {trained['error']}")
+    scenes = [str(p) for p in _scenes(job, folder, log)]
+    runs = []
+    for workers in job.workers:
+        # in this process: a LocalCluster's workers cannot start inside in_child's daemonic pool
+        outcome = _map(scenes, str(bundle), str(folder / f"run_{workers}"), workers, job.window)
+        runs.append({"workers": workers, **outcome})
+        log(f"{workers} workers: " + (outcome.get("error") or f"{outcome['mpx_per_s']:.3f} Mpx/s"))
+    results = {
+        "benchmark": job.name,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "command": f"hsikit run {path.as_posix()}",
+        "job": job.model_dump(),
+        "runs": runs,
+    }
+    write_text(
+        Path(job.results),
+        json.dumps(results, indent=2) + "\n",
+        suffixes=(".json",),
+        what="a results file",
+    )
+    write_section(Path(job.report), job.name, mapping_scaling_markdown(results))
+    return results
+
+
+def mapping_scaling_markdown(results: dict) -> str:
+    job, runs = results["job"], [r for r in results["runs"] if "error" not in r]
+    base = next((r["mpx_per_s"] for r in runs if r["workers"] == 1), None)
+    lines = [
+        f"Measured {results['date']} on {results['machine']} with `{results['command']}`: "
+        f"{job['scenes']} synthetic {job['side']} × {job['side']} × {job['bands']} float32 "
+        f"scenes, `{job['model']}` trained one epoch on {job['dataset']}, tiles of "
+        f"{job['window']} px, one thread per worker (torch threads: the cores shared out).",
+        "",
+        "| workers | Mpx/s | vs 1 worker | tiles/s | compute/tile (ms) | overhead/tile (ms) "
+        "| overhead share | read MB/s | peak MB/worker | plan (s) | assembly (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        ratio = f"{r['mpx_per_s'] / base:.2f} ×" if base else "—"
+        peak = "—" if r["worker_peak_mb"] is None else f"{r['worker_peak_mb']:.0f}"
+        lines.append(
+            f"| {r['workers']} | {r['mpx_per_s']:.3f} | {ratio} | {r['tiles_per_s']:.2f} | "
+            f"{r['tile_compute_ms']:.0f} | {r['overhead_per_tile_ms']:.1f} | "
+            f"{r['overhead_share']:.1%} | {r['read_mb_per_s']:.0f} | {peak} | "
+            f"{r['plan_s']:.1f} | {r['assembly_s']:.1f} |"
+        )
+    failed = [r for r in results["runs"] if "error" in r]
+    lines += [f"\n{r['workers']} workers failed: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
