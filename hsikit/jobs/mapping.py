@@ -29,8 +29,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hsikit.errors import HsikitError, InputError, OutputError
+from hsikit.jobs.run_layout import MAPS, SCENES, TILES, map_path
 
-TILES, MAPS, SCENES, STAC = "tiles", "maps", "scenes", "stac"
 #: Memory a worker is given at least (a window of a 200-band scene, the model, the writer).
 MEMORY_PER_WORKER = 2 << 30
 
@@ -177,10 +177,6 @@ def assemble(planned, output: str, manifest_facts: dict) -> dict:
 
 
 # ---- on the client ---------------------------------------------------------------------------
-
-
-def map_path(folder: Path, scene_id: str) -> Path:
-    return folder / MAPS / f"{scene_id}.tif"
 
 
 def finished_scene(folder: Path, planned) -> dict | None:

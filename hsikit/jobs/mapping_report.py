@@ -24,7 +24,7 @@ REPORT = "report"
 
 def write_run_outputs(outcome: Any, bundle: Any, settings: Any) -> dict[str, Any]:
     """STAC, mosaics and report for ``outcome`` (a :class:`hsikit.jobs.mapping.RunOutcome`)."""
-    from hsikit.jobs.mapping import STAC, map_path
+    from hsikit.jobs.run_layout import STAC, map_path
     from hsikit.writers.classmap import sidecar_paths
     from hsikit.writers.mosaic import MappedScene, write_mosaics
     from hsikit.writers.stac import MapRecord, write_stac
@@ -208,7 +208,7 @@ def _area_chart(classes: list[dict], path: Path, title: str) -> Path:
 
 
 def _html(report: dict, folder: Path, table: ClassTable) -> str:
-    from hsikit.jobs.mapping import map_path
+    from hsikit.jobs.run_layout import map_path
     from hsikit.writers.quicklook import class_map_png
 
     esc = html.escape
