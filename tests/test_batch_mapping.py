@@ -28,6 +28,8 @@ pytest.importorskip("distributed", reason="batch mapping needs the batch extra")
 
 WINDOW = 16
 EPOCH = "1700000000"
+#: the options both runs of the first test give after their scenes and bundle
+RUN_OPTIONS = ("-o", "run", "--workers", "1", "--window", WINDOW, "--confidence")
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +96,7 @@ def test_map_writes_classify_s_maps_with_areas_stac_mosaic_and_reports_a_bad_sce
         listing,
         "-m",
         bundle,
-        "-o",
-        "run",
-        "--workers",
-        "1",
-        "--window",
-        WINDOW,
-        "--confidence",
+        *RUN_OPTIONS,
     )
 
     assert result.code == 1, result.stderr  # one scene failed: the status says so
@@ -182,20 +178,7 @@ def test_map_writes_classify_s_maps_with_areas_stac_mosaic_and_reports_a_bad_sce
     assert (run / "stac" / "area2" / links["ml-model"]).resolve() == bundle.resolve()
 
     # a rerun finds everything done and writes the same maps
-    again = run_cli(
-        "map",
-        "scenes/area[01].tif",
-        item,
-        "-m",
-        bundle,
-        "-o",
-        "run",
-        "--workers",
-        "1",
-        "--window",
-        WINDOW,
-        "--confidence",
-    )
+    again = run_cli("map", "scenes/area[01].tif", item, "-m", bundle, *RUN_OPTIONS)
     assert again.code == 0 and "(0 tiles run)" in again.stdout, again.stderr
     assert (run / "maps" / "area0.tif").read_bytes() == Path("classify_area0.tif").read_bytes()
 

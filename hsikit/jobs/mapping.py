@@ -348,18 +348,23 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
     total = 0
     run = uuid.uuid4().hex[:8]  # a rerun's keys never meet a dead client's leftovers
 
-    def submit_assembly(planned) -> None:
+    def submit(what: str, scene_id: str, task: Callable[..., dict], *args: Any, key: str) -> None:
         future = client.submit(
+            task, *args, key=f"{key}-{run}", retries=settings.retries, pure=False
+        )
+        owner[future.key] = (what, scene_id)
+        futures.add(future)
+
+    def submit_assembly(planned) -> None:
+        submit(
+            "assembly",
+            planned.id,
             assemble,
             planned,
             str(folder),
             facts,
-            key=f"assemble-{planned.id}-{run}",
-            retries=settings.retries,
-            pure=False,
+            key=f"assemble-{planned.id}",
         )
-        owner[future.key] = ("assembly", planned.id)
-        futures.add(future)
 
     for planned in todo:
         context = TileContext(
@@ -382,16 +387,14 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
         if not pending:
             submit_assembly(planned)
         for job in pending:
-            future = client.submit(
+            submit(
+                "tile",
+                planned.id,
                 run_tile,
                 job,
                 context,
-                key=f"tile-{planned.id}-{job.row}-{job.col}-{run}",
-                retries=settings.retries,
-                pure=False,
+                key=f"tile-{planned.id}-{job.row}-{job.col}",
             )
-            owner[future.key] = ("tile", planned.id)
-            futures.add(future)
     done = 0
     if progress is not None:
         progress(0, total)

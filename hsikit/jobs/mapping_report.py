@@ -139,6 +139,20 @@ def _csv(report: dict) -> str:
             "error",
         ]
     )
+
+    def class_row(scene: str, source: str, status: str, c: dict) -> list:
+        return [
+            scene,
+            source,
+            status,
+            c["value"],
+            c["name"],
+            c["pixels"],
+            _number(c["hectares"]),
+            _number(c["mean_confidence"]),
+            "",
+        ]
+
     for scene in report["scenes"]:
         if scene["status"] != "mapped":
             writer.writerow(
@@ -146,33 +160,9 @@ def _csv(report: dict) -> str:
             )
             continue
         for c in scene["classes"]:
-            writer.writerow(
-                [
-                    scene["id"],
-                    scene["source"],
-                    "mapped",
-                    c["value"],
-                    c["name"],
-                    c["pixels"],
-                    _number(c["hectares"]),
-                    _number(c["mean_confidence"]),
-                    "",
-                ]
-            )
+            writer.writerow(class_row(scene["id"], scene["source"], "mapped", c))
     for c in report["total"]["classes"]:
-        writer.writerow(
-            [
-                "ALL",
-                "",
-                "",
-                c["value"],
-                c["name"],
-                c["pixels"],
-                _number(c["hectares"]),
-                _number(c["mean_confidence"]),
-                "",
-            ]
-        )
+        writer.writerow(class_row("ALL", "", "", c))
     return buffer.getvalue()
 
 
