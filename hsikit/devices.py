@@ -59,8 +59,11 @@ def resolve_device(requested: str = "auto") -> str:
     return f"cuda:{index}"
 
 
-def lightning_device(device: str) -> tuple[str, int | list[int]]:
-    """Lightning's (accelerator, devices) for a resolved device."""
+def lightning_device(device: str, processes: int = 1) -> tuple[str, int | list[int]]:
+    """Lightning's (accelerator, devices) for a resolved device; ``processes`` > 1 trains on
+    that many CPU processes, or on GPUs 0…processes-1."""
     if device == "cpu":
-        return "cpu", 1
+        return "cpu", processes
+    if processes > 1:
+        return "cuda", processes
     return "cuda", [int(device.split(":")[1])]

@@ -68,8 +68,10 @@ def _train(**values: Any) -> None:
     the bundle smooths every map it makes, and the test metrics are those of the smoothed map."""
     from hsikit.smoothing import chosen_smoothing
     from hsikit.training.config import TrainConfig, train_config
+    from hsikit.training.distributed import silence_helper_output
     from hsikit.training.fit import train as run_training
 
+    silence_helper_output()
     options = given(values, TrainConfig) | (
         {"scenes": values["scenes"]} if values["scenes"] else {}
     )

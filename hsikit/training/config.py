@@ -222,6 +222,13 @@ class TrainConfig(DataOptions):
         "networks from different initial weights and average their class "
         "probabilities (a --max-minutes budget is shared)",
     )
+    devices: int = option(
+        RUN,
+        1,
+        ge=1,
+        description="processes that train together (Lightning DDP: CPU processes, or GPUs "
+        "0…N-1 with --device cuda), sharing each batch",
+    )
     recipe: RecipeOptions = Field(default_factory=RecipeOptions)
     init: str | None = option(
         TUNE, description="start from this bundle or pretrained encoder (hsikit pretrain)"

@@ -26,6 +26,11 @@ from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_band_identity
 from hsikit.scene import Scene
 from hsikit.training.config import ResolvedTrainConfig, TrainConfig
+from hsikit.training.distributed import (
+    check_processes,
+    finish_helper_process,
+    is_helper_process,
+)
 
 
 @dataclass
@@ -98,6 +103,7 @@ def train(
     device = resolve_device(config.device)  # a missing GPU is refused whatever the model
     if entry.family == "classical":
         device = "cpu"  # scikit-learn models run on the CPU
+    check_processes(config.devices, device, entry.family, recipe.batch_size)
     use_threads(config.threads)
     started = time.perf_counter()
     sources, table = load_sources(config)
@@ -126,7 +132,8 @@ def train(
     )
     if entry.family == "torch":
         check_architecture(spec, preprocessor, config.patch_size, len(model_table))
-    prepare_output_folder(report_dir)
+    if not is_helper_process():
+        prepare_output_folder(report_dir)
     fit_started = time.perf_counter()
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
@@ -138,6 +145,7 @@ def train(
             config, spec, preprocessor, len(model_table), x, y, device, progress, report_dir
         )
     fit_seconds = time.perf_counter() - fit_started
+    finish_helper_process()
     meta = new_meta(
         model=spec,
         in_bands=preprocessor.out_channels,
@@ -303,6 +311,7 @@ def _fit_networks(
         **{**options, "refit": bool(options["refit"])},
         progress=progress,
         device=device,
+        devices=config.devices,
         dark_point=preprocessor.dark_point(),
     )
     single = spec.model_copy(update={"members": 1})

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from hsikit.devices import lightning_device
+from hsikit.training.distributed import per_process_batch, strategy, training_sampler
 from hsikit.training.schedule import LoRAStrengthCycle, weight_average
 from hsikit.training.tasks.base import Recipe
 from hsikit.training.tasks.classify import PatchClassifierTask
@@ -54,15 +55,32 @@ def _schedule_callbacks(recipe: Recipe) -> list[Callback]:
 
 
 def _loader(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, balanced: bool, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    balanced: bool,
+    seed: int,
+    processes: int = 1,
 ) -> DataLoader:
+    """Batches of patches; a training loader (``shuffle``) on several processes gives each its
+    share of the patches and of the batch."""
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     generator = torch.Generator().manual_seed(seed)
+    weighted = None
     if shuffle and balanced:
         weights = 1.0 / np.bincount(y)[y]
-        sampler = WeightedRandomSampler(weights.tolist(), len(y), generator=generator)
+        weighted = WeightedRandomSampler(weights.tolist(), len(y), generator=generator)
+    if shuffle and processes > 1:
+        batch_size = per_process_batch(batch_size, processes)
+        sampler = training_sampler(data, weighted, processes, seed)
+        share = len(y) // processes
         return DataLoader(
-            data, batch_size=batch_size, sampler=sampler, drop_last=len(y) > batch_size
+            data, batch_size=batch_size, sampler=sampler, drop_last=share > batch_size
+        )
+    if weighted is not None:
+        return DataLoader(
+            data, batch_size=batch_size, sampler=weighted, drop_last=len(y) > batch_size
         )
     # a trailing batch of one sample would break batch normalisation while training
     return DataLoader(
@@ -108,7 +126,9 @@ def fit_torch(
     started = time.perf_counter()
     initial = copy.deepcopy(model.state_dict()) if recipe.refit else {}
     L.seed_everything(seed, workers=True, verbose=False)
-    train = _loader(x_train, y_train, recipe.batch_size, True, recipe.balanced, seed)
+    train = _loader(
+        x_train, y_train, recipe.batch_size, True, recipe.balanced, seed, recipe.devices
+    )
     has_val = len(y_val) > 0
     val = _loader(x_val, y_val, 512, False, False, seed) if has_val else None
     best = KeepBestWeights()
@@ -128,6 +148,7 @@ def fit_torch(
         "epochs_run": trainer.current_epoch,
         "kept": recipe.keep,
         "stopped_by_time_budget": _out_of_time(trainer),
+        "processes": trainer.world_size,
         "refit_on": "train",
     }
     if recipe.refit and has_val:
@@ -185,7 +206,7 @@ def train_for_epochs(
     the epochs run and whether they all ran within ``recipe.max_minutes``."""
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
-    train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed)
+    train = _loader(x, y, recipe.batch_size, True, recipe.balanced, seed, recipe.devices)
     trainer = _trainer(recipe, _schedule_callbacks(recipe), False, max_epochs=epochs)
     trainer.fit(PatchClassifierTask(model, recipe, steps_per_epoch=len(train)), train)
     model.eval()
@@ -210,12 +231,14 @@ def _trainer(
     On a GPU some kernels have no deterministic version: those warn instead of failing."""
     if recipe.progress:
         callbacks = [*callbacks, RichProgressBar(leave=False)]
-    accelerator, devices = lightning_device(recipe.device)
+    accelerator, devices = lightning_device(recipe.device, recipe.devices)
     return L.Trainer(
         max_epochs=max_epochs or recipe.epochs,
         max_time=None if recipe.max_minutes is None else timedelta(minutes=recipe.max_minutes),
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy(accelerator, recipe.devices),
+        use_distributed_sampler=False,  # the training loader shares itself out (_loader)
         deterministic=True if accelerator == "cpu" else "warn",
         logger=logger,
         callbacks=callbacks,

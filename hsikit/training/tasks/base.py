@@ -28,6 +28,7 @@ class Recipe(RecipeOptions):
     dark_point: np.ndarray | None = None  # [C] model input of a zero spectrum: what is scaled about
     progress: bool = True
     device: str = "cpu"  # resolved: "cpu" or "cuda:N" (hsikit.devices)
+    devices: int = 1  # processes training together (hsikit.training.distributed)
 
     @model_validator(mode="after")
     def _dark_point_for_brightness(self) -> Recipe:

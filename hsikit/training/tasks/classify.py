@@ -51,5 +51,8 @@ class PatchClassifierTask(BaseTask):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
         x, y = batch
         logits = self.model(x)
-        self.log("val_loss", self.loss(logits, y), on_epoch=True, prog_bar=True)
-        self.log("val_oa", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True)
+        # every process validates on all the validation patches: the values agree, and
+        # sync_dist only spares Lightning's warning about unsynchronised epoch metrics
+        self.log("val_loss", self.loss(logits, y), on_epoch=True, prog_bar=True, sync_dist=True)
+        accuracy = (logits.argmax(1) == y).float().mean()
+        self.log("val_oa", accuracy, on_epoch=True, prog_bar=True, sync_dist=True)
