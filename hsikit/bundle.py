@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,8 @@ from hsikit.preprocess import Preprocessor
 from hsikit.smoothing import Smoothing
 from hsikit.writers.atomic import staged_output
 
+#: ``--precision`` → the torch dtype a network's forward pass autocasts to (None: fp32 as is).
+PRECISIONS: dict[str, str | None] = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 FORMAT: Literal["hsikit-bundle"] = "hsikit-bundle"
 #: ``hsikit pretrain``'s files: encoder weights, no classifier
 PRETRAINED_FORMAT: Literal["hsikit-pretrained"] = "hsikit-pretrained"
@@ -145,6 +149,8 @@ class Bundle:
     preprocessor: Preprocessor
     #: The file it was loaded from (None for a bundle made in this process).
     path: Path | None = None
+    #: The floating-point precision of a network's forward pass (:data:`PRECISIONS`).
+    precision: str = "fp32"
 
     def sha256(self) -> str | None:
         """Checksum of the bundle file, for provenance (None when not loaded from a file)."""
@@ -163,12 +169,42 @@ class Bundle:
             return self.model.parameter_count()
         return int(sum(p.numel() for p in self.model.parameters()))
 
-    def to(self, device: str) -> Bundle:
+    def to(self, device: str, precision: str = "fp32") -> Bundle:
         """This bundle predicting on ``device`` (a resolved torch device; classical models
-        always run on the CPU). Patches move there a batch at a time, probabilities come back."""
+        always run on the CPU) at ``precision``: fp16 / bf16 run the network's forward pass
+        under torch's autocast (weights stay fp32; probabilities come back as fp32). Patches
+        move to the device a batch at a time, probabilities come back."""
+        if precision not in PRECISIONS:
+            raise InputError(
+                None,
+                f"--precision {precision} is not a precision",
+                f"use one of {', '.join(PRECISIONS)}",
+            )
+        if self.meta.model.family != "torch" and precision != "fp32":
+            raise InputError(
+                None,
+                f"--precision {precision} applies to neural networks, and "
+                f"{self.meta.model.name} is a scikit-learn model",
+                "drop --precision",
+            )
         if self.meta.model.family == "torch":
             self.model.to(device)
+        self.precision = precision
         return self
+
+    @contextmanager
+    def _forward(self) -> Iterator[Any]:
+        """Inference on the network's device at the bundle's precision; yields the device."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        dtype = PRECISIONS[self.precision]
+        with torch.inference_mode():
+            if dtype is None:
+                yield device
+                return
+            with torch.autocast(device.type, dtype=getattr(torch, dtype)):
+                yield device
 
     def with_smoothing(self, smoothing: Smoothing | None) -> Bundle:
         """This bundle applying other smoothing (None: none) to its maps."""
@@ -212,10 +248,9 @@ class Bundle:
         """``[F, h, w]`` per-pixel features of a preprocessed ``[C, h, w]`` block."""
         import torch
 
-        device = next(self.model.parameters()).device
-        with torch.inference_mode():
+        with self._forward() as device:
             x = torch.from_numpy(np.ascontiguousarray(block[None])).to(device)
-            return self.model.pixel_features(x)[0].cpu().numpy()
+            return self.model.pixel_features(x)[0].float().cpu().numpy()
 
     def dense_proba(self, block: np.ndarray, shape: tuple[int, int], pixels: int) -> np.ndarray:
         """``[K, h, w]`` class probabilities of every core pixel of a halo-padded ``[C, h + P - 1,
@@ -225,14 +260,14 @@ class Bundle:
         height, width = shape
         reach = self.meta.patch_size - 1
         rows = max(1, pixels // max(width, 1))
-        device = next(self.model.parameters()).device
         out = np.empty((len(self.meta.classes), height, width), np.float32)
-        with torch.inference_mode():
+        with self._forward() as device:
             for top in range(0, height, rows):
                 bottom = min(height, top + rows)
                 strip = np.ascontiguousarray(block[None, :, top : bottom + reach])
                 logits = self.model.dense_logits(torch.from_numpy(strip).to(device))
-                out[:, top:bottom] = torch.softmax(logits[0, :, :, :width], 0).cpu().numpy()
+                scores = torch.softmax(logits[0, :, :, :width].float(), 0)
+                out[:, top:bottom] = scores.cpu().numpy()
         return out
 
     def predict_proba(self, patches: np.ndarray, features: bool = False) -> np.ndarray:
@@ -242,8 +277,7 @@ class Bundle:
             return self.model.predict_proba(patches)
         import torch
 
-        device = next(self.model.parameters()).device
-        with torch.inference_mode():
+        with self._forward() as device:
             x = torch.from_numpy(np.ascontiguousarray(patches)).to(device)
             if self.band_agnostic:
                 wavelengths = torch.as_tensor(
@@ -254,7 +288,7 @@ class Bundle:
                 logits = self.model.patch_logits(x)
             else:
                 logits = self.model(x)
-            return torch.softmax(logits, dim=1).cpu().numpy()
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
 def model_arrays(model: Any, family: str) -> dict[str, np.ndarray]:

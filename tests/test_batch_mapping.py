@@ -348,3 +348,28 @@ def test_map_refuses_a_foreign_folder_and_a_run_of_another_bundle(tmp_path, trai
     result = run_cli("map", scene, "-m", tmp_path / "missing.safetensors", "-o", tmp_path / "x")
     assert_one_sentence_error(result, "missing.safetensors")
     assert not (tmp_path / "x").exists()
+
+
+def test_the_scaling_job_maps_each_configuration_and_reports_them_side_by_side(
+    tmp_path, trained, run_cli, monkeypatch
+):
+    bundle, _ = trained
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "scaling.yaml"
+    job.write_text(
+        "kind: mapping_scaling\nname: Scaling check\nscenes: 2\nside: 40\nwindow: 16\n"
+        f"bundle: {bundle}\nruns:\n  - {{workers: 1, torch_threads: 1}}\n  - {{workers: 2}}\n"
+        "output: out\nresults: results.json\nreport: report.md\n"
+    )
+    result = run_cli("run", job)
+    assert result.code == 0, result.stderr + result.stdout
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [(r["workers"], r["failures"], r["tiles"], r["pixels"]) for r in runs] == [
+        (1, 0, 18, 3200),
+        (2, 0, 18, 3200),
+    ]
+    assert runs[0]["torch_threads"] == 1
+    assert all(r["worker_peak_mb"] > 0 and r["tile_compute_ms"] > 0 for r in runs)
+    report = (tmp_path / "report.md").read_text()
+    assert "| 1 × 1 |" in report and f"| 2 × {runs[1]['torch_threads']} |" in report
+    assert "1.00 ×" in report  # the first row is the baseline

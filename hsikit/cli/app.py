@@ -41,6 +41,13 @@ SmoothOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="A network's forward pass in fp32, or under autocast in fp16 or bf16 (for GPUs; "
+        "probabilities differ slightly from fp32's, see docs/classification.md)."
+    ),
+]
 SmoothEpsOpt = Annotated[
     float | None,
     typer.Option(

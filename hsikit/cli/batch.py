@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from hsikit.cli.app import DeviceOpt, app, err, out
+from hsikit.cli.app import DeviceOpt, PrecisionOpt, app, err, out
 
 
 class TilesPerSecond(ProgressColumn):
@@ -51,12 +51,21 @@ def map_command(
         typer.Option(min=1, help="Local workers (default: one per core, as memory allows)."),
     ] = None,
     threads_per_worker: Annotated[int, typer.Option(min=1, help="Threads per local worker.")] = 1,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch threads per task (default: the local cores shared out; 1 on a cluster).",
+            show_default=False,
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option(help="Address of a running dask scheduler (tcp://HOST:PORT) to use instead."),
     ] = None,
     retries: Annotated[int, typer.Option(min=0, help="Retries of a failing tile.")] = 2,
     device: DeviceOpt = "cpu",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Map many scenes with one bundle on dask.distributed: per scene the same GIS-ready map
     as 'hsikit classify', a VRT mosaic per CRS, STAC metadata and a report of the area per
@@ -73,8 +82,10 @@ def map_command(
         confidence=confidence,
         workers=workers,
         threads_per_worker=threads_per_worker,
+        torch_threads=torch_threads,
         scheduler=scheduler,
         device=resolve_device(device),
+        precision=precision,
         retries=retries,
     )
     with Progress(

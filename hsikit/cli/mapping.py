@@ -11,6 +11,7 @@ from rich.progress import Progress
 from hsikit.cli.app import (
     DeviceOpt,
     OutputOpt,
+    PrecisionOpt,
     SceneArg,
     SmoothEpsOpt,
     SmoothGuideOpt,
@@ -46,6 +47,7 @@ def classify(
     window: Annotated[int, typer.Option(min=1, help="Window side in pixels.")] = 256,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     seed: Annotated[int, typer.Option()] = 0,
     smooth: SmoothOpt = None,
     smooth_eps: SmoothEpsOpt = None,
@@ -92,7 +94,7 @@ def classify(
         print_metrics(result.report)
         bundle = result.bundle_path
     assert bundle is not None  # given, or the one just trained
-    loaded = load_bundle(bundle).to(device)
+    loaded = load_bundle(bundle).to(device, precision)
     if (smooth, smooth_eps, smooth_guide) != (None, None, None):
         loaded = loaded.with_smoothing(
             chosen_smoothing(smooth, smooth_eps, smooth_guide, loaded.meta.smoothing)

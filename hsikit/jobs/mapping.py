@@ -47,8 +47,10 @@ class MapSettings:
     confidence: bool = False
     workers: int | None = None
     threads_per_worker: int = 1
+    torch_threads: int | None = None  # per task; None: see torch_threads()
     scheduler: str | None = None
     device: str = "cpu"
+    precision: str = "fp32"
     retries: int = 2
 
 
@@ -63,6 +65,7 @@ class TileContext:
     window: int
     confidence: bool
     device: str
+    precision: str
     torch_threads: int
 
 
@@ -78,7 +81,7 @@ class SceneProgress:
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_bundle(path: str, sha256: str, device: str, torch_threads: int):
+def _worker_bundle(path: str, sha256: str, device: str, precision: str, torch_threads: int):
     """The bundle, loaded once per worker process; a file changed since planning is refused."""
     from hsikit.bundle import load_bundle
     from hsikit.devices import use_threads
@@ -91,7 +94,7 @@ def _worker_bundle(path: str, sha256: str, device: str, torch_threads: int):
             "the bundle changed after the run was planned (its checksum differs)",
             "rerun the command to plan with the new bundle, in a new output folder",
         )
-    return load_bundle(path).to(device)
+    return load_bundle(path).to(device, precision)
 
 
 _scenes = threading.local()
@@ -132,7 +135,11 @@ def run_tile(job, context: TileContext) -> dict:
             return {"seconds": 0.0}
         start = time.perf_counter()
         bundle = _worker_bundle(
-            context.bundle, context.bundle_sha256, context.device, context.torch_threads
+            context.bundle,
+            context.bundle_sha256,
+            context.device,
+            context.precision,
+            context.torch_threads,
         )
         scene = _worker_scene(context.source)
         arrays = predict_tile(job, scene, bundle, context.window, confidence=context.confidence)
@@ -147,7 +154,7 @@ def assemble(planned, output: str, manifest_facts: dict) -> dict:
     from hsikit.classes import ClassTable
     from hsikit.predict.assemble import assemble_scene
     from hsikit.writers.atomic import write_text
-    from hsikit.writers.provenance import provenance_at
+    from hsikit.writers.provenance import precision_fact, provenance_at
 
     def run() -> dict:
         start = time.perf_counter()
@@ -158,6 +165,7 @@ def assemble(planned, output: str, manifest_facts: dict) -> dict:
             model=manifest_facts["model"],
             bundle=manifest_facts["bundle"],
             bundle_sha256=manifest_facts["bundle_sha256"],
+            precision=precision_fact(manifest_facts["precision"]),
         )
         summary = assemble_scene(
             planned,
@@ -242,7 +250,10 @@ def connected(settings: MapSettings, log: Callable[[str], Any]) -> Iterator[Any]
 
 
 def torch_threads(settings: MapSettings) -> int:
-    """Torch threads per dask thread: the cores shared out, never more than one per core."""
+    """Torch threads per dask thread: as asked, else the cores shared out, never more than one
+    per core."""
+    if settings.torch_threads is not None:
+        return settings.torch_threads
     if settings.scheduler is not None:
         return 1  # an existing cluster's cores are its own; one thread per task is safe
     workers = settings.workers or default_workers(settings.threads_per_worker)
@@ -292,8 +303,11 @@ def map_scenes(
     check_output_folder(
         settings.output, inputs=[settings.bundle, *(r.source for r in refs if r.error is None)]
     )
-    bundle = load_bundle(settings.bundle)  # refuses restoration bundles and encoders
-    options = MappingOptions(window=settings.window, confidence=settings.confidence)
+    # refuses restoration bundles, encoders and a precision the model cannot run at
+    bundle = load_bundle(settings.bundle).to("cpu", settings.precision)
+    options = MappingOptions(
+        window=settings.window, confidence=settings.confidence, precision=settings.precision
+    )
     previous = read_manifest(Path(settings.output))
     if previous is not None and not compatible(previous, bundle.sha256() or "", options):
         raise OutputError(
@@ -316,6 +330,7 @@ def map_scenes(
         "bundle_sha256": manifest.bundle.sha256,
         "classes": bundle.meta.classes,
         "confidence": settings.confidence,
+        "precision": settings.precision,
     }
     todo = []
     for planned in manifest.planned():
@@ -375,6 +390,7 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
             window=settings.window,
             confidence=settings.confidence,
             device=settings.device,
+            precision=settings.precision,
             torch_threads=threads,
         )
         pending = [
@@ -458,8 +474,10 @@ class MappingJob(BaseModel):
     confidence: bool = True
     workers: int | None = Field(None, gt=0)
     threads_per_worker: int = Field(1, gt=0)
+    torch_threads: int | None = Field(None, gt=0)
     scheduler: str | None = None
     device: str = "cpu"
+    precision: str = "fp32"
     retries: int = Field(2, ge=0)
 
     def settings(self) -> MapSettings:
@@ -472,7 +490,9 @@ class MappingJob(BaseModel):
             confidence=self.confidence,
             workers=self.workers,
             threads_per_worker=self.threads_per_worker,
+            torch_threads=self.torch_threads,
             scheduler=self.scheduler,
             device=self.device,
+            precision=self.precision,
             retries=self.retries,
         )

@@ -1,5 +1,7 @@
 """The batch-mapping scaling job (``kind: mapping_scaling``): ``hsikit map`` over many synthetic
-scenes with 1, 2, … local workers, side by side in one run.
+scenes with 1, 2, … local workers, side by side in one run. Scaling is read against one worker
+with one torch thread (one core's worth); one worker with every core as torch threads shows
+what the workers add over torch's own threads.
 
 Measured per worker count: throughput (Mpx/s), scaling efficiency against one worker, tiles/s,
 mean compute per tile, the scheduler's overhead per tile (wall time of the tile phase × task
@@ -23,6 +25,15 @@ from hsikit.jobs.runner import in_child
 from hsikit.writers.atomic import write_text
 
 
+class RunShape(BaseModel):
+    """One configuration: local workers, and torch threads per worker (None: the cores shared
+    out, as ``hsikit map`` chooses)."""
+
+    model_config = ConfigDict(extra="forbid")
+    workers: int = Field(gt=0)
+    torch_threads: int | None = Field(None, gt=0)
+
+
 class MappingScalingJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["mapping_scaling"]
@@ -32,8 +43,17 @@ class MappingScalingJob(BaseModel):
     scenes: int = Field(20, gt=0)
     side: int = Field(1000, gt=0)
     bands: int = Field(200, gt=0)
-    workers: list[int] = Field(default_factory=lambda: [1, 2])
+    runs: list[RunShape] = Field(
+        default_factory=lambda: [
+            RunShape(workers=1, torch_threads=1),
+            RunShape(workers=1),
+            RunShape(workers=2),
+        ],
+        min_length=1,
+    )
     window: int = Field(256, gt=0)
+    #: map with this bundle instead of ``model`` trained on ``dataset`` (the scenes get its bands)
+    bundle: str | None = None
     output: str = "bench_output/mapping_scaling"
     results: str
     report: str
@@ -43,37 +63,41 @@ def load_mapping_scaling_job(path: Path) -> MappingScalingJob:
     return read_job(path, MappingScalingJob, "mapping-scaling job")
 
 
-def _scenes(job: MappingScalingJob, folder: Path, log: Any) -> list[Path]:
-    """The synthetic scenes (kept between runs of the job: delete them to regenerate)."""
-    from hsikit.jobs.mapping_speed import training_wavelengths
+def _scenes(job: MappingScalingJob, folder: Path, wavelengths: list[float], log: Any) -> list[Path]:
+    """The synthetic scenes, with bands at ``wavelengths`` (kept between runs of the job:
+    delete them to regenerate)."""
     from hsikit.jobs.memory import synthetic_scene
 
-    wavelengths = training_wavelengths(job.dataset)[: job.bands]
-    gigabytes = job.side**2 * job.bands * 4 / 2**30
+    bands = len(wavelengths)
+    gigabytes = job.side**2 * bands * 4 / 2**30
     paths = []
     for index in range(job.scenes):
         path = folder / "scenes" / f"scene_{index:03d}.tif"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            in_child(synthetic_scene, path, gigabytes, job.bands, index, wavelengths)
+            in_child(synthetic_scene, path, gigabytes, bands, index, wavelengths)
             log(f"wrote {path}")
         paths.append(path)
     return paths
 
 
-def _map(scenes: list[str], bundle: str, output: str, workers: int, window: int) -> dict:
+def _map(scenes: list[str], bundle: str, output: str, shape: RunShape, window: int) -> dict:
     """One ``hsikit map`` run: its measurements."""
     import shutil
 
-    from hsikit.jobs.mapping import MapSettings, map_scenes
+    from hsikit.jobs.mapping import MapSettings, map_scenes, torch_threads
 
     shutil.rmtree(output, ignore_errors=True)  # the job's own folder: every run starts afresh
-    outcome = map_scenes(
-        MapSettings(
-            scenes=scenes, bundle=Path(bundle), output=Path(output), workers=workers, window=window
-        ),
-        log=lambda _: None,
+    workers = shape.workers
+    settings = MapSettings(
+        scenes=scenes,
+        bundle=Path(bundle),
+        output=Path(output),
+        workers=workers,
+        torch_threads=shape.torch_threads,
+        window=window,
     )
+    outcome = map_scenes(settings, log=lambda _: None)
     states = outcome.scenes.values()
     compute = sum(s.seconds for s in states)
     assembly = sum((s.summary or {}).get("assembly_seconds", 0.0) for s in states)
@@ -84,6 +108,7 @@ def _map(scenes: list[str], bundle: str, output: str, workers: int, window: int)
     overhead = (outcome.tile_phase_seconds * slots - compute) / tiles
     return {
         "workers": workers,
+        "torch_threads": torch_threads(settings),
         "failures": len(outcome.failures),
         "tiles": outcome.tiles_run,
         "pixels": pixels,
@@ -101,24 +126,40 @@ def _map(scenes: list[str], bundle: str, output: str, workers: int, window: int)
     }
 
 
-def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) -> dict:
-    from hsikit.jobs.benchmark import machine
-    from hsikit.jobs.mapping_speed import train_for_speed
+def _bundle(job: MappingScalingJob, folder: Path) -> tuple[Path, list[float]]:
+    """The bundle to map with and the band centres (nm) its scenes need: the job's own, or
+    ``model`` trained one epoch on ``dataset`` (kept in ``folder`` between runs)."""
+    from hsikit.bundle import load_bundle
+    from hsikit.jobs.mapping_speed import train_for_speed, training_wavelengths
 
-    folder = Path(job.output)
-    folder.mkdir(parents=True, exist_ok=True)
+    if job.bundle is not None:
+        meta = load_bundle(job.bundle).meta
+        return Path(job.bundle), [float("nan") if w is None else w for w in meta.band_wavelengths]
     bundle = folder / f"{job.model}.safetensors"
     if not bundle.is_file():
         trained = in_child(train_for_speed, job.dataset, job.model, str(bundle), 2)
         if "error" in trained:
             raise RuntimeError(f"training {job.model} failed: {trained['error']}")
-    scenes = [str(p) for p in _scenes(job, folder, log)]
+    return bundle, training_wavelengths(job.dataset)[: job.bands]
+
+
+def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) -> dict:
+    from hsikit.jobs.benchmark import machine
+
+    folder = Path(job.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    bundle, wavelengths = _bundle(job, folder)
+    scenes = [str(p) for p in _scenes(job, folder, wavelengths, log)]
     runs = []
-    for workers in job.workers:
+    for shape in job.runs:
         # in this process: a LocalCluster's workers cannot start inside in_child's daemonic pool
-        outcome = _map(scenes, str(bundle), str(folder / f"run_{workers}"), workers, job.window)
-        runs.append({"workers": workers, **outcome})
-        log(f"{workers} workers: " + (outcome.get("error") or f"{outcome['mpx_per_s']:.3f} Mpx/s"))
+        name = f"run_{shape.workers}w_{shape.torch_threads or 'auto'}t"
+        outcome = _map(scenes, str(bundle), str(folder / name), shape, job.window)
+        runs.append(outcome)
+        log(
+            f"{shape.workers} workers × {outcome['torch_threads']} torch threads: "
+            f"{outcome['mpx_per_s']:.3f} Mpx/s"
+        )
     results = {
         "benchmark": job.name,
         "date": date.today().isoformat(),
@@ -138,27 +179,28 @@ def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) ->
 
 
 def mapping_scaling_markdown(results: dict) -> str:
-    job, runs = results["job"], [r for r in results["runs"] if "error" not in r]
-    base = next((r["mpx_per_s"] for r in runs if r["workers"] == 1), None)
+    """The table: scaling read against the first run (one worker × one torch thread)."""
+    job, runs = results["job"], results["runs"]
+    base = runs[0]
     lines = [
         f"Measured {results['date']} on {results['machine']} with `{results['command']}`: "
         f"{job['scenes']} synthetic {job['side']} × {job['side']} × {job['bands']} float32 "
         f"scenes, `{job['model']}` trained one epoch on {job['dataset']}, tiles of "
-        f"{job['window']} px, one thread per worker (torch threads: the cores shared out).",
+        f"{job['window']} px, one dask thread per worker. Scaling is against the first row "
+        f"({base['workers']} worker × {base['torch_threads']} torch thread).",
         "",
-        "| workers | Mpx/s | vs 1 worker | tiles/s | compute/tile (ms) | overhead/tile (ms) "
-        "| overhead share | read MB/s | peak MB/worker | plan (s) | assembly (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| workers × torch threads | Mpx/s | scaling | tiles/s | compute/tile (ms) "
+        "| overhead/tile (ms) | overhead share | read MB/s | peak MB/worker | plan (s) "
+        "| assembly (s) | failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        ratio = f"{r['mpx_per_s'] / base:.2f} ×" if base else "—"
         peak = "—" if r["worker_peak_mb"] is None else f"{r['worker_peak_mb']:.0f}"
         lines.append(
-            f"| {r['workers']} | {r['mpx_per_s']:.3f} | {ratio} | {r['tiles_per_s']:.2f} | "
+            f"| {r['workers']} × {r['torch_threads']} | {r['mpx_per_s']:.3f} | "
+            f"{r['mpx_per_s'] / base['mpx_per_s']:.2f} × | {r['tiles_per_s']:.2f} | "
             f"{r['tile_compute_ms']:.0f} | {r['overhead_per_tile_ms']:.1f} | "
             f"{r['overhead_share']:.1%} | {r['read_mb_per_s']:.0f} | {peak} | "
-            f"{r['plan_s']:.1f} | {r['assembly_s']:.1f} |"
+            f"{r['plan_s']:.1f} | {r['assembly_s']:.1f} | {r['failures']} |"
         )
-    failed = [r for r in results["runs"] if "error" in r]
-    lines += [f"\n{r['workers']} workers failed: {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"

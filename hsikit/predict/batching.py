@@ -18,6 +18,20 @@ ACTIVATION_BUDGET = 2**30
 #: Patches per pass: larger batches than this were no faster on the CPU (classical models,
 #: whose memory is their input, always take the largest).
 BOUNDS = (16, 1024)
+#: On a GPU: the most patches per pass, and the share of its free memory activations may take.
+GPU_BATCH, GPU_MEMORY_SHARE = 16384, 0.25
+
+
+def _budget(bundle: Any, budget: int) -> tuple[int, int]:
+    """(activation bytes, most patches) for one pass on the bundle's device: a GPU takes large
+    batches, sized by its free memory."""
+    import torch
+
+    device = next(bundle.model.parameters()).device
+    if device.type != "cuda":
+        return budget, BOUNDS[1]
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * GPU_MEMORY_SHARE), GPU_BATCH
 
 
 def _peak_bytes(run: Any) -> int:
@@ -58,7 +72,8 @@ def patch_batch(bundle: Any, budget: int = ACTIVATION_BUDGET) -> int:
     bands, patch = bundle.preprocessor.out_channels, bundle.meta.patch_size
     x = np.zeros((probe, bands, patch, patch), np.float32)
     per_patch = _peak_bytes(lambda: bundle.predict_proba(x)) / probe
-    return int(np.clip(budget // max(per_patch, 1), *BOUNDS))
+    budget, most = _budget(bundle, budget)
+    return int(np.clip(budget // max(per_patch, 1), BOUNDS[0], most))
 
 
 def dense_pixels(bundle: Any, budget: int = ACTIVATION_BUDGET) -> int:
@@ -67,4 +82,5 @@ def dense_pixels(bundle: Any, budget: int = ACTIVATION_BUDGET) -> int:
     reach = bundle.meta.patch_size - 1
     block = np.zeros((bundle.preprocessor.out_channels, side + reach, side + reach), np.float32)
     per_pixel = _peak_bytes(lambda: bundle.dense_proba(block, (side, side), side * side))
+    budget, _ = _budget(bundle, budget)
     return int(np.clip(budget // max(per_pixel / side**2, 1), BOUNDS[0], 2**20))

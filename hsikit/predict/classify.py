@@ -30,7 +30,7 @@ from hsikit.predict.pipeline import Stopwatch, WriteBehind, prefetched
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
-from hsikit.writers.provenance import provenance
+from hsikit.writers.provenance import precision_fact, provenance
 
 PREDICT_BATCH = 2048
 
@@ -168,6 +168,7 @@ def classify_scene(
         model=bundle.meta.model.name,
         bundle=bundle.path,
         bundle_sha256=bundle.sha256(),
+        precision=precision_fact(bundle.precision),
     )
     with (
         ClassMapWriter(

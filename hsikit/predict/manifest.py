@@ -80,6 +80,7 @@ class PlannedScene(Record):
 class MappingOptions(Record):
     window: int
     confidence: bool
+    precision: str = "fp32"
 
 
 class BundleRecord(Record):
@@ -241,5 +242,5 @@ def describe_mismatch(previous: Manifest, folder: Path) -> str:
     return (
         f"{os.fspath(folder)} holds a run with another bundle or other options "
         f"(bundle {previous.bundle.path}, window {previous.options.window}, "
-        f"confidence {previous.options.confidence})"
+        f"confidence {previous.options.confidence}, precision {previous.options.precision})"
     )

@@ -32,6 +32,11 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def precision_fact(precision: str) -> str | None:
+    """The precision a map records: only a reduced one (fp32 maps carry no tag)."""
+    return None if precision == "fp32" else precision
+
+
 def provenance(**facts: object) -> dict[str, str]:
     """``HSIKIT_*`` facts (source scene, model, bundle checksum …) with the software and time.
 
