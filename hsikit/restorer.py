@@ -30,6 +30,25 @@ from hsikit.errors import InputError, validation_sentence
 from hsikit.writers.atomic import staged_output
 
 
+class FieldStandardisation(BaseModel):
+    """A gridded-field head's layers (``t2m``, ``t@850hPa``) with their units, and the mean
+    and standard deviation each is standardised by before the network sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+    layers: list[str] = Field(min_length=1)
+    units: list[str]
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _one_per_layer(self) -> FieldStandardisation:
+        if not len(self.layers) == len(self.units) == len(self.mean) == len(self.std):
+            raise ValueError("fields: layers, units, mean and std differ in length")
+        if not all(s > 0 for s in self.std):
+            raise ValueError("fields: every standard deviation must be positive")
+        return self
+
+
 class RestorerMeta(BaseModel):
     """The header of a restoration bundle."""
 
@@ -48,6 +67,8 @@ class RestorerMeta(BaseModel):
     degradations: list[dict[str, Any]] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    #: gridded-field heads (``hsikit train-downscaler``); None for spectral cubes
+    fields: FieldStandardisation | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RestorerMeta:
@@ -57,6 +78,8 @@ class RestorerMeta(BaseModel):
             raise ValueError("data_range must be (low, high) with high > low")
         if self.model.family != "torch" or self.model.members != 1:
             raise ValueError("a restoration model is one neural network")
+        if self.fields is not None and len(self.fields.layers) != self.in_bands:
+            raise ValueError("fields: one layer per input band")
         return self
 
 

@@ -226,7 +226,10 @@ def superres(
     member: MemberOpt = None,
     time: TimeOpt = None,
 ) -> None:
-    """Super-resolve a cube: the same bounds, pixels --scale times smaller."""
+    """Super-resolve a cube: the same bounds, pixels --scale times smaller. With a bundle from
+    'hsikit train-downscaler', gridded fields (ERA5) become CF NetCDF / Zarr (every time and
+    member) or a GeoTIFF (one of them), longitude wrapping around on global grids."""
+    from hsikit.cli.downscaling import write_downscaled, writes_fields
     from hsikit.devices import resolve_device
 
     restorer = _restorer(bundle, "superres", resolve_device(device), scale)
@@ -236,6 +239,9 @@ def superres(
             f"this bundle super-resolves ×{restorer.meta.scale}, not ×{scale}",
             f"give --scale {restorer.meta.scale} or a ×{scale} bundle",
         )
+    if writes_fields(output, restorer):
+        write_downscaled(scene, output, restorer, member, time)
+        return
     _write_restored(scene, output, restorer, tile, overlap, None, member, time)
 
 

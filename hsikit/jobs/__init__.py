@@ -4,7 +4,8 @@ dataset, :mod:`hsikit.jobs.benchmark`) and ``restoration`` (train restoration he
 and classical baselines on a test region, :mod:`hsikit.jobs.restoration`) and ``mapping_speed``
 (px/s of every model, patch by patch and shared, :mod:`hsikit.jobs.mapping_speed`) and ``mapping``
 (``hsikit map`` over many scenes on dask.distributed, :mod:`hsikit.jobs.mapping`) and
-``mapping_scaling`` (that run with 1, 2, … workers, :mod:`hsikit.jobs.mapping_scaling`). Each
+``mapping_scaling`` (that run with 1, 2, … workers, :mod:`hsikit.jobs.mapping_scaling`) and
+``downscaling`` (gridded-field heads against interpolation, :mod:`hsikit.jobs.downscaling`). Each
 kind has a loader that validates the whole file before anything runs, and a runner; runs happen
 in child processes (:mod:`hsikit.jobs.runner`).
 """
@@ -18,7 +19,14 @@ from typing import Any
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError
 
-KINDS = ("benchmark", "restoration", "mapping_speed", "mapping", "mapping_scaling")
+KINDS = (
+    "benchmark",
+    "restoration",
+    "mapping_speed",
+    "mapping",
+    "mapping_scaling",
+    "downscaling",
+)
 
 
 def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str | None) -> dict:
@@ -57,6 +65,14 @@ def run_job(path: str | Path, log: Callable[[str], Any] = print, **choices: str 
         files = {"results": scaling_job.results, "report": scaling_job.report}
         failures = sum("error" in r or r.get("failures", 0) > 0 for r in scaling["runs"])
         return {**scaling, "files": files, "failures": failures}
+    if kind == "downscaling":
+        from hsikit.jobs.downscaling import load_downscaling_job, run_downscaling
+
+        downscaling_job = load_downscaling_job(path)
+        downscaled = run_downscaling(downscaling_job, path, log=log)
+        files = {"results": downscaling_job.results, "report": downscaling_job.report}
+        failures = sum("error" in r for r in downscaled["runs"])
+        return {**downscaled, "files": files, "failures": failures}
     if kind == "mapping_speed":
         from hsikit.jobs.mapping_speed import load_mapping_speed_job, run_mapping_speed
 

@@ -15,6 +15,6 @@ from hsikit.models.registry import (
     list_models,
     register_model,
 )
-from hsikit.models.restoration import essaformer, hsdt, mp_hsir  # noqa: F401
+from hsikit.models.restoration import essaformer, gridsr, hsdt, mp_hsir  # noqa: F401
 
 __all__ = ["architecture_config", "create_model", "get_entry", "list_models", "register_model"]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,7 @@ def _routed_logs(name: str) -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
+def open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
     """The dataset and the warnings for what its engine skipped."""
     if engine == "cfgrib" and importlib.util.find_spec("cfgrib") is None:
         raise InputError(
@@ -113,7 +115,9 @@ def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
         check_self_contained(path, netcdf=True)
     if engine == "zarr":
         kwargs["consolidated"] = has_consolidated_metadata(path)
-    with _routed_logs("cfgrib") as logged:
+    with _routed_logs("cfgrib") as logged, warnings.catch_warnings():
+        # zarr warns of files in a store that are not arrays (a sample's own notes)
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr")
         try:
             dataset = xr.open_dataset(path, engine=engine, **kwargs)
         except Exception as exc:  # engines raise many types for unreadable files
@@ -125,7 +129,7 @@ def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
     skipped = sorted(
         {m.split(":", 1)[1].strip() for m in logged if m.startswith("skipping variable:")}
     )
-    warnings = (
+    notes = (
         [
             f"GRIB variables that do not fit one grid with the others were skipped: "
             f"{'; '.join(skipped)}"
@@ -133,10 +137,11 @@ def _open_dataset(path: Path, engine: str) -> tuple[xr.Dataset, list[str]]:
         if skipped
         else []
     )
-    return dataset, warnings
+    return dataset, notes
 
 
-def _find(names: tuple[str, ...], dims: Any) -> str | None:
+def find_name(names: tuple[str, ...], dims: Any) -> str | None:
+    """The first of ``names`` among ``dims`` (dimension or coordinate names)."""
     return next((n for n in names if n in dims), None)
 
 
@@ -189,9 +194,9 @@ def open_scene(
     path: Path, *, member: int | str | None = None, time: int | str | None = None, **_: object
 ) -> Scene:
     engine = engine_for(path)
-    ds, warnings = _open_dataset(path, engine or "")
-    lat = _find(LAT_NAMES, ds.dims) or _find(LAT_NAMES, ds.coords)
-    lon = _find(LON_NAMES, ds.dims) or _find(LON_NAMES, ds.coords)
+    ds, warnings = open_dataset(path, engine or "")
+    lat = find_name(LAT_NAMES, ds.dims) or find_name(LAT_NAMES, ds.coords)
+    lon = find_name(LON_NAMES, ds.dims) or find_name(LON_NAMES, ds.coords)
     if lat is None or lon is None:
         raise FormatError(
             path,
@@ -200,11 +205,9 @@ def open_scene(
         )
     notes: list[str] = []
     for names_, choice, what in ((MEMBER_NAMES, member, "member"), (TIME_NAMES, time, "time")):
-        dim = _find(names_, ds.dims)
+        dim = find_name(names_, ds.dims)
         if dim is not None:
             ds = _select(ds, dim, choice, what, path, notes)
-    layers: list[xr.DataArray] = []
-    names: list[str] = []
     off_grid = [
         str(n) for n, da in ds.data_vars.items() if lat not in da.dims or lon not in da.dims
     ]
@@ -212,22 +215,19 @@ def open_scene(
         notes.append(
             f"variables not on the latitude/longitude grid, left out: {', '.join(off_grid)}"
         )
-    for var_name, da in ds.data_vars.items():
-        if lat not in da.dims or lon not in da.dims:
-            continue
-        level = _find(LEVEL_NAMES, da.dims)
-        others = [str(d) for d in da.dims if d not in (lat, lon, level)]
+    layers: list[xr.DataArray] = []
+    names: list[str] = []
+    for layer in grid_layers(ds, lat, lon):
+        da = ds[layer.variable]
+        others = [str(d) for d in da.dims if d not in (lat, lon, layer.level_dim)]
         for dim in others:  # e.g. a length-1 'step': take the first and say so
-            notes.append(f"{var_name}: dimension '{dim}' reduced to its first entry")
+            if layer.level_dim is None or layer.level == ds[layer.level_dim].values[0]:
+                notes.append(f"{layer.variable}: dimension '{dim}' reduced to its first entry")
             da = da.isel({dim: 0})
-        if level is None:
-            layers.append(da.transpose(lat, lon))
-            names.append(str(var_name))
-            continue
-        units = str(ds[level].attrs.get("units", "hPa")).replace("millibars", "hPa")
-        for value in ds[level].values:
-            layers.append(da.sel({level: value}).transpose(lat, lon))
-            names.append(f"{var_name}@{value:g}{units}")
+        if layer.level_dim is not None:
+            da = da.sel({layer.level_dim: layer.level})
+        layers.append(da.transpose(lat, lon))
+        names.append(layer.name)
     if not layers:
         raise FormatError(
             path, "no variable lies on the latitude/longitude grid", "check the file's variables"
@@ -260,6 +260,34 @@ def open_scene(
         notes=notes + grid_notes,
         warnings=warnings,
     )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One 2-D field of a dataset: a variable, at one vertical level if it has levels."""
+
+    name: str  # "t@850hPa", or "t2m" without levels
+    variable: str
+    level_dim: str | None = None
+    level: Any = None
+
+
+def grid_layers(ds: xr.Dataset, lat: str, lon: str) -> list[Layer]:
+    """The variables on the latitude/longitude grid, one layer per vertical level."""
+    layers = []
+    for var_name, da in ds.data_vars.items():
+        if lat not in da.dims or lon not in da.dims:
+            continue
+        level = find_name(LEVEL_NAMES, da.dims)
+        if level is None:
+            layers.append(Layer(str(var_name), str(var_name)))
+            continue
+        units = str(ds[level].attrs.get("units", "hPa")).replace("millibars", "hPa")
+        layers += [
+            Layer(f"{var_name}@{value:g}{units}", str(var_name), level, value)
+            for value in ds[level].values
+        ]
+    return layers
 
 
 def _regular_step(values: np.ndarray) -> float | None:

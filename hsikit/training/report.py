@@ -28,6 +28,14 @@ SPLIT_TABLE = ClassTable.from_records(
 )
 
 
+def command_line() -> str:
+    """The command that is running, as a bundle records how it was made."""
+    import shlex
+    import sys
+
+    return shlex.join(["hsikit", *sys.argv[1:]])
+
+
 def write_json(path: Path, document: Any) -> None:
     write_text(path, json.dumps(document, indent=2, default=str) + "\n", suffixes=(".json",))
 

@@ -194,6 +194,7 @@ def train_restorer(
     the bundle, e.g. the pipeline that trains the shipped defaults) is recorded in it."""
     from hsikit.restorer import RestorerMeta, save_restorer
     from hsikit.training.loops import fit_restorer
+    from hsikit.training.report import command_line
     from hsikit.training.tasks.base import Recipe
     from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
 
@@ -327,7 +328,7 @@ def train_restorer(
                 "regions": report["regions"],
                 "data_checksum": report["data_checksum"],
                 "train_seconds": report["train_seconds"],
-                "command": command or _command_line(),
+                "command": command or command_line(),
             },
             "metrics": metrics,
         }
@@ -335,13 +336,6 @@ def train_restorer(
     save_restorer(bundle_path, meta, model.cpu())
     _write_report(report_dir, resolved, report, scenes, regions)
     return report
-
-
-def _command_line() -> str:
-    import shlex
-    import sys
-
-    return shlex.join(["hsikit", *sys.argv[1:]])
 
 
 class _Mixed:
