@@ -9,6 +9,7 @@ import inspect
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -92,3 +93,55 @@ def command_with_options(
     function.__signature__ = inspect.Signature(parameters)
     function.__annotations__ = {p.name: p.annotation for p in parameters}
     return function
+
+
+def validated(model: type[BaseModel], options: dict[str, Any], command: str) -> Any:
+    """``options`` as a ``model`` config; the first problem is one sentence."""
+    from pydantic import ValidationError
+
+    from hsikit.errors import InputError, validation_sentence
+
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        raise InputError(
+            None,
+            f"invalid training options: {validation_sentence(exc)}",
+            f"see 'hsikit {command} --help'",
+        ) from exc
+
+
+def keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    """A keyword-only parameter of a generated command."""
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+def inputs_argument(name: str, help: str, required: bool = False) -> inspect.Parameter:
+    """The command's input files, as positional arguments (optional unless ``required``)."""
+    annotation = list[str] if required else list[str] | None
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=inspect.Parameter.empty if required else None,
+        annotation=Annotated[annotation, typer.Argument(help=help, show_default=False)],
+    )
+
+
+def output_option(default: str, help: str = "The bundle to write.") -> inspect.Parameter:
+    return keyword(
+        "output", Path(default), Annotated[Path, typer.Option("--output", "-o", help=help)]
+    )
+
+
+def report_option() -> inspect.Parameter:
+    """``--report``: the report folder, beside the bundle unless given."""
+    return keyword(
+        "report",
+        None,
+        Annotated[
+            Path | None,
+            typer.Option(help="Report folder (default: beside the bundle).", show_default=False),
+        ],
+    )

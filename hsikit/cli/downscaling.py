@@ -3,16 +3,11 @@ GeoTIFF out of ERA5-style files)."""
 
 from __future__ import annotations
 
-import inspect
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
-from pydantic import ValidationError
+from typing import Any
 
 from hsikit.cli.app import app, out
-from hsikit.errors import InputError, validation_sentence
 
 
 def writes_fields(output: Path, restorer: Any) -> bool:
@@ -73,18 +68,11 @@ def _train_downscaler(**values: Any) -> None:
     """Train a super-resolution head for gridded fields (ERA5 GRIB / NetCDF / Zarr) on pairs
     made by coarsening the file's own fields; held-out times (and members) validate and
     test; the report compares it with nearest, bilinear, bicubic and a bicubic regression."""
-    from hsikit.cli.config_options import given
+    from hsikit.cli.config_options import given, validated
     from hsikit.gridded.training import DownscaleConfig, train_downscaler
 
     options = given(values, DownscaleConfig) | {"files": values["files"]}
-    try:
-        config = DownscaleConfig.model_validate(options)
-    except ValidationError as exc:
-        raise InputError(
-            None,
-            f"invalid training options: {validation_sentence(exc)}",
-            "see 'hsikit train-downscaler --help'",
-        ) from exc
+    config = validated(DownscaleConfig, options, "train-downscaler")
     output = values["output"]
     report_dir = values["report"] or output.with_name(output.stem + "_report")
     report = train_downscaler(config, output, report_dir)
@@ -100,34 +88,18 @@ def _train_downscaler(**values: Any) -> None:
 
 
 def _register_train_downscaler() -> None:
-    from hsikit.cli.config_options import command_with_options
+    from hsikit.cli.config_options import (
+        command_with_options,
+        inputs_argument,
+        output_option,
+        report_option,
+    )
     from hsikit.gridded.training import DownscaleConfig
 
     leading = [
-        inspect.Parameter(
-            "files",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=Annotated[
-                list[str], typer.Argument(help="Gridded files (GRIB, NetCDF, Zarr) of one product.")
-            ],
-        ),
-        inspect.Parameter(
-            "output",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=Path("downscaler.safetensors"),
-            annotation=Annotated[Path, typer.Option("--output", "-o", help="The bundle to write.")],
-        ),
-        inspect.Parameter(
-            "report",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Path | None,
-                typer.Option(
-                    help="Report folder (default: beside the bundle).", show_default=False
-                ),
-            ],
-        ),
+        inputs_argument("files", "Gridded files (GRIB, NetCDF, Zarr) of one product.", True),
+        output_option("downscaler.safetensors"),
+        report_option(),
     ]
     app.command("train-downscaler")(
         command_with_options(_train_downscaler, leading, DownscaleConfig, frozenset({"files"}))

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from hsikit.cli.app import (
@@ -22,7 +21,7 @@ from hsikit.cli.app import (
     out,
     scene_arg,
 )
-from hsikit.errors import InputError, validation_sentence
+from hsikit.errors import InputError
 
 
 @app.command()
@@ -285,20 +284,13 @@ def _train_restorer(**values: Any) -> None:
     """Train a restoration head on scenes (Indian Pines by default): crops from a training
     region degraded on the fly, the best PSNR on a validation region, metrics on a test
     region; writes a bundle and a report."""
-    from hsikit.cli.config_options import given
+    from hsikit.cli.config_options import given, validated
     from hsikit.training.restore import RestoreConfig, train_restorer
 
     options = given(values, RestoreConfig)
     if values["scenes"]:
         options["scenes"] = values["scenes"]
-    try:
-        config = RestoreConfig.model_validate(options)
-    except ValidationError as exc:
-        raise InputError(
-            None,
-            f"invalid training options: {validation_sentence(exc)}",
-            "see 'hsikit train-restorer --help'",
-        ) from exc
+    config = validated(RestoreConfig, options, "train-restorer")
     output = values["output"]
     report_dir = values["report"] or output.with_name(output.stem + "_report")
     report = train_restorer(config, output, report_dir)
@@ -314,38 +306,18 @@ def _train_restorer(**values: Any) -> None:
 
 
 def _register_train_restorer() -> None:
-    import inspect
-
-    from hsikit.cli.config_options import command_with_options
+    from hsikit.cli.config_options import (
+        command_with_options,
+        inputs_argument,
+        output_option,
+        report_option,
+    )
     from hsikit.training.restore import RestoreConfig
 
     leading = [
-        inspect.Parameter(
-            "scenes",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            default=None,
-            annotation=Annotated[
-                list[str] | None,
-                typer.Argument(help="Scene files (default: Indian Pines).", show_default=False),
-            ],
-        ),
-        inspect.Parameter(
-            "output",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=Path("restorer.safetensors"),
-            annotation=Annotated[Path, typer.Option("--output", "-o", help="The bundle to write.")],
-        ),
-        inspect.Parameter(
-            "report",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Path | None,
-                typer.Option(
-                    help="Report folder (default: beside the bundle).", show_default=False
-                ),
-            ],
-        ),
+        inputs_argument("scenes", "Scene files (default: Indian Pines)."),
+        output_option("restorer.safetensors"),
+        report_option(),
     ]
     app.command("train-restorer")(
         command_with_options(_train_restorer, leading, RestoreConfig, frozenset({"scenes"}))

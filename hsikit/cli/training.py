@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,42 +12,20 @@ from hsikit.cli.app import (
     out,
 )
 from hsikit.cli.common import config_from_options, print_metrics
-from hsikit.cli.config_options import command_with_options, given
-
-
-def _keyword(name: str, default: Any, annotation: Any) -> inspect.Parameter:
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-    )
-
-
-def _scenes(help: str) -> inspect.Parameter:
-    return inspect.Parameter(
-        "scenes",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=None,
-        annotation=Annotated[list[str] | None, typer.Argument(help=help, show_default=False)],
-    )
-
-
-def _output(default: str, help: str) -> inspect.Parameter:
-    return _keyword(
-        "output", Path(default), Annotated[Path, typer.Option("--output", "-o", help=help)]
-    )
-
+from hsikit.cli.config_options import (
+    command_with_options,
+    given,
+    inputs_argument,
+    keyword,
+    output_option,
+    report_option,
+)
 
 TRAIN_PARAMETERS = [
-    _scenes("Scene files, one per --labels (or --dataset)."),
-    _output("model.safetensors", "The bundle to write."),
-    _keyword(
-        "report",
-        None,
-        Annotated[
-            Path | None,
-            typer.Option(help="Report folder (default: beside the bundle).", show_default=False),
-        ],
-    ),
-    _keyword(
+    inputs_argument("scenes", "Scene files, one per --labels (or --dataset)."),
+    output_option("model.safetensors"),
+    report_option(),
+    keyword(
         "config",
         None,
         Annotated[
@@ -103,8 +80,8 @@ def _register_pretrain() -> None:
 
 
 PRETRAIN_PARAMETERS = [
-    _scenes("Scene files or catalog names."),
-    _output("pretrained.safetensors", "The pretrained encoder to write."),
+    inputs_argument("scenes", "Scene files or catalog names."),
+    output_option("pretrained.safetensors", "The pretrained encoder to write."),
 ]
 
 

@@ -145,7 +145,9 @@ def open_fields(path: str | Path, variables: list[str] | None = None) -> Fields:
             f"no latitude/longitude grid among {list(ds.dims)}",
             "give a file with 1-D latitude and longitude axes",
         )
-    layers = grid_layers(ds, lat, lon)
+    # by variable name: a store's listing order (Zarr without consolidated metadata) is
+    # arbitrary, and a bundle's layers must come in one order
+    layers = sorted(grid_layers(ds, lat, lon), key=lambda layer: layer.variable)
     if variables:
         known = {layer.name: layer for layer in layers}
         missing = [v for v in variables if v not in known]

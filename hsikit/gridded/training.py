@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hsikit.devices import DEVICE_HELP, resolve_device, use_threads
+from hsikit.devices import DEVICE_HELP
 from hsikit.errors import InputError
 from hsikit.gridded.fields import Fields, check_values, describe, open_fields
 from hsikit.gridded.grids import coarsen, training_block
@@ -203,25 +203,23 @@ def train_downscaler(
     import lightning as L
 
     from hsikit.gridded.evaluate import evaluate_methods, preview_png
-    from hsikit.models import create_model, get_entry
+    from hsikit.models import create_model
     from hsikit.restorer import FieldStandardisation, RestorerMeta, save_restorer
     from hsikit.training.loops import fit_restorer
     from hsikit.training.report import command_line, write_json
-    from hsikit.training.tasks.base import Recipe
-    from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
+    from hsikit.training.restore import head_recipe, start_head_training
+    from hsikit.writers.atomic import prepare_output_folder
 
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
-    check_output(bundle_path, suffixes=(".safetensors",), what="a bundle", inputs=config.files)
-    check_output_folder(report_dir, inputs=config.files)
-    entry = get_entry(config.model_name)
-    if entry.task != "restoration":
-        raise InputError(
-            None,
-            f"{config.model_name} is a classifier, not a super-resolution head",
-            f"use gridsr_x{config.scale} (see 'hsikit models')",
-        )
-    device = resolve_device(config.device)
-    use_threads(config.threads)
+    entry, device = start_head_training(
+        config.model_name,
+        bundle_path,
+        report_dir,
+        config.files,
+        config.device,
+        config.threads,
+        f"use gridsr_x{config.scale} (see 'hsikit models')",
+    )
     started = time.perf_counter()
     sources = open_sources(config)
     first = sources[0]
@@ -249,17 +247,13 @@ def train_downscaler(
     model = create_model(config.model_name, len(first.layers), **architecture)
     if hasattr(model, "set_periodic"):
         model.set_periodic(periodic)
-    recipe = Recipe(
-        epochs=config.epochs or entry.recipe.get("epochs", 60),
-        lr=config.lr or entry.recipe.get("lr", 1e-3),
-        batch_size=config.batch_size or entry.recipe.get("batch_size", 4),
-        warmup_epochs=config.warmup_epochs,
-        weight_decay=config.weight_decay,
-        patience=config.patience,
-        max_minutes=config.max_minutes,
+    recipe = head_recipe(
+        config,
+        entry,
+        device,
+        progress,
+        {"epochs": 60, "lr": 1e-3, "batch_size": 4},
         augment=False,  # no flips: orientation means something for weather
-        progress=progress,
-        device=device,
     )
     prepare_output_folder(report_dir)
     fit_info = fit_restorer(

@@ -7,18 +7,15 @@ truth). Each training runs in a fresh process.
 
 from __future__ import annotations
 
-import json
 import shutil
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hsikit.documents import read_job
-from hsikit.jobs.report import write_section
+from hsikit.jobs.report import machine_sentence, publish, results_header
 from hsikit.jobs.runner import in_child
-from hsikit.writers.atomic import write_text
 from hsikit.writers.gridded import COPERNICUS_ATTRIBUTION
 
 #: Layers the issue's target applies to: temperature and geopotential.
@@ -65,7 +62,6 @@ def _train(run: DownscalingRun, folder: str, command: str) -> dict:
 
 
 def run_downscaling(job: DownscalingJob, path: Path, log: Any = print) -> dict:
-    from hsikit.jobs.benchmark import machine
 
     folder = Path(job.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,20 +78,8 @@ def run_downscaling(job: DownscalingJob, path: Path, log: Any = print) -> dict:
             outcome["preview"] = target.as_posix()
         runs.append({"name": run.name, "file": run.file, "scale": run.scale, **outcome})
         log(f"{run.name}: " + (outcome.get("error") or "done"))
-    results = {
-        "benchmark": job.name,
-        "date": date.today().isoformat(),
-        "machine": machine(),
-        "command": command,
-        "runs": runs,
-    }
-    write_text(
-        Path(job.results),
-        json.dumps(results, indent=2, default=str) + "\n",
-        suffixes=(".json",),
-        what="a results file",
-    )
-    write_section(Path(job.report), job.name, downscaling_markdown(results))
+    results = {**results_header(job.name, command), "runs": runs}
+    publish(results, job.results, job.report, job.name, downscaling_markdown(results))
     return results
 
 
@@ -105,7 +89,8 @@ def _variable(layer: str) -> str:
 
 def downscaling_markdown(results: dict) -> str:
     lines = [
-        f"Measured {results['date']} on {results['machine']} with `{results['command']}`. "
+        f"Measured {results['date']} on {machine_sentence(results['machine'])} with "
+        f"`{results['command']}`. "
         "RMSE and bias weighted by cell area, in each layer's units, on held-out times (and "
         "members); gradient RMSE: of |∇f| per cell; seam: the RMSE in the two columns at the "
         "grid's wrap-around over the RMSE of all columns (1 = no seam).",

@@ -12,17 +12,14 @@ epoch on the job's dataset, as in the mapping-speed job: speed does not depend o
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hsikit.documents import read_job
-from hsikit.jobs.report import write_section
+from hsikit.jobs.report import machine_sentence, publish, results_header
 from hsikit.jobs.runner import in_child
-from hsikit.writers.atomic import write_text
 
 
 class RunShape(BaseModel):
@@ -144,7 +141,6 @@ def _bundle(job: MappingScalingJob, folder: Path) -> tuple[Path, list[float]]:
 
 
 def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) -> dict:
-    from hsikit.jobs.benchmark import machine
 
     folder = Path(job.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,20 +157,11 @@ def run_mapping_scaling(job: MappingScalingJob, path: Path, log: Any = print) ->
             f"{outcome['mpx_per_s']:.3f} Mpx/s"
         )
     results = {
-        "benchmark": job.name,
-        "date": date.today().isoformat(),
-        "machine": machine(),
-        "command": f"hsikit run {path.as_posix()}",
+        **results_header(job.name, f"hsikit run {path.as_posix()}"),
         "job": job.model_dump(),
         "runs": runs,
     }
-    write_text(
-        Path(job.results),
-        json.dumps(results, indent=2) + "\n",
-        suffixes=(".json",),
-        what="a results file",
-    )
-    write_section(Path(job.report), job.name, mapping_scaling_markdown(results))
+    publish(results, job.results, job.report, job.name, mapping_scaling_markdown(results))
     return results
 
 
@@ -183,7 +170,8 @@ def mapping_scaling_markdown(results: dict) -> str:
     job, runs = results["job"], results["runs"]
     base = runs[0]
     lines = [
-        f"Measured {results['date']} on {results['machine']} with `{results['command']}`: "
+        f"Measured {results['date']} on {machine_sentence(results['machine'])} with "
+        f"`{results['command']}`: "
         f"{job['scenes']} synthetic {job['side']} × {job['side']} × {job['bands']} float32 "
         f"scenes, `{job['model']}` trained one epoch on {job['dataset']}, tiles of "
         f"{job['window']} px, one dask thread per worker. Scaling is against the first row "

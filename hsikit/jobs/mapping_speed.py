@@ -11,18 +11,15 @@ fp32 matrix-multiply peak.
 
 from __future__ import annotations
 
-import json
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hsikit.documents import read_job
-from hsikit.jobs.report import write_section
+from hsikit.jobs.report import machine_sentence, publish, results_header
 from hsikit.jobs.runner import in_child, peak_rss_mb
-from hsikit.writers.atomic import write_text
 
 MapPath = Literal["patch", "shared"]
 PATHS: tuple[MapPath, ...] = ("patch", "shared")
@@ -196,7 +193,6 @@ def training_wavelengths(dataset: str) -> list[float]:
 
 
 def run_mapping_speed(job: MappingSpeedJob, path: Path, log: Any = print) -> dict:
-    from hsikit.jobs.benchmark import machine
     from hsikit.jobs.memory import synthetic_scene
 
     folder = Path(job.output)
@@ -239,17 +235,12 @@ def run_mapping_speed(job: MappingSpeedJob, path: Path, log: Any = print) -> dic
         if scene.side is not None:
             Path(str(source)).unlink(missing_ok=True)
     results = {
-        "benchmark": job.name,
-        "date": date.today().isoformat(),
-        "machine": machine(),
+        **results_header(job.name, f"hsikit run {path.as_posix()}"),
         "matmul_gflops": peak,
-        "command": f"hsikit run {path.as_posix()}",
         "job": job.model_dump(),
         "runs": runs,
     }
-    text = json.dumps(results, indent=2) + "\n"
-    write_text(Path(job.results), text, suffixes=(".json",), what="a results file")
-    write_section(Path(job.report), job.name, mapping_speed_markdown(results))
+    publish(results, job.results, job.report, job.name, mapping_speed_markdown(results))
     return results
 
 
@@ -260,8 +251,7 @@ def mapping_speed_markdown(results: dict) -> str:
     lines = [
         f"### {results['benchmark']}, {results['date']}",
         "",
-        f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
-        f"Python {m['python']}, torch {m['torch']}; fp32 matmul peak {peak:.1f} GFLOP/s. "
+        f"Machine: {machine_sentence(m)}; fp32 matmul peak {peak:.1f} GFLOP/s. "
         f"Reproduce: `{results['command']}`. Before: patch by patch; after: the shared path "
         "(whole windows for the networks that have one) with read-ahead and write-behind.",
         "",

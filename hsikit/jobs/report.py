@@ -174,3 +174,37 @@ def write_section(path: Path, name: str, markdown: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text, suffixes=(".md",), what="a Markdown report")
+
+
+def results_header(name: str, command: str) -> dict:
+    """What every job's results file starts with: the job, the date, the machine, the command
+    that reproduces it."""
+    from datetime import date
+
+    from hsikit.jobs.benchmark import machine
+
+    return {
+        "benchmark": name,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "command": command,
+    }
+
+
+def machine_sentence(m: dict) -> str:
+    """The machine a result was measured on, for a report."""
+    return (
+        f"{m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
+        f"Python {m['python']}, torch {m['torch']}"
+    )
+
+
+def publish(
+    results: dict, results_path: str | Path, report_path: str | Path, name: str, markdown: str
+) -> None:
+    """Write a job's results (JSON) and its section of the report (Markdown)."""
+    import json
+
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    write_text(Path(results_path), text, suffixes=(".json",), what="a results file")
+    write_section(Path(report_path), name, markdown)

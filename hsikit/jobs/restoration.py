@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError, validation_sentence
 from hsikit.jobs.baselines import baseline, tuned_parameter
-from hsikit.jobs.report import write_section
+from hsikit.jobs.report import machine_sentence, publish, results_header
 from hsikit.jobs.runner import in_child, peak_rss_mb
-from hsikit.writers.atomic import write_text
 
 #: Options of a head that the job fixes for all of them (one set of regions).
 SHARED = ("dataset", "scenes", "block_size", "test_share", "val_share", "seed", "threads")
@@ -298,7 +296,6 @@ def _downstream(job: dict, bundle: str, settings: list[dict], output: str) -> di
 
 
 def run_restoration(job: RestorationJob, path: Path, log: Any = print) -> dict:
-    from hsikit.jobs.benchmark import machine
 
     command = f"hsikit run {path.as_posix()}"
     output = Path(job.output)
@@ -328,31 +325,23 @@ def run_restoration(job: RestorationJob, path: Path, log: Any = print) -> dict:
         wanted = [s.model_dump() for s in job.settings if s.name in job.downstream.settings]
         downstream = in_child(_downstream, plain, bundles[job.downstream.head], wanted, str(output))
     results = {
-        "benchmark": job.name,
-        "date": date.today().isoformat(),
-        "machine": machine(),
-        "command": command,
+        **results_header(job.name, command),
         "job": plain,
         "trained": trained,
         "scores": scores,
         "downstream": downstream,
     }
-    write_text(
-        Path(job.results), json.dumps(results, indent=2) + "\n", suffixes=(".json",), what="results"
-    )
-    write_section(Path(job.report), job.name, restoration_markdown(results, job))
+    publish(results, job.results, job.report, job.name, restoration_markdown(results, job))
     return results
 
 
 def restoration_markdown(results: dict, job: RestorationJob) -> str:
     """The report section: per setting, one row per method; then the downstream check."""
-    m = results["machine"]
     lines = [
         f"### {job.name} ({job.dataset or Path(job.scene or '').name}, test region), "
         f"{results['date']}",
         "",
-        f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['gpu']}; "
-        f"Python {m['python']}, torch {m['torch']}. "
+        f"Machine: {machine_sentence(results['machine'])}. "
         f"Reproduce: `{results['command']}`. Regions: {job.block_size}-px blocks, "
         f"test {job.test_share:.0%}, validation {job.val_share:.0%}, seed {job.seed}.",
         "",

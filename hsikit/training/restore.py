@@ -183,6 +183,53 @@ def region_roles_of(
     return region_roles(_valid_mask(scene), block, seed, test_share, val_share)
 
 
+def start_head_training(
+    model: str,
+    bundle_path: Path,
+    report_dir: Path,
+    inputs: list[str],
+    device: str,
+    threads: int | None,
+    hint: str,
+) -> tuple[Any, str]:
+    """Before a restoration head trains: its outputs checked, the model a restoration head
+    (``hint`` says which to choose), the device resolved and the threads set; returns the
+    model's registry entry and the device."""
+    from hsikit.writers.atomic import check_output, check_output_folder
+
+    check_output(bundle_path, suffixes=(".safetensors",), what="a bundle", inputs=inputs)
+    check_output_folder(report_dir, inputs=inputs)
+    entry = get_entry(model)
+    if entry.task != "restoration":
+        raise InputError(None, f"{model} is a classifier, not a restoration head", hint)
+    resolved = resolve_device(device)
+    use_threads(threads)
+    return entry, resolved
+
+
+def head_recipe(
+    config: Any, entry: Any, device: str, progress: bool, defaults: dict[str, Any], **fixed: Any
+) -> Any:
+    """The training recipe of a restoration head: the config's choices, else the model's
+    registered recipe, else ``defaults`` (epochs, lr, batch_size); ``fixed`` on top."""
+    from hsikit.training.tasks.base import Recipe
+
+    chosen = {
+        key: getattr(config, key) or entry.recipe.get(key, default)
+        for key, default in defaults.items()
+    }
+    return Recipe(
+        **chosen,
+        warmup_epochs=config.warmup_epochs,
+        weight_decay=config.weight_decay,
+        patience=config.patience,
+        max_minutes=config.max_minutes,
+        progress=progress,
+        device=device,
+        **fixed,
+    )
+
+
 def train_restorer(
     config: RestoreConfig,
     bundle_path: str | Path,
@@ -195,21 +242,18 @@ def train_restorer(
     from hsikit.restorer import RestorerMeta, save_restorer
     from hsikit.training.loops import fit_restorer
     from hsikit.training.report import command_line
-    from hsikit.training.tasks.base import Recipe
-    from hsikit.writers.atomic import check_output, check_output_folder, prepare_output_folder
+    from hsikit.writers.atomic import prepare_output_folder
 
     bundle_path, report_dir = Path(bundle_path), Path(report_dir)
-    check_output(bundle_path, suffixes=(".safetensors",), what="a bundle", inputs=config.scenes)
-    check_output_folder(report_dir, inputs=config.scenes)
-    entry = get_entry(config.model)
-    if entry.task != "restoration":
-        raise InputError(
-            None,
-            f"{config.model} is a classifier, not a restoration head",
-            "choose hsdt_*, essaformer_* or mp_hsir_* (see 'hsikit models')",
-        )
-    device = resolve_device(config.device)
-    use_threads(config.threads)
+    entry, device = start_head_training(
+        config.model,
+        bundle_path,
+        report_dir,
+        config.scenes,
+        config.device,
+        config.threads,
+        "choose hsdt_*, essaformer_* or mp_hsir_* (see 'hsikit models')",
+    )
     started = time.perf_counter()
     scenes = _scenes(config)
     first = scenes[0]
@@ -257,16 +301,8 @@ def train_restorer(
     validation = _fixed_crops(
         scenes, regions, VAL, crop, value_range, degradations, band_window, job, config
     )
-    recipe = Recipe(
-        epochs=config.epochs or entry.recipe.get("epochs", 40),
-        lr=config.lr or entry.recipe.get("lr", 1e-3),
-        batch_size=config.batch_size or entry.recipe.get("batch_size", 8),
-        warmup_epochs=config.warmup_epochs,
-        weight_decay=config.weight_decay,
-        patience=config.patience,
-        max_minutes=config.max_minutes,
-        progress=progress,
-        device=device,
+    recipe = head_recipe(
+        config, entry, device, progress, {"epochs": 40, "lr": 1e-3, "batch_size": 8}
     )
     prepare_output_folder(report_dir)
     fit_info = fit_restorer(
