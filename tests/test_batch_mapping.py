@@ -231,7 +231,9 @@ def hsikit_map(*args: object) -> subprocess.Popen:
     )
 
 
-def test_kill_9_mid_run_then_resume_gives_byte_identical_maps(tmp_path, trained, dask_cluster):
+def test_kill_9_of_the_client_or_a_worker_still_gives_byte_identical_maps(
+    tmp_path, trained, dask_cluster
+):
     bundle, _ = trained
     scenes = scenes_in(tmp_path / "scenes", 3, rows=64, cols=64)
     common = ["-m", bundle, "--scheduler", dask_cluster, "--window", WINDOW, "--confidence"]
@@ -255,11 +257,42 @@ def test_kill_9_mid_run_then_resume_gives_byte_identical_maps(tmp_path, trained,
     assert resumed.returncode == 0, stderr
     done = int(stdout.split("(")[1].split(" tiles run")[0])
     assert done < 48  # finished tiles were skipped
-    names = sorted(p.name for p in (tmp_path / "whole" / "maps").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "resumed" / "maps").iterdir())
+    assert_same_maps(tmp_path / "whole", tmp_path / "resumed")
+
+    # a worker killed mid-run: its nanny starts a new one, the lost tiles run again
+    import psutil
+
+    dask = Path(sys.executable).parent / "dask"
+    nanny = subprocess.Popen(
+        [dask, "worker", dask_cluster, "--nthreads", "1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not psutil.Process(nanny.pid).children():
+            assert time.monotonic() < deadline, "the nanny started no worker"
+            time.sleep(0.05)
+        running = hsikit_map(*scenes, "-o", tmp_path / "worker_killed", *common)
+        tiles = tmp_path / "worker_killed" / "tiles"
+        while not (tiles.is_dir() and len(list(tiles.rglob("*.npz"))) >= 3):
+            assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+            time.sleep(0.005)
+        for worker in psutil.Process(nanny.pid).children():
+            worker.kill()
+        stdout, stderr = running.communicate(timeout=300)
+        assert running.returncode == 0, stderr
+    finally:
+        nanny.kill()
+        nanny.wait()
+    assert_same_maps(tmp_path / "whole", tmp_path / "worker_killed")
+
+
+def assert_same_maps(first: Path, second: Path) -> None:
+    names = sorted(p.name for p in (first / "maps").iterdir())
+    assert names == sorted(p.name for p in (second / "maps").iterdir())
     for name in names:
-        whole_bytes = (tmp_path / "whole" / "maps" / name).read_bytes()
-        assert whole_bytes == (tmp_path / "resumed" / "maps" / name).read_bytes(), name
+        assert (first / "maps" / name).read_bytes() == (second / "maps" / name).read_bytes(), name
 
 
 def test_pixel_areas_of_projected_and_geographic_grids():
