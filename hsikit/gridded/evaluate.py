@@ -72,7 +72,7 @@ def preview_png(preview: dict[str, np.ndarray], names: list[str], path: Path) ->
     columns = ["coarse", "bicubic", model, "truth"]
     layers = names[:4]
     fig, axes = plt.subplots(
-        len(layers), 4, figsize=(13, 2.2 * len(layers) + 0.4), squeeze=False, dpi=100
+        len(layers), 4, figsize=(13, 2.2 * len(layers) + 0.4), squeeze=False, dpi=80
     )
     for row, name in enumerate(layers):
         low = float(np.nanmin(preview["truth"][row]))
