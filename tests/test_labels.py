@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import numpy as np
 import rasterio
@@ -81,3 +83,90 @@ def test_label_raster_must_match_the_grid(tmp_path):
     truth[0, 5:10, 5:10] = 4
     good = synthetic.write_geotiff(tmp_path / "gt.tif", truth, nodata=None)
     assert load_labels(good, scene).counts() == {4: 25}
+
+
+QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.4-Białowieża" styleCategories="Symbology">
+  <renderer-v2 type="categorizedSymbol" attr="crop" forceraster="0" enableorderby="0">
+    <categories>
+      <category value="maize" label="Maize" symbol="0" render="true"/>
+      <category value="wheat" label="Wheat" symbol="1" render="true"/>
+    </categories>
+    <symbols>
+      <symbol type="marker" name="0" alpha="1"><layer class="SimpleMarker"><Option type="Map">
+        <Option type="QString" name="color" value="227,26,28,255"/>
+      </Option></layer></symbol>
+      <symbol type="marker" name="1" alpha="1"><layer class="SimpleMarker">
+        <prop k="color" v="51,160,44,255"/>
+      </layer></symbol>
+    </symbols>
+  </renderer-v2>
+</qgis>
+"""
+
+
+def _qgis_geopackage(path):
+    """Two point layers and QGIS's layer_styles table holding a categorized style for one."""
+    import pandas as pd
+    import pyogrio
+
+    t = synthetic.UTM_TRANSFORM
+    centres = [t @ (c + 0.5, r + 0.5) for c, r in [(3, 4), (5, 6), (30, 20), (33, 25)]]
+    points = gpd.GeoDataFrame(
+        {"crop": ["wheat", "wheat", "maize", "maize"]},
+        geometry=gpd.points_from_xy(*zip(*centres)),
+        crs="EPSG:32633",
+    )
+    points.to_file(path, layer="points")
+    points.iloc[:1].to_file(path, layer="other", mode="a")
+    styles = pd.DataFrame(
+        {
+            "f_table_catalog": [""],
+            "f_table_schema": [""],
+            "f_table_name": ["points"],
+            "f_geometry_column": ["geom"],
+            "styleName": ["points"],
+            "styleQML": [QML],
+            "useAsDefault": [True],
+        }
+    )
+    pyogrio.write_dataframe(styles, path, layer="layer_styles", append=True)
+    return path
+
+
+def test_a_qgis_geopackage_layer_is_chosen_and_keeps_its_qgis_colours(tmp_path, run_cli):
+    scene_path = _scene(tmp_path)
+    vector = _qgis_geopackage(tmp_path / "labels.gpkg")
+    output = tmp_path / "labels.tif"
+    common = ["--class-field", "crop", "-o", output]
+    refused = run_cli("rasterize", scene_path, vector, *common)
+    assert refused.code == 2 and "holds 2 layers with geometries (points, other)" in refused.stderr
+    assert "--layer" in refused.stderr and not output.exists()
+    result = run_cli("rasterize", scene_path, vector, "--layer", "points", *common)
+    assert result.code == 0, result.stderr
+    assert "Warning" not in result.stderr and "layer" not in result.stderr.lower()
+    with rasterio.open(output) as src:
+        values, colours = src.read(1), src.colormap(1)
+    assert values[4, 3] == 2 and values[20, 30] == 1  # maize = 1, wheat = 2 (sorted names)
+    assert colours[1][:3] == (227, 26, 28) and colours[2][:3] == (51, 160, 44)  # QGIS's
+    unknown = run_cli("rasterize", scene_path, vector, "--layer", "roads", *common)
+    assert unknown.code == 2 and "has no layer 'roads'" in unknown.stderr
+
+
+def test_sparse_labels_are_said_to_train_on_a_handful_of_pixels(tmp_path, run_cli):
+    scene, _, truth = synthetic.class_scene(tmp_path, bands=6, rows=24, cols=30)
+    sparse = np.zeros_like(truth)
+    for value in range(1, 5):  # three labelled pixels per class, as a few field points give
+        rows, cols = np.nonzero(truth == value)
+        sparse[rows[:3], cols[:3]] = value
+    labels = synthetic.write_geotiff(tmp_path / "sparse.tif", sparse[None], nodata=None)
+    output = tmp_path / "m.safetensors"
+    result = run_cli(
+        "train", scene, "--labels", labels, "--model", "svm_rbf", "--split", "random", "-o", output
+    )
+    assert result.code == 0, result.stderr
+    assert "warning:" in result.stderr
+    assert "fewer than 5 pixels" in result.stderr or "have no training pixels" in result.stderr
+    assert "--per-class" in result.stderr
+    report = json.loads((tmp_path / "m_report" / "metrics.json").read_text())
+    assert report["warnings"]

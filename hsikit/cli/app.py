@@ -41,6 +41,10 @@ SmoothOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(help="The labels layer of a vector file that holds several (a GeoPackage)."),
+]
 PrecisionOpt = Annotated[
     str,
     typer.Option(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsikit.cli.app import out
+from hsikit.cli.app import err, out
 from hsikit.errors import InputError, validation_sentence
 
 
@@ -69,6 +69,8 @@ def config_from_options(
 def print_metrics(report: dict) -> None:
     from hsikit.training.report import seed_text
 
+    for warning in report.get("warnings", []):
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     out.print(
         f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
         f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "

@@ -10,6 +10,7 @@ from rich.progress import Progress
 
 from hsikit.cli.app import (
     DeviceOpt,
+    LayerOpt,
     OutputOpt,
     PrecisionOpt,
     SceneArg,
@@ -34,6 +35,7 @@ def classify(
     ] = None,
     labels: Annotated[str | None, typer.Option(help="Train on these labels first.")] = None,
     class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
+    layer: LayerOpt = None,
     model: Annotated[str, typer.Option(help="Model to train with --labels.")] = "cnn3d",
     confidence: Annotated[bool, typer.Option(help="Also write map_confidence.tif.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")] = False,
@@ -81,6 +83,7 @@ def classify(
             "labels": [labels],
             "model": model,
             "class_field": class_field,
+            "layer": layer,
             "seed": seed,
             "threads": threads,
             "device": device,
@@ -129,6 +132,7 @@ def evaluate(
     ] = None,
     labels: Annotated[str | None, typer.Option(help="Reference labels for SCENE.")] = None,
     class_field: Annotated[str | None, typer.Option()] = None,
+    layer: LayerOpt = None,
     dataset: Annotated[
         str | None, typer.Option(help="Catalog dataset: its test split as recorded in the bundle.")
     ] = None,
@@ -148,6 +152,7 @@ def evaluate(
         scene=scene,
         labels=labels,
         class_field=class_field,
+        layer=layer,
         dataset=dataset,
         report_dir=report,
         device=device,

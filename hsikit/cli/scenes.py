@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from hsikit.cli.app import (
+    LayerOpt,
     MemberOpt,
     OutputOpt,
     SceneArg,
@@ -283,9 +284,11 @@ def rasterize(
     name_field: Annotated[
         str | None, typer.Option(help="Field with class names for numeric classes.")
     ] = None,
+    layer: LayerOpt = None,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
 ) -> None:
-    """Put labels on the scene grid and write them as a class-map COG."""
+    """Put labels on the scene grid and write them as a class-map COG (in the class colours of
+    the labels' QGIS style, when they have one)."""
     from hsikit.data.labels import load_labels
     from hsikit.writers.classmap import write_class_map
     from hsikit.writers.provenance import provenance
@@ -293,7 +296,7 @@ def rasterize(
 
     opened = scene_arg(scene)
     check_map_outputs(output, png, inputs=[labels])
-    placed = load_labels(labels, opened, class_field, name_field)
+    placed = load_labels(labels, opened, class_field, name_field, layer)
     write_class_map(
         output,
         placed.values,

@@ -35,9 +35,14 @@ class Labels:
 
 
 def load_labels(
-    path: str | Path, scene: Scene, class_field: str | None = None, name_field: str | None = None
+    path: str | Path,
+    scene: Scene,
+    class_field: str | None = None,
+    name_field: str | None = None,
+    layer: str | None = None,
 ) -> Labels:
-    """Labels for ``scene`` from a raster (same grid) or a vector file (rasterised onto it)."""
+    """Labels for ``scene`` from a raster (same grid) or a vector file (rasterised onto it;
+    ``layer``: which of its layers, needed when it holds several)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder", "check the label path")
@@ -45,7 +50,7 @@ def load_labels(
         if file == path or path.suffix.lower() == ".shp":
             claim_input(file, "labels file")
     if path.suffix.lower() in VECTOR_SUFFIXES:
-        return rasterize_vector(path, scene, class_field, name_field)
+        return rasterize_vector(path, scene, class_field, name_field, layer)
     return _label_raster(path, scene)
 
 
@@ -95,14 +100,23 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
 
 
 def rasterize_vector(
-    path: Path, scene: Scene, class_field: str | None, name_field: str | None = None
+    path: Path,
+    scene: Scene,
+    class_field: str | None,
+    name_field: str | None = None,
+    layer: str | None = None,
 ) -> Labels:
+    """Vector labels rasterised onto ``scene``, in the class colours of the layer's QGIS style
+    when it has a categorized one on the class field."""
     import geopandas as gpd
     from rasterio.features import rasterize
     from shapely.geometry import box
 
+    from hsikit.data.vector_layers import choose_layer
+
+    layer = choose_layer(path, layer)
     try:
-        frame = gpd.read_file(path)
+        frame = gpd.read_file(path, layer=layer)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         raise LabelError(
             path,
@@ -142,6 +156,9 @@ def rasterize_vector(
             "check that the labels and the scene cover the same area",
         )
     table, codes = _class_table(frame, class_field, name_field, path)
+    table = _styled(
+        table, path, layer, class_field, pd.api.types.is_numeric_dtype(frame[class_field])
+    )
     shapes = ((geom, code) for geom, code in zip(frame.geometry, codes))
     dtype = "uint8" if table.max_value <= 255 else "uint16"
     values = rasterize(
@@ -158,6 +175,24 @@ def rasterize_vector(
             "use larger polygons, or points on pixel centres",
         )
     return Labels(values, table, str(path))
+
+
+def _styled(table: ClassTable, path: Path, layer: str, field: str, numeric: bool) -> ClassTable:
+    """``table`` with the colours of the layer's categorized QGIS style on ``field``."""
+    from dataclasses import replace
+
+    from hsikit.data.vector_layers import categorized_colours, style_document
+
+    colours = categorized_colours(style_document(path, layer) or "", field)
+    if not colours:
+        return table
+    if numeric:  # QGIS writes a numeric category as "3" (or "3.0")
+        colours |= {k.removesuffix(".0"): v for k, v in colours.items()}
+    entries = tuple(
+        replace(e, colour=colours.get(str(e.value) if numeric else e.name, e.colour))
+        for e in table.entries
+    )
+    return ClassTable(entries)
 
 
 def _scene_bounds(scene: Scene) -> tuple[float, float, float, float]:

@@ -29,7 +29,9 @@ def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
         raw = []
         for scene_path, label_path in zip(config.scenes, config.labels):
             scene = open_scene(scene_path)
-            labels = load_labels(label_path, scene, config.class_field, config.name_field)
+            labels = load_labels(
+                label_path, scene, config.class_field, config.name_field, config.layer
+            )
             raw.append((scene, labels.values, labels.classes, scene_path))
     table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])
     first = raw[0][0]

@@ -48,6 +48,7 @@ def _independent(
     labels_path: str | None,
     class_field: str | None,
     dataset: str | None,
+    layer: str | None = None,
 ) -> ReferencePixels:
     from hsikit.data.datasets import load, resolve_scene
     from hsikit.data.labels import load_labels
@@ -59,7 +60,7 @@ def _independent(
         if labels_path is None:
             raise InputError(scene_arg, "no reference labels given", "pass --labels")
         scene = resolve_scene(scene_arg)
-        placed = load_labels(labels_path, scene, class_field)
+        placed = load_labels(labels_path, scene, class_field, layer=layer)
         scene, values, table = scene, placed.values, placed.classes
     by_name = {e.name: i for i, e in enumerate(bundle.classes.entries)}
     lookup = value_lookup(table.values, [by_name.get(e.name, -1) for e in table.entries])
@@ -83,6 +84,7 @@ def evaluate_bundle(
     scene: str | None = None,
     labels: str | None = None,
     class_field: str | None = None,
+    layer: str | None = None,
     dataset: str | None = None,
     report_dir: str | Path | None = None,
     device: str = "auto",
@@ -108,7 +110,7 @@ def evaluate_bundle(
             )
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
-        pixels = _independent(bundle, scene or "", labels, class_field, dataset)
+        pixels = _independent(bundle, scene or "", labels, class_field, dataset, layer)
         report = _report(bundle, pixels, "independent reference data")
     if report_dir is not None:
         from hsikit.training.report import confusion_png, write_json

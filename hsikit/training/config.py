@@ -189,6 +189,9 @@ class TrainConfig(DataOptions):
         "the --init file's model, else cnn3d",
     )
     class_field: str | None = option(DATA, description="class field of vector labels")
+    layer: str | None = option(
+        DATA, description="the labels layer of a vector file that holds several"
+    )
     name_field: str | None = option(DATA, description="class-name field for numeric classes")
     split: Literal["random", "spatial", "tiles"] = option(
         DATA, "spatial", description="random (optimistic), spatial (blocks) or tiles (whole scenes)"

@@ -65,6 +65,38 @@ def _class_indices(
     return model_table, {role: lookup[y] for role, y in samples.y.items()}
 
 
+#: Training pixels below which a class is said to train on a handful.
+FEW_TRAINING_PIXELS = 5
+
+
+def split_warnings(table: ClassTable, y_train: np.ndarray, model_table: ClassTable) -> list[str]:
+    """What a user must hear about the split before trusting the bundle: labelled classes it
+    leaves without training pixels (the model cannot predict them), and classes it trains on
+    a handful of pixels."""
+    hint = (
+        "give --per-class N or a larger --train-ratio (a spatial split: a smaller --block-size "
+        "or --train-fraction)"
+    )
+    warnings = []
+    kept = {e.name for e in model_table.entries}
+    missing = [e.name for e in table.entries if e.name not in kept]
+    if missing:
+        warnings.append(
+            f"{len(missing)} of {len(table.entries)} labelled classes have no training pixels "
+            f"({', '.join(missing)}), so the bundle cannot predict them: {hint}"
+        )
+    counts = np.bincount(y_train, minlength=len(model_table.entries))
+    few = [
+        f"{e.name} ({n})" for e, n in zip(model_table.entries, counts) if n < FEW_TRAINING_PIXELS
+    ]
+    if few:
+        warnings.append(
+            f"classes train on fewer than {FEW_TRAINING_PIXELS} pixels each: {', '.join(few)}; "
+            f"{hint}"
+        )
+    return warnings
+
+
 def train(
     config: TrainConfig, bundle_path: str | Path, report_dir: str | Path, progress: bool = True
 ) -> TrainResult:
@@ -162,6 +194,7 @@ def train(
     bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
+    warnings = split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
     parameters = bundle.parameter_count
     report.update(
         model=config.model,
@@ -177,6 +210,7 @@ def train(
         trainable_parameters=int(fit_info.get("trainable_parameters", parameters)),
         samples={r: int(len(v)) for r, v in y.items()},
         classes_without_training_pixels=dropped,
+        warnings=warnings,
         fit=fit_info,
         split=[s.split.describe(s.labels) for s in sources],
     )
