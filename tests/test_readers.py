@@ -4,6 +4,7 @@ rest."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import resource
 import warnings
 
@@ -339,3 +340,29 @@ def test_info_samples_the_nodata_fraction_of_large_scenes(tmp_path, run_cli):
     small = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(2, 10, 10))
     summary = json.loads(run_cli("info", small, "--json").stdout)
     assert summary["nodata_fraction"] == 0.0 and summary["nodata_fraction_exact"] is True
+
+
+def test_info_shows_bounds_to_the_metre_and_json_bounds_equal_rasterios(tmp_path, run_cli):
+    transform = Affine(30.0, 0.0, 448_359.0, 0.0, -30.0, 4_483_591.5)
+    path = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(2, 4, 5), transform=transform)
+    text = run_cli("info", path)
+    assert text.code == 0 and "448359, 4483471.5, 448509, 4483591.5" in text.stdout
+    document = json.loads(run_cli("info", path, "--json").stdout)
+    with rasterio.open(path) as src:
+        left, bottom, right, top = src.bounds
+    assert document["bounds"] == {"left": left, "bottom": bottom, "right": right, "top": top}
+
+
+@pytest.mark.parametrize(("values", "nm"), [("0.45, 0.55, 0.65", 450.0), ("450, 550, 650", 450.0)])
+def test_envi_unknown_wavelength_units_keep_the_wavelengths_by_their_size(
+    tmp_path, run_cli, values, nm
+):
+    header, _ = synthetic.write_envi(
+        tmp_path,
+        synthetic.cube(3, 4, 5).astype("float32"),
+        extra={"wavelength": f"{{{values}}}", "wavelength units": "Unknown"},
+    )
+    scene = open_scene(header)
+    assert scene.wavelengths[0] == pytest.approx(nm)
+    assert any("wavelength units = Unknown" in note for note in scene.notes)
+    assert "wavelength units = Unknown" in run_cli("info", header).stdout

@@ -65,10 +65,14 @@ def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
         ("CRS", summary["crs"] or "none (pixel grid)"),
         (
             "resolution",
-            "{:g} × {:g}".format(*summary["resolution"])
+            "{:.15g} × {:.15g}".format(*summary["resolution"])
             + (" (rotated)" if summary["rotated"] else ""),
         ),
-        ("bounds", "{left:g}, {bottom:g}, {right:g}, {top:g}".format(**summary["bounds"])),
+        # every digit a coordinate has: metres of a UTM northing are not rounded away
+        (
+            "bounds",
+            "{left:.15g}, {bottom:.15g}, {right:.15g}, {top:.15g}".format(**summary["bounds"]),
+        ),
         (
             "nodata",
             f"{summary['nodata']} — {summary['nodata_fraction']:.2%} of pixels"

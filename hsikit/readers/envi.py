@@ -231,6 +231,12 @@ def band_info_from_header(
     bbl = floats("bbl")
     names = meta.get("band names")
     notes = []
+    units = str(meta.get("wavelength units") or "")
+    if wl is not None and units.strip().lower() == "unknown":
+        unit = "micrometres" if factor == 1000.0 else "nanometres"
+        notes.append(
+            f"'wavelength units = {units}': the wavelengths were read as {unit} by their size"
+        )
     if names is not None and not (isinstance(names, list) and len(names) == count):
         notes.append(
             f"'band names' lists {len(names) if isinstance(names, list) else 1} names "

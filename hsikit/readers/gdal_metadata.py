@@ -36,9 +36,14 @@ _UNIT_TO_NM = {
 }
 
 
+#: Unit values that say the unit is not known (ENVI's own "Unknown"): the magnitude decides.
+UNKNOWN_UNITS = ("unknown", "")
+
+
 def nm_factor(units: str | None, values: ArrayLike) -> float:
-    """Factor to nanometres; with no unit, values under 100 are taken as micrometres."""
-    if units:
+    """Factor to nanometres; with no unit (or ENVI's ``Unknown``), values under 100 are taken
+    as micrometres."""
+    if units and units.strip().lower() not in UNKNOWN_UNITS:
         key = units.strip().lower()
         if key in _UNIT_TO_NM:
             return _UNIT_TO_NM[key]
