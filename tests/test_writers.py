@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from matplotlib.image import imread
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from hsikit import open_scene
@@ -89,6 +90,9 @@ def test_confidence_and_probabilities_written_beside_the_map(tmp_path):
     with rasterio.open(tmp_path / "map_probabilities.tif") as src:
         assert src.count == 3 and src.descriptions == ("Water", "Forest", "Crop")
         assert src.read(2)[5, 5] == 80 and src.crs == synthetic.UTM
+        # plain data, as QGIS must see it: three uint8 bands are not an RGB picture
+        assert src.tags(ns="IMAGE_STRUCTURE").get("PHOTOMETRIC", "MINISBLACK") == "MINISBLACK"
+        assert ColorInterp.red not in src.colorinterp and ColorInterp.alpha not in src.colorinterp
 
 
 def test_failed_write_leaves_nothing_at_the_output(tmp_path):

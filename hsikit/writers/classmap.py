@@ -21,6 +21,7 @@ from types import TracebackType
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -153,9 +154,10 @@ class ClassMapWriter:
         if self.want_confidence:
             self._open("confidence", _profile(self.grid, "uint8", 1, SCORE_NODATA))
         if self.want_probabilities:
-            self._open(
-                "probabilities", _profile(self.grid, "uint8", len(self.classes), SCORE_NODATA)
-            )
+            profile = _profile(self.grid, "uint8", len(self.classes), SCORE_NODATA)
+            # plain data bands: 3 or 4 uint8 bands would otherwise be an RGB(A) picture
+            profile["photometric"] = "MINISBLACK"
+            self._open("probabilities", profile)
         return self
 
     def _open(self, key: str, profile: dict) -> None:
@@ -215,6 +217,9 @@ class ClassMapWriter:
             confidence.set_band_unit(1, "%")
         if "probabilities" in self._datasets:
             probabilities = self._datasets["probabilities"]
+            probabilities.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (
+                probabilities.count - 1
+            )
             for i, entry in enumerate(entries, start=1):
                 probabilities.set_band_description(i, entry.name)
                 probabilities.set_band_unit(i, "%")
