@@ -52,3 +52,14 @@ def test_flat_and_sectioned_recipe_options_are_one_config():
     sectioned = TrainConfig(dataset="indian_pines", recipe={"mixup": 0.4, "epochs": 3})
     assert flat == sectioned and flat.model_dump()["recipe"]["mixup"] == 0.4
     assert TrainConfig.model_validate(flat.model_dump()) == flat  # as bundles store it
+
+
+def test_the_progress_bar_counts_epochs_from_one():
+    from types import SimpleNamespace
+
+    from hsikit.training.loops import EpochProgressBar
+
+    bar = EpochProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=30)  # what Lightning attaches
+    assert bar._get_train_description(29).strip() == "Epoch 30/30"
+    assert bar._get_train_description(0).strip() == "Epoch 1/30"

@@ -45,6 +45,15 @@ class KeepBestWeights(Callback):
             self.state = copy.deepcopy(model.state_dict())
 
 
+class EpochProgressBar(RichProgressBar):
+    """Lightning's bar, counting epochs as people do: "Epoch 30/30" at the end of 30."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total is not None else "")
+        return f"{text:{len(self.validation_description)}}"
+
+
 def _schedule_callbacks(recipe: Recipe) -> list[Callback]:
     """What every training pass of ``recipe`` runs with, the refit included: the cyclical LoRA
     strength and the weight average."""
@@ -230,7 +239,7 @@ def _trainer(
     """``max_epochs`` stops before the end of the schedule, which stays ``recipe.epochs`` long.
     On a GPU some kernels have no deterministic version: those warn instead of failing."""
     if recipe.progress:
-        callbacks = [*callbacks, RichProgressBar(leave=False)]
+        callbacks = [*callbacks, EpochProgressBar(leave=False)]
     accelerator, devices = lightning_device(recipe.device, recipe.devices)
     return L.Trainer(
         max_epochs=max_epochs or recipe.epochs,
