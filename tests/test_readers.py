@@ -366,3 +366,23 @@ def test_envi_unknown_wavelength_units_keep_the_wavelengths_by_their_size(
     assert scene.wavelengths[0] == pytest.approx(nm)
     assert any("wavelength units = Unknown" in note for note in scene.notes)
     assert "wavelength units = Unknown" in run_cli("info", header).stdout
+
+
+def test_a_member_or_time_the_file_lacks_is_refused_with_readable_times(tmp_path, run_cli):
+    import pandas as pd
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), np.zeros((2, 3, 4), "float32"))},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=2, freq="6h"),
+            "latitude": [10.0, 9.0, 8.0],
+            "longitude": [0.0, 1.0, 2.0, 3.0],
+        },
+    )
+    path = tmp_path / "t.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    result = run_cli("info", path, "--member", "3")
+    assert result.code == 2 and "has no member axis, so --member 3 does not apply" in result.stderr
+    result = run_cli("info", path, "--time", "2021-05-01T00:00")
+    assert result.code == 2 and "(2020-01-01T00:00 … 2020-01-01T06:00)" in result.stderr

@@ -145,6 +145,13 @@ def find_name(names: tuple[str, ...], dims: Any) -> str | None:
     return next((n for n in names if n in dims), None)
 
 
+def _label(value: Any) -> Any:
+    """A coordinate value as a person reads it: times to the minute, not the nanosecond."""
+    if isinstance(value, np.datetime64):
+        return np.datetime_as_string(value, unit="m")
+    return value
+
+
 def _select(
     ds: xr.Dataset, dim: str, choice: int | str | None, what: str, path: Path, notes: list[str]
 ) -> xr.Dataset:
@@ -168,7 +175,8 @@ def _select(
         if len(matches) == 0:
             raise InputError(
                 path,
-                f"{what} '{choice}' is not in the file ({values[0]} … {values[-1]})",
+                f"{what} '{choice}' is not in the file ({_label(values[0])} … "
+                f"{_label(values[-1])})",
                 f"choose one of the {what}s listed",
             )
         index = int(matches[0])
@@ -180,11 +188,7 @@ def _select(
                 f"{what} index {index} is out of range (0–{len(values) - 1})",
                 f"choose a {what} index below {len(values)}",
             )
-    label = (
-        np.datetime_as_string(values[index], unit="m")
-        if np.issubdtype(values.dtype, np.datetime64)
-        else values[index]
-    )
+    label = _label(values[index])
     how = "first, by default" if choice is None else "chosen"
     notes.append(f"{what} {label} ({how}; {len(values)} available)")
     return ds.isel({dim: index})
@@ -208,6 +212,12 @@ def open_scene(
         dim = find_name(names_, ds.dims)
         if dim is not None:
             ds = _select(ds, dim, choice, what, path, notes)
+        elif choice is not None:
+            raise InputError(
+                path,
+                f"has no {what} axis, so --{what} {choice} does not apply",
+                f"leave out --{what}",
+            )
     off_grid = [
         str(n) for n, da in ds.data_vars.items() if lat not in da.dims or lon not in da.dims
     ]
