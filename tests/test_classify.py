@@ -127,6 +127,9 @@ def test_vector_labels_in_wgs84_train_and_map_a_utm_scene(tmp_path, run_cli):
     )(truth)
     assert (mapped == expected).mean() > 0.95
     assert (tmp_path / "map.safetensors").is_file()
+    # the user is told where the bundle and the report went
+    assert f"bundle: {tmp_path / 'map.safetensors'}" in result.stdout.replace("\n", "")
+    assert "map_report/" in result.stdout
 
 
 class _Exploit:

@@ -95,6 +95,7 @@ def classify(
             output, {k: v for k, v in options.items() if v is not None}, inputs=inputs
         )
         print_metrics(result.report)
+        out.print(f"bundle: {result.bundle_path}\nreport: {result.report_dir}/")
         bundle = result.bundle_path
     assert bundle is not None  # given, or the one just trained
     loaded = load_bundle(bundle).to(device, precision)

@@ -38,6 +38,7 @@ class TrainResult:
     bundle_path: Path
     report: dict
     bundle: Bundle
+    report_dir: Path
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def train(
     }
     save_bundle(bundle_path, meta, model, preprocessor)
     write_report(report_dir, config, report, sources, model_table)
-    return TrainResult(bundle_path, report, bundle)
+    return TrainResult(bundle_path, report, bundle, report_dir)
 
 
 def train_beside(
