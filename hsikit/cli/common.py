@@ -71,9 +71,13 @@ def print_metrics(report: dict) -> None:
 
     for warning in report.get("warnings", []):
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    where = (
+        f"on {report['reference']}"
+        if "reference" in report
+        else f"{report['protocol']} split, {seed_text(report)}"
+    )
     out.print(
-        f"[bold]{report['model']}[/bold] ({report['protocol']} split, "
-        f"{seed_text(report)}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
+        f"[bold]{report['model']}[/bold] ({where}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
         f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels"
     )
     if "unsmoothed" in report:

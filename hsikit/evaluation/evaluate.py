@@ -29,9 +29,15 @@ def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     return ReferencePixels.of(samples, y, [s.scene for s in sources]), checksum
 
 
-def _report(bundle: Bundle, pixels: ReferencePixels, protocol: str) -> dict:
+def _report(
+    bundle: Bundle, pixels: ReferencePixels, protocol: str, reference: str | None = None
+) -> dict:
+    """Accuracy on ``pixels``: of the bundle's own split (``protocol``), or of ``reference``
+    data, where the split and its seed mean nothing."""
     report = accuracy_report(bundle, pixels)
     config = bundle.meta.training.get("config", {})
+    if reference is not None:
+        report["reference"] = reference
     report.update(
         model=bundle.meta.model.name,
         protocol=protocol,
@@ -78,6 +84,21 @@ def _independent(
     return ReferencePixels.of(samples, lookup[samples.y["test"]], [scene])
 
 
+def _reference_kind(bundle: Bundle, scene: str | None, labels: str | None) -> str:
+    """What the reference pixels are: independent, unless they are the bundle's own training
+    scene and labels (its training and validation pixels are then among them)."""
+    import os
+
+    config = bundle.meta.training.get("config", {})
+    trained = {
+        (os.path.realpath(s), os.path.realpath(lab))
+        for s, lab in zip(config.get("scenes", []), config.get("labels", []))
+    }
+    if scene and labels and (os.path.realpath(scene), os.path.realpath(labels)) in trained:
+        return "the bundle's own training scene and labels (not independent)"
+    return "independent reference data"
+
+
 def evaluate_bundle(
     bundle_path: str | Path,
     *,
@@ -111,7 +132,8 @@ def evaluate_bundle(
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
         pixels = _independent(bundle, scene or "", labels, class_field, dataset, layer)
-        report = _report(bundle, pixels, "independent reference data")
+        kind = _reference_kind(bundle, scene, labels)
+        report = _report(bundle, pixels, kind, reference=kind)
     if report_dir is not None:
         from hsikit.training.report import confusion_png, write_json
         from hsikit.writers.atomic import prepare_output_folder
