@@ -136,9 +136,16 @@ def test_true_colour_quicklook_uses_bands_nearest_rgb(tmp_path, run_cli):
     chosen = display_bands(open_scene(path))
     assert [round(float(wl[b])) for b in chosen] == [653, 558, 463]
     result = run_cli("quicklook", path, "-o", tmp_path / "q.png")
-    assert result.code == 0
+    assert result.code == 0 and "true colour: 653 nm, 558 nm, 463 nm" in result.stdout
     image = imread(tmp_path / "q.png")
     assert image.shape == (30, 40, 4)
+
+
+def test_a_quicklook_without_wavelengths_says_which_bands_it_shows(tmp_path, run_cli):
+    path = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(4, 10, 12))
+    result = run_cli("quicklook", path, "-o", tmp_path / "q.png")
+    assert result.code == 0
+    assert "bands 1, 2, 3" in result.stdout and "no visible wavelengths" in result.stdout
 
 
 def test_class_map_quicklook_has_legend(tmp_path, run_cli):

@@ -239,9 +239,11 @@ def quicklook(
     """PNG quicklook: true colour for cubes, a legend for class maps."""
     from hsikit.writers.classmap import read_class_table
     from hsikit.writers.quicklook import (
+        bands_shown,
         check_png_output,
         class_map_quicklook,
         decimation,
+        display_bands,
         parse_bands,
         scene_quicklook,
     )
@@ -259,9 +261,11 @@ def quicklook(
             title=Path(opened.path).name,
             source=opened.path,
         )
-    else:
-        scene_quicklook(opened, output, chosen, max_size)
-    out.print(f"wrote {output}")
+        out.print(f"wrote {output}")
+        return
+    scene_quicklook(opened, output, chosen, max_size)
+    shown = bands_shown(opened, chosen, display_bands(opened, chosen))
+    out.print(f"wrote {output}: {shown}", highlight=False)
 
 
 @app.command()

@@ -88,6 +88,21 @@ def display_bands(scene: Scene, bands: Sequence[int] | None = None) -> list[int]
     return [0, 1, 2] if scene.count >= 3 else [0]
 
 
+def bands_shown(scene: Scene, bands: Sequence[int] | None, chosen: Sequence[int]) -> str:
+    """What the quicklook shows, said to the user: chosen bands, true colour, or the first
+    bands of a scene whose wavelengths cannot make true colour."""
+    names = ", ".join(str(scene.band_values("name")[b]) for b in chosen)
+    if bands is not None:
+        return f"bands {', '.join(str(b + 1) for b in chosen)} ({names})"
+    wl = scene.wavelengths
+    if np.isfinite(wl[list(chosen)]).all() and len(chosen) == 3:
+        return "true colour: " + ", ".join(f"{wl[b]:.0f} nm" for b in chosen)
+    return (
+        f"bands {', '.join(str(b + 1) for b in chosen)} ({names}): the scene has no visible "
+        "wavelengths for true colour (choose others with --bands)"
+    )
+
+
 def stretch(
     values: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0
 ) -> np.ndarray:
