@@ -63,3 +63,16 @@ def test_the_progress_bar_counts_epochs_from_one():
     bar._trainer = SimpleNamespace(max_epochs=30)  # what Lightning attaches
     assert bar._get_train_description(29).strip() == "Epoch 30/30"
     assert bar._get_train_description(0).strip() == "Epoch 1/30"
+
+
+def test_a_pca_cut_to_what_the_training_pixels_allow_is_said_and_recorded(tmp_path, run_cli):
+    from tests import synthetic
+
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=8, rows=24, cols=30)
+    bundle = tmp_path / "m.safetensors"
+    result = run_cli(
+        "train", scene, "--labels", labels, "--model", "svm_rbf", "--pca", "30", "-o", bundle
+    )
+    assert result.code == 0, result.stderr
+    assert "PCA keeps 8 components, not 30" in result.stderr
+    assert "PCA 8" in run_cli("info", bundle).stdout

@@ -188,7 +188,8 @@ def train(
             None if not np.isfinite(w) else float(w) for w in preprocessor.band_wavelengths
         ],
         band_names=preprocessor.band_names,
-        pca=config.pca or None,
+        # the components PCA could fit: no more than the training spectra it saw
+        pca=preprocessor.out_channels if preprocessor.components is not None else None,
         classes=model_table.to_records(),
         smoothing=config.smoothing,
     )
@@ -196,6 +197,16 @@ def train(
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     warnings = split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
+    if (
+        config.pca
+        and preprocessor.components is not None
+        and preprocessor.out_channels < config.pca
+    ):
+        warnings.append(
+            f"PCA keeps {preprocessor.out_channels} components, not {config.pca}: it cannot "
+            f"fit more than its {spectra.shape[0]} training spectra of {spectra.shape[1]} "
+            "bands; label more pixels, or give --pca with fewer components"
+        )
     parameters = bundle.parameter_count
     report.update(
         model=config.model,
