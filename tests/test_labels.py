@@ -170,3 +170,16 @@ def test_sparse_labels_are_said_to_train_on_a_handful_of_pixels(tmp_path, run_cl
     assert "--per-class" in result.stderr
     report = json.loads((tmp_path / "m_report" / "metrics.json").read_text())
     assert report["warnings"]
+
+
+def test_labels_on_nodata_pixels_are_counted_and_said(tmp_path, run_cli):
+    scene, _, truth = synthetic.class_scene(tmp_path, bands=6, rows=24, cols=30)
+    labelled = truth.copy()
+    labelled[:6, :8] = 1  # the scene's nodata block, labelled anyway
+    labels = synthetic.write_geotiff(tmp_path / "all.tif", labelled[None], nodata=None)
+    result = run_cli(
+        "train", scene, "--labels", labels, "--model", "svm_rbf", "--split", "random",
+        "-o", tmp_path / "m.safetensors",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "labelled pixels are nodata in the scene and were left out" in result.stderr

@@ -41,10 +41,12 @@ def _labelled(source: Source) -> np.ndarray:
     return (source.split.roles > 0) & (source.labels > 0)
 
 
-def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str]:
-    """Physical spectra of the training pixels, and a sha256 over every labelled pixel."""
+def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str, dict[str, tuple[int, int]]]:
+    """Physical spectra of the training pixels, a sha256 over every labelled pixel, and per
+    source (labelled pixels the split uses, those of them that are nodata in the scene)."""
     digest = hashlib.sha256()
     train: list[np.ndarray] = []
+    on_nodata: dict[str, tuple[int, int]] = {}
     for index, source in enumerate(sources):
         labelled = _labelled(source)
         for window in source.scene.windows(STREAM_WINDOW):
@@ -53,6 +55,8 @@ def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str]:
             if not wanted.any():
                 continue
             values, valid = source.scene.read(window, bands=source.bands)
+            used, lost = on_nodata.get(source.name, (0, 0))
+            on_nodata[source.name] = (used + int(wanted.sum()), lost + int((wanted & ~valid).sum()))
             wanted &= valid
             rows, cols = np.nonzero(wanted)
             roles = source.split.roles[r0:r1, c0:c1][wanted]
@@ -64,7 +68,8 @@ def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str]:
             )
             digest.update(values[:, rows, cols].astype("<f4").tobytes())
             train.append(values[:, rows, cols][:, roles == TRAIN].T)
-    return np.concatenate(train) if train else np.empty((0, 0), "float32"), digest.hexdigest()
+    spectra = np.concatenate(train) if train else np.empty((0, 0), "float32")
+    return spectra, digest.hexdigest(), on_nodata
 
 
 def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) -> Samples:

@@ -22,7 +22,7 @@ def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     """The bundle's own test pixels and the data checksum, recomputed from its config."""
     config = ResolvedTrainConfig.model_validate(bundle.meta.training["config"])
     sources, _ = load_sources(config)
-    _, checksum = read_spectra(sources)
+    _, checksum, _ = read_spectra(sources)
     samples = extract(sources, bundle.preprocessor, config.patch_size)
     lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
     y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)

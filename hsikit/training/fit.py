@@ -140,7 +140,7 @@ def train(
     use_threads(config.threads)
     started = time.perf_counter()
     sources, table = load_sources(config)
-    spectra, checksum = read_spectra(sources)
+    spectra, checksum, on_nodata = read_spectra(sources)
     if spectra.shape[0] == 0:
         raise InputError(
             _named(config.scenes, config.dataset),
@@ -197,6 +197,11 @@ def train(
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
     warnings = split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
+    warnings += [
+        f"{name}: {lost} of {used} labelled pixels are nodata in the scene and were left out"
+        for name, (used, lost) in on_nodata.items()
+        if lost
+    ]
     if (
         config.pca
         and preprocessor.components is not None

@@ -164,7 +164,7 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     sources = (
         _split_sources(config, patch_size) if config.split != "none" else _random_sources(config)
     )
-    spectra, checksum = read_spectra(sources)
+    spectra, checksum, _ = read_spectra(sources)
     if len(spectra) == 0:
         raise InputError(None, "no valid pixels to pretrain on", "check the scenes and split")
     first = sources[0].scene
