@@ -183,3 +183,14 @@ def test_labels_on_nodata_pixels_are_counted_and_said(tmp_path, run_cli):
     )  # fmt: skip
     assert result.code == 0, result.stderr
     assert "labelled pixels are nodata in the scene and were left out" in result.stderr
+
+
+def test_an_image_given_as_labels_is_refused(tmp_path, run_cli):
+    scene, _, _ = synthetic.class_scene(tmp_path, bands=6, rows=24, cols=30)
+    output = tmp_path / "m.safetensors"
+    result = run_cli("train", scene, "--labels", scene, "--model", "svm_rbf", "-o", output)
+    assert result.code == 2 and "is the scene itself" in result.stderr and not output.exists()
+    image = np.arange(24 * 30, dtype="uint16").reshape(1, 24, 30) + 1
+    labels = synthetic.write_geotiff(tmp_path / "image.tif", image, nodata=None)
+    result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output)
+    assert result.code == 2 and "720 distinct values" in result.stderr and not output.exists()

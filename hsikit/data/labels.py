@@ -20,6 +20,8 @@ from hsikit.inputs import claim_input
 from hsikit.scene import Scene
 
 MAX_CLASS_VALUE = 65535  # class maps are uint8, or uint16 past 255 classes
+#: Distinct values above which a raster is not class labels (an image band taken by mistake).
+MAX_PLAUSIBLE_CLASSES = 255
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")
 
 
@@ -55,10 +57,18 @@ def load_labels(
 
 
 def _label_raster(path: Path, scene: Scene) -> Labels:
+    import os
+
     from hsikit.readers import open_scene
     from hsikit.writers.classmap import read_class_table
 
     labels = open_scene(path)
+    if labels.ground_truth is None and os.path.realpath(path) == os.path.realpath(scene.path):
+        raise LabelError(
+            path,
+            "is the scene itself, and it holds no ground truth: its first band is not labels",
+            "give the labels file (for a .mat scene, the _gt.mat beside it)",
+        )
     values = (
         labels.ground_truth if labels.ground_truth is not None else labels.read_raw(bands=[0])[0]
     )
@@ -93,6 +103,12 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
     if path.suffix.lower() in (".tif", ".tiff"):
         table = read_class_table(path)
     present = sorted(set(np.unique(values).tolist()) - {0})
+    if len(present) > MAX_PLAUSIBLE_CLASSES:
+        raise LabelError(
+            path,
+            f"holds {len(present)} distinct values: an image band, not class labels",
+            "give a raster of class numbers (0 = unlabelled), or vector labels",
+        )
     if table is None:
         table = ClassTable.from_values(present)
     dtype = "uint8" if table.max_value <= 255 and values.max() <= 255 else "uint16"
