@@ -194,3 +194,16 @@ def test_an_image_given_as_labels_is_refused(tmp_path, run_cli):
     labels = synthetic.write_geotiff(tmp_path / "image.tif", image, nodata=None)
     result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output)
     assert result.code == 2 and "720 distinct values" in result.stderr and not output.exists()
+
+
+def test_info_describes_a_geopackage_of_labels(tmp_path, run_cli):
+    vector = _qgis_geopackage(tmp_path / "labels.gpkg")
+    result = run_cli("info", vector)
+    assert result.code == 0, result.stderr
+    assert "points: 4 Point" in result.stdout and "other: 1 Point" in result.stdout
+    assert "maize (2)" in result.stdout and "QGIS style" in result.stdout
+    document = json.loads(run_cli("info", vector, "--json").stdout)
+    points = document["layers"][0]
+    assert points["crs"] == "EPSG:32633" and points["qgis_style_on"] == ["crop"]
+    assert points["fields"]["crop"]["values"] == {"maize": 2, "wheat": 2}
+    assert [layer["name"] for layer in document["layers"]] == ["points", "other"]

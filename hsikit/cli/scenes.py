@@ -20,6 +20,7 @@ from hsikit.cli.app import (
     scene_arg,
 )
 from hsikit.cli.common import check_map_outputs, with_sidecars
+from hsikit.data.labels import VECTOR_SUFFIXES
 
 
 @app.command()
@@ -29,14 +30,20 @@ def info(
     member: MemberOpt = None,
     time: TimeOpt = None,
 ) -> None:
-    """Describe a scene (format, grid, bands, wavelengths, nodata) or a model file (.safetensors:
-    model, input, classes, training data, test scores)."""
+    """Describe a scene (format, grid, bands, wavelengths, nodata), a model file (.safetensors:
+    model, input, classes, training data, test scores) or a vector labels file (layers,
+    fields, classes, CRS, extent)."""
     from hsikit.info import summarize
     from hsikit.model_info import is_model_file, summarize_model_file
 
     if is_model_file(scene):
         summary = summarize_model_file(scene)
         rows = _model_file_rows(summary)
+    elif Path(scene).suffix.lower() in VECTOR_SUFFIXES and Path(scene).is_file():
+        from hsikit.data.vector_layers import summarize_vector
+
+        summary = summarize_vector(Path(scene))
+        rows = _vector_rows(summary)
     else:
         summary = summarize(scene_arg(scene, member, time))
         rows = _scene_rows(summary)
@@ -49,6 +56,31 @@ def info(
     for key, value in rows:
         table.add_row(key, str(value))
     out.print(table)
+
+
+def _vector_rows(summary: dict) -> list[tuple[str, Any]]:
+    """One block per layer: geometry, features, CRS, extent, and each field's values."""
+    rows: list[tuple[str, Any]] = [("format", summary["format"])]
+    for layer in summary["layers"]:
+        left, bottom, right, top = layer["bounds"]
+        rows += [
+            ("layer", f"{layer['name']}: {layer['features']} {'/'.join(layer['geometry'])}"),
+            ("  CRS", layer["crs"] or "none"),
+            ("  extent", f"{left:.15g}, {bottom:.15g}, {right:.15g}, {top:.15g}"),
+        ]
+        for field, about in layer["fields"].items():
+            listed = ", ".join(f"{k} ({v})" for k, v in about["values"].items())
+            more = about["distinct"] - len(about["values"])
+            styled = " — QGIS style colours" if field in layer["qgis_style_on"] else ""
+            rows.append(
+                (
+                    f"  {field}",
+                    f"{about['type']}, {about['distinct']} values: {listed}"
+                    + (f" … and {more} more" if more > 0 else "")
+                    + styled,
+                )
+            )
+    return rows
 
 
 def _wavelengths_text(summary: dict) -> str:

@@ -111,3 +111,42 @@ def style_document(path: Path, layer: str) -> str | None:
     if "useAsDefault" in mine.columns and mine["useAsDefault"].astype(bool).any():
         mine = mine[mine["useAsDefault"].astype(bool)]
     return None if mine.empty else str(mine["styleQML"].iloc[0])
+
+
+#: Distinct values of a field listed by ``hsikit info`` (more are counted, not listed).
+LISTED_VALUES = 30
+
+
+def summarize_vector(path: Path) -> dict:
+    """What a vector labels file holds, for ``hsikit info``: per layer with geometries its
+    geometry type, feature count, CRS, extent and fields, and for text or integer fields the
+    values (the classes a ``--class-field`` would give) with their counts; whether a QGIS style
+    colours it."""
+    import pyogrio
+
+    layers = []
+    for name in geometry_layers(path):
+        frame = pyogrio.read_dataframe(path, layer=name)
+        fields = {}
+        for column in (c for c in frame.columns if c != "geometry"):
+            values = frame[column].dropna()
+            counts = values.astype(str).value_counts()
+            fields[column] = {
+                "type": str(frame[column].dtype),
+                "distinct": int(len(counts)),
+                "values": {k: int(v) for k, v in counts.head(LISTED_VALUES).items()},
+            }
+        style = style_document(path, name)
+        styled = [f for f in fields if style and categorized_colours(style, f)]
+        layers.append(
+            {
+                "name": name,
+                "geometry": sorted({str(g) for g in frame.geom_type.dropna().unique()}),
+                "features": int(len(frame)),
+                "crs": None if frame.crs is None else frame.crs.to_string(),
+                "bounds": [float(v) for v in frame.total_bounds],
+                "fields": fields,
+                "qgis_style_on": styled,
+            }
+        )
+    return {"path": str(path), "format": "vector labels", "layers": layers}
