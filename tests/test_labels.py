@@ -207,3 +207,28 @@ def test_info_describes_a_geopackage_of_labels(tmp_path, run_cli):
     assert points["crs"] == "EPSG:32633" and points["qgis_style_on"] == ["crop"]
     assert points["fields"]["crop"]["values"] == {"maize": 2, "wheat": 2}
     assert [layer["name"] for layer in document["layers"]] == ["points", "other"]
+
+
+def test_raster_labels_take_their_class_names_from_a_class_table(tmp_path, run_cli):
+    from hsikit.writers.classmap import read_class_table
+
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=24, cols=30)
+    table = tmp_path / "classes.csv"
+    table.write_text("value,name,colour\n1,water,#1f78b4\n2,forest,#33a02c\n3,crop,#ffff99\n")
+    output = tmp_path / "named.tif"
+    result = run_cli("rasterize", scene, labels, "--class-table", table, "-o", output)
+    assert result.code == 0, result.stderr
+    named = read_class_table(output)
+    assert [e.name for e in named.entries] == ["water", "forest", "crop", "class 4"]
+    assert named.entries[0].colour == (0x1F, 0x78, 0xB4)
+    bundle = tmp_path / "m.safetensors"
+    trained = run_cli(
+        "train", scene, "--labels", labels, "--class-table", table, "--model", "svm_rbf",
+        "--split", "random", "-o", bundle,
+    )  # fmt: skip
+    assert trained.code == 0, trained.stderr
+    assert "forest" in run_cli("info", bundle).stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("value,name\none,water\n")
+    refused = run_cli("rasterize", scene, labels, "--class-table", bad, "-o", tmp_path / "x.tif")
+    assert refused.code == 2 and "entry 1 is not a class" in refused.stderr

@@ -325,6 +325,10 @@ def rasterize(
         str | None, typer.Option(help="Field with class names for numeric classes.")
     ] = None,
     layer: LayerOpt = None,
+    class_table: Annotated[
+        Path | None,
+        typer.Option(help="CSV (value,name,colour) or JSON naming the classes of raster labels."),
+    ] = None,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
 ) -> None:
     """Put labels on the scene grid and write them as a class-map COG (in the class colours of
@@ -336,7 +340,7 @@ def rasterize(
 
     opened = scene_arg(scene)
     check_map_outputs(output, png, inputs=[labels])
-    placed = load_labels(labels, opened, class_field, name_field, layer)
+    placed = load_labels(labels, opened, class_field, name_field, layer, class_table)
     write_class_map(
         output,
         placed.values,

@@ -42,9 +42,11 @@ def load_labels(
     class_field: str | None = None,
     name_field: str | None = None,
     layer: str | None = None,
+    class_table: str | Path | None = None,
 ) -> Labels:
-    """Labels for ``scene`` from a raster (same grid) or a vector file (rasterised onto it;
-    ``layer``: which of its layers, needed when it holds several)."""
+    """Labels for ``scene`` from a raster (same grid; ``class_table``: a CSV or JSON file
+    naming its classes) or a vector file (rasterised onto it; ``layer``: which of its layers,
+    needed when it holds several)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder", "check the label path")
@@ -52,11 +54,17 @@ def load_labels(
         if file == path or path.suffix.lower() == ".shp":
             claim_input(file, "labels file")
     if path.suffix.lower() in VECTOR_SUFFIXES:
+        if class_table is not None:
+            raise LabelError(
+                path,
+                "vector labels name their classes themselves, so --class-table does not apply",
+                "use --class-field (and --name-field for numeric classes)",
+            )
         return rasterize_vector(path, scene, class_field, name_field, layer)
-    return _label_raster(path, scene)
+    return _label_raster(path, scene, class_table)
 
 
-def _label_raster(path: Path, scene: Scene) -> Labels:
+def _label_raster(path: Path, scene: Scene, class_table: str | Path | None = None) -> Labels:
     import os
 
     from hsikit.readers import open_scene
@@ -109,6 +117,10 @@ def _label_raster(path: Path, scene: Scene) -> Labels:
             f"holds {len(present)} distinct values: an image band, not class labels",
             "give a raster of class numbers (0 = unlabelled), or vector labels",
         )
+    if class_table is not None:
+        from hsikit.data.class_tables import read_class_table_file
+
+        table = read_class_table_file(class_table, present)
     if table is None:
         table = ClassTable.from_values(present)
     dtype = "uint8" if table.max_value <= 255 and values.max() <= 255 else "uint16"

@@ -30,7 +30,12 @@ def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
         for scene_path, label_path in zip(config.scenes, config.labels):
             scene = open_scene(scene_path)
             labels = load_labels(
-                label_path, scene, config.class_field, config.name_field, config.layer
+                label_path,
+                scene,
+                config.class_field,
+                config.name_field,
+                config.layer,
+                config.class_table,
             )
             raw.append((scene, labels.values, labels.classes, scene_path))
     table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])

@@ -192,6 +192,10 @@ class TrainConfig(DataOptions):
     layer: str | None = option(
         DATA, description="the labels layer of a vector file that holds several"
     )
+    class_table: str | None = option(
+        DATA,
+        description="CSV (value,name,colour) or JSON naming the classes of raster labels",
+    )
     name_field: str | None = option(DATA, description="class-name field for numeric classes")
     split: Literal["random", "spatial", "tiles"] = option(
         DATA, "spatial", description="random (optimistic), spatial (blocks) or tiles (whole scenes)"
