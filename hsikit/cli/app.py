@@ -41,6 +41,10 @@ SmoothOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help=f"Torch device: {DEVICE_HELP}.")]
+ClassTableOpt = Annotated[
+    Path | None,
+    typer.Option(help="CSV (value,name,colour) or JSON naming the classes of raster labels."),
+]
 LayerOpt = Annotated[
     str | None,
     typer.Option(help="The labels layer of a vector file that holds several (a GeoPackage)."),

@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress
 
 from hsikit.cli.app import (
+    ClassTableOpt,
     DeviceOpt,
     LayerOpt,
     OutputOpt,
@@ -36,6 +37,7 @@ def classify(
     labels: Annotated[str | None, typer.Option(help="Train on these labels first.")] = None,
     class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
     layer: LayerOpt = None,
+    class_table: ClassTableOpt = None,
     model: Annotated[str, typer.Option(help="Model to train with --labels.")] = "cnn3d",
     confidence: Annotated[bool, typer.Option(help="Also write map_confidence.tif.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Also write map_probabilities.tif.")] = False,
@@ -84,6 +86,7 @@ def classify(
             "model": model,
             "class_field": class_field,
             "layer": layer,
+            "class_table": None if class_table is None else str(class_table),
             "seed": seed,
             "threads": threads,
             "device": device,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from hsikit.cli.app import (
+    ClassTableOpt,
     LayerOpt,
     MemberOpt,
     OutputOpt,
@@ -325,10 +326,7 @@ def rasterize(
         str | None, typer.Option(help="Field with class names for numeric classes.")
     ] = None,
     layer: LayerOpt = None,
-    class_table: Annotated[
-        Path | None,
-        typer.Option(help="CSV (value,name,colour) or JSON naming the classes of raster labels."),
-    ] = None,
+    class_table: ClassTableOpt = None,
     png: Annotated[Path | None, typer.Option(help="Also write a PNG with a legend.")] = None,
 ) -> None:
     """Put labels on the scene grid and write them as a class-map COG (in the class colours of
