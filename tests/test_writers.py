@@ -156,3 +156,24 @@ def test_class_map_quicklook_has_legend(tmp_path, run_cli):
     image = imread(tmp_path / "map.png")
     water = np.asarray([31, 119, 180]) / 255.0
     assert np.isclose(image[..., :3], water, atol=0.01).all(axis=-1).sum() > 50
+
+
+def test_a_zarr_cube_is_a_self_describing_xarray_dataset(tmp_path, run_cli):
+    import xarray as xr
+
+    data = synthetic.cube(4, 6, 5)
+    wl = synthetic.wavelengths(4)
+    src = synthetic.write_geotiff(tmp_path / "in.tif", data, band_wavelengths=wl)
+    cube = tmp_path / "cube.zarr"
+    assert run_cli("convert", src, "-o", cube).code == 0
+    with xr.open_zarr(cube) as ds:
+        da = ds["cube"]
+        assert da.dims == ("band", "y", "x") and da.shape == (4, 6, 5)
+        t = synthetic.UTM_TRANSFORM
+        np.testing.assert_allclose(ds["x"].values, t.c + t.a * (np.arange(5) + 0.5))
+        np.testing.assert_allclose(ds["y"].values, t.f + t.e * (np.arange(6) + 0.5))
+        np.testing.assert_allclose(ds["wavelength"].values, wl)
+        assert "wavelength" in da.coords and "UTM" in ds["spatial_ref"].attrs["crs_wkt"]
+        np.testing.assert_allclose(da.values[:, 2, 3], data[:, 2, 3])
+    back = run_cli("convert", cube, "-o", tmp_path / "back.tif")  # hsikit still reads it
+    assert back.code == 0, back.stderr

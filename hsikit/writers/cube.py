@@ -7,6 +7,7 @@ so a round trip through any of the three formats returns identical numbers.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -167,17 +168,68 @@ def _jsonable(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
+def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> None:
+    """Coordinates and a CF grid mapping beside the cube, so that plain ``xarray.open_zarr``
+    (and rioxarray) see a self-describing dataset: dims band / y / x, cell-centre x and y, the
+    band numbers, wavelengths and names, and the CRS."""
+    t = scene.transform
+
+    def coordinate(name: str, values: np.ndarray, dim: str, attrs: dict) -> None:
+        values = np.asarray(values)
+        coord = group.create_array(
+            name, shape=values.shape, dtype=values.dtype, dimension_names=(dim,)
+        )
+        coord[:] = values
+        coord.attrs.update(attrs)
+
+    coordinate(
+        "band",
+        np.arange(1, scene.count + 1),
+        "band",
+        # names as an attribute: Zarr 3 has no portable string data type yet
+        {"long_name": "band number", "band_names": [str(n) for n in info.name]},
+    )
+    coordinate(
+        "wavelength",
+        np.asarray(info.wavelength, dtype="float64"),
+        "band",
+        {"units": "nm", "long_name": "band centre wavelength"},
+    )
+    names = ["wavelength"]
+    if not (t.b or t.d):  # a north-up grid: 1-D cell-centre coordinates
+        geographic = scene.crs is not None and scene.crs.is_geographic
+        x_attrs = {"standard_name": "longitude" if geographic else "projection_x_coordinate"}
+        y_attrs = {"standard_name": "latitude" if geographic else "projection_y_coordinate"}
+        coordinate("x", t.c + t.a * (np.arange(scene.width) + 0.5), "x", x_attrs)
+        coordinate("y", t.f + t.e * (np.arange(scene.height) + 0.5), "y", y_attrs)
+    if scene.crs is not None:
+        mapping = group.create_array("spatial_ref", shape=(), dtype="int32")
+        mapping.attrs.update(
+            {
+                "crs_wkt": scene.crs.to_wkt(),
+                "spatial_ref": scene.crs.to_wkt(),
+                "GeoTransform": " ".join(str(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e)),
+            }
+        )
+        array.attrs["grid_mapping"] = "spatial_ref"
+        names.append("spatial_ref")
+    array.attrs["coordinates"] = " ".join(names)
+
+
 def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     info = scene.band_info()
     side = min(window_size(scene), 512)
     group = zarr.open_group(str(target), mode="w")
+    nodata = scene.nodata
     array = group.create_array(
         zarr_cube.ARRAY_NAME,
         shape=(scene.count, scene.height, scene.width),
         dtype=scene.dtype,
         chunks=(min(scene.count, 16), min(side, scene.height), min(side, scene.width)),
+        dimension_names=("band", "y", "x"),
+        fill_value=nodata if nodata is not None else None,
     )
-    nodata = scene.nodata
+    _describe_for_xarray(group, array, scene, info)
     group.attrs[zarr_cube.ATTR_KEY] = {
         "version": 1,
         "crs": None if scene.crs is None else scene.crs.to_wkt(),
@@ -195,3 +247,6 @@ def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
     for window, raw in _windows(scene):
         (r0, r1), (c0, c1) = window.toranges()
         array[:, r0:r1, c0:c1] = raw
+    with warnings.catch_warnings():  # consolidated metadata is not in the v3 spec yet
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata")
+        zarr.consolidate_metadata(str(target))  # what xarray opens without a warning
