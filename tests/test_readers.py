@@ -386,3 +386,12 @@ def test_a_member_or_time_the_file_lacks_is_refused_with_readable_times(tmp_path
     assert result.code == 2 and "has no member axis, so --member 3 does not apply" in result.stderr
     result = run_cli("info", path, "--time", "2021-05-01T00:00")
     assert result.code == 2 and "(2020-01-01T00:00 … 2020-01-01T06:00)" in result.stderr
+
+
+def test_a_mat_cube_is_chosen_by_its_bands_not_by_the_files_order(tmp_path):
+    cube = synthetic.cube(12, 10, 8).transpose(1, 2, 0).astype("float32")  # rows, cols, bands
+    rgb = np.zeros((40, 32, 3), "uint8")  # a larger RGB image saved first
+    path = tmp_path / "scene.mat"
+    scipy.io.savemat(path, {"a_rgb": rgb, "b_cube": cube})
+    scene = open_scene(path)
+    assert scene.count == 12 and (scene.height, scene.width) == (10, 8)

@@ -119,11 +119,13 @@ def list_variables(path: Path) -> list[MatVariable]:
 
 
 def find_arrays(path: Path) -> tuple[MatVariable | None, MatVariable | None]:
-    """The cube and the ground truth, chosen by shape and type rather than by name."""
+    """The cube and the ground truth, chosen by shape and type rather than by name: the cube
+    is the 3-D array with the longest shortest axis (the most bands: a 144-band cube over a
+    larger 3-band RGB image), then the most elements; never the file's order."""
     variables = [v for v in list_variables(path) if v.numeric]
     cubes = sorted(
         (v for v in variables if len(v.shape) == 3 and min(v.shape) > 1),
-        key=lambda v: -int(np.prod(v.shape)),
+        key=lambda v: (-min(v.shape), -int(np.prod(v.shape)), v.name),
     )
     cube = cubes[0] if cubes else None
     planes = [v for v in variables if len(v.shape) == 2 and min(v.shape) > 1]
