@@ -6,7 +6,6 @@ parameters and peak memory, and writes a JSON result file plus a Markdown table
 from __future__ import annotations
 
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hsikit.documents import read_yaml
 from hsikit.errors import InputError, location_text, validation_problem, validation_sentence
 from hsikit.jobs.memory import run_memory_check
-from hsikit.jobs.report import summarize, write_markdown
+from hsikit.jobs.report import machine, summarize, write_markdown
 from hsikit.jobs.runner import in_child, peak_rss_mb
 from hsikit.writers.atomic import write_text
 
@@ -443,19 +442,3 @@ def _write_results(spec: Benchmark, planned: list[dict | None], memory: dict | N
     )
     write_markdown(results, Path(spec.report))
     return results
-
-
-def machine() -> dict:
-    import os
-
-    import torch
-
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(memory_gb, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }

@@ -3,6 +3,7 @@ section of a Markdown file that keeps the rest of the file as it is."""
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +182,6 @@ def results_header(name: str, command: str) -> dict:
     that reproduces it."""
     from datetime import date
 
-    from hsikit.jobs.benchmark import machine
-
     return {
         "benchmark": name,
         "date": date.today().isoformat(),
@@ -208,3 +207,20 @@ def publish(
     text = json.dumps(results, indent=2, default=str) + "\n"
     write_text(Path(results_path), text, suffixes=(".json",), what="a results file")
     write_section(Path(report_path), name, markdown)
+
+
+def machine() -> dict:
+    """The machine a job runs on: CPU, cores, memory, Python, torch, GPU."""
+    import os
+
+    import torch
+
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
