@@ -136,21 +136,13 @@ def rasterize_vector(
 ) -> Labels:
     """Vector labels rasterised onto ``scene``, in the class colours of the layer's QGIS style
     when it has a categorized one on the class field."""
-    import geopandas as gpd
     from rasterio.features import rasterize
     from shapely.geometry import box
 
-    from hsikit.data.vector_layers import choose_layer
+    from hsikit.data.vector_layers import choose_layer, read_layer
 
-    layer = choose_layer(path, layer)
-    try:
-        frame = gpd.read_file(path, layer=layer)
-    except Exception as exc:  # pyogrio raises DataSourceError and friends
-        raise LabelError(
-            path,
-            f"cannot read vector labels ({str(exc).splitlines()[0]})",
-            "check that it is a GeoPackage, GeoJSON or Shapefile",
-        ) from exc
+    chosen = choose_layer(path, layer)
+    frame = read_layer(path, chosen)
     if class_field is None:
         raise LabelError(
             path,
@@ -185,7 +177,7 @@ def rasterize_vector(
         )
     table, codes = _class_table(frame, class_field, name_field, path)
     table = _styled(
-        table, path, layer, class_field, pd.api.types.is_numeric_dtype(frame[class_field])
+        table, path, chosen, class_field, pd.api.types.is_numeric_dtype(frame[class_field])
     )
     shapes = ((geom, code) for geom, code in zip(frame.geometry, codes))
     dtype = "uint8" if table.max_value <= 255 else "uint16"

@@ -11,11 +11,30 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from hsikit.errors import LabelError
 
 #: QGIS's table of layer styles in a GeoPackage (not a labels layer).
 STYLES_TABLE = "layer_styles"
+
+
+def _unreadable(path: Path, exc: Exception) -> LabelError:
+    return LabelError(
+        path,
+        f"cannot read vector labels ({str(exc).splitlines()[0]})",
+        "check that it is a GeoPackage, GeoJSON or Shapefile",
+    )
+
+
+def read_layer(path: Path, layer: str) -> Any:
+    """One layer of a vector file as a GeoDataFrame; an unreadable file is one sentence."""
+    import pyogrio
+
+    try:
+        return pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise _unreadable(path, exc) from exc
 
 
 def geometry_layers(path: Path) -> list[str]:
@@ -25,11 +44,7 @@ def geometry_layers(path: Path) -> list[str]:
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
-        raise LabelError(
-            path,
-            f"cannot read vector labels ({str(exc).splitlines()[0]})",
-            "check that it is a GeoPackage, GeoJSON or Shapefile",
-        ) from exc
+        raise _unreadable(path, exc) from exc
     return [str(name) for name, geometry in layers if geometry is not None and name != STYLES_TABLE]
 
 
@@ -122,11 +137,9 @@ def summarize_vector(path: Path) -> dict:
     geometry type, feature count, CRS, extent and fields, and for text or integer fields the
     values (the classes a ``--class-field`` would give) with their counts; whether a QGIS style
     colours it."""
-    import pyogrio
-
     layers = []
     for name in geometry_layers(path):
-        frame = pyogrio.read_dataframe(path, layer=name)
+        frame = read_layer(path, name)
         fields = {}
         for column in (c for c in frame.columns if c != "geometry"):
             values = frame[column].dropna()
