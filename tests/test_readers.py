@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import resource
+import struct
 import warnings
+import zlib
 
 import h5py
 import numpy as np
@@ -236,6 +238,50 @@ def test_mat_cube_and_ground_truth_found_without_fixed_keys(tmp_path, version):
         cube[1:5, 2:5][:, :, [5, 0]].transpose(2, 0, 1),
     )
     np.testing.assert_array_equal(scene.ground_truth, truth)
+
+
+def _mat_element(kind: int, payload: bytes) -> bytes:
+    """A v5 data element: 8-byte tag (type, byte count), data padded to 8 bytes."""
+    return struct.pack("<II", kind, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+
+
+def _write_double_stored_as_int16(path, name: str, values: np.ndarray, compress: bool) -> None:
+    """A v5 file as MATLAB writes a class-double array of small integers: stored as miINT16."""
+    matrix = _mat_element(
+        14,  # miMATRIX
+        _mat_element(6, struct.pack("<II", 6, 0))  # array flags (miUINT32): mxDOUBLE_CLASS
+        + _mat_element(5, struct.pack(f"<{values.ndim}i", *values.shape))  # dimensions
+        + _mat_element(1, name.encode())  # name (miINT8)
+        + _mat_element(3, values.astype("<i2").tobytes(order="F")),  # real part: miINT16
+    )
+    if compress:
+        packed = zlib.compress(matrix)
+        matrix = struct.pack("<II", 15, len(packed)) + packed  # miCOMPRESSED, not padded
+    text = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: hsikit test".ljust(116)
+    header = text + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    assert len(header) == 128
+    path.write_bytes(header + matrix)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_mat_double_stored_as_int16_is_read_and_written_as_int16(tmp_path, run_cli, compress):
+    values = (np.arange(5 * 4 * 3).reshape(5, 4, 3) * 97 - 2000).astype("int16")
+    path = tmp_path / "d.mat"
+    _write_double_stored_as_int16(path, "cube", values, compress)
+    assert scipy.io.whosmat(path) == [("cube", (5, 4, 3), "double")]
+    np.testing.assert_array_equal(scipy.io.loadmat(path)["cube"], values)
+    info = json.loads(run_cli("info", path, "--json").stdout)
+    assert info["dtype"] == "int16"
+    assert run_cli("convert", path, "-o", tmp_path / "d.tif").code == 0
+    with rasterio.open(tmp_path / "d.tif") as src:
+        assert src.dtypes == ("int16",) * 3
+        np.testing.assert_array_equal(src.read(), values.transpose(2, 0, 1))
+
+
+def test_a_mat_double_stored_as_double_stays_float64(tmp_path, run_cli):
+    path = tmp_path / "f.mat"
+    scipy.io.savemat(path, {"cube": np.full((5, 4, 3), 0.5)}, do_compression=True)
+    assert "float64" in run_cli("info", path).stdout
 
 
 # -- EnMAP ---------------------------------------------------------------------------------------

@@ -139,13 +139,20 @@ def _fmt(value: float) -> str:
     return "nan" if not np.isfinite(value) else f"{value:.6g}"
 
 
+def has_bad_band_list(info: BandInfo) -> bool:
+    """Whether a bad band list (``bbl``) means anything: for spectral bands, or when a band is
+    flagged bad; weather variables (t2m, u10 …) have no bands to leave out."""
+    return bool(np.isfinite(info.wavelength).any() or info.bad_band.any())
+
+
 def gdal_band_metadata(
     info: BandInfo,
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]:
     """Per-band default-domain tags, per-band IMAGERY tags, dataset ENVI tags for ``info``."""
     per_band, imagery = [], []
+    bbl = has_bad_band_list(info)
     for i in range(info.wavelength.size):
-        tags = {"bbl": "0" if info.bad_band[i] else "1"}
+        tags = {"bbl": "0" if info.bad_band[i] else "1"} if bbl else {}
         img: dict[str, str] = {}
         if np.isfinite(info.wavelength[i]):
             tags.update(wavelength=_fmt(info.wavelength[i]), wavelength_units="Nanometers")
@@ -155,7 +162,9 @@ def gdal_band_metadata(
             img["FWHM_UM"] = _fmt(info.fwhm[i] / 1000.0)
         per_band.append(tags)
         imagery.append(img)
-    envi: dict[str, str] = {"bbl": "{" + ", ".join("0" if b else "1" for b in info.bad_band) + "}"}
+    envi: dict[str, str] = {}
+    if bbl:
+        envi["bbl"] = "{" + ", ".join("0" if b else "1" for b in info.bad_band) + "}"
     if np.isfinite(info.wavelength).any():
         envi["wavelength"] = "{" + ", ".join(_fmt(v) for v in info.wavelength) + "}"
         envi["wavelength_units"] = "Nanometers"

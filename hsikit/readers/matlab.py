@@ -8,7 +8,8 @@ columns (or, in a ground-truth-only file, the only such array). v7.3 cubes and g
 read window by window, and only when used; v5 files are usually zlib-compressed and cannot be
 windowed, so a v5 variable is decompressed whole on first read (never at open) — and refused
 first if its declared size exceeds the memory this machine has free (a small file can declare
-a huge array).
+a huge array). A v5 ``double`` that MATLAB stored as integers (miINT16 …) is declared and read
+as that integer type, as scipy returns it (:mod:`hsikit.readers.mat5_storage`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from hsikit.errors import FormatError, error_reason
 from hsikit.readers.hdf5 import check_self_contained
 from hsikit.readers.isolated import ERROR_REPORT, run_isolated
+from hsikit.readers.mat5_storage import stored_integer_types
 from hsikit.scene import BandInfo, Scene
 
 GT_HINTS = ("gt", "label", "truth", "class", "map", "tr", "te")
@@ -62,10 +64,15 @@ class MatVariable:
     name: str
     shape: tuple[int, ...]  # MATLAB axis order
     matlab_class: str
+    #: The integer type a v5 double/single variable is stored as (what scipy reads), or None.
+    stored: str | None = None
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.float64)) * _ITEM_BYTES.get(self.matlab_class, 8)
+        item = (
+            np.dtype(self.stored).itemsize if self.stored else _ITEM_BYTES.get(self.matlab_class, 8)
+        )
+        return int(np.prod(self.shape, dtype=np.float64)) * item
 
     @property
     def numeric(self) -> bool:
@@ -73,7 +80,7 @@ class MatVariable:
 
     @property
     def integer(self) -> bool:
-        return self.matlab_class in _INTEGER_CLASSES
+        return self.matlab_class in _INTEGER_CLASSES or self.stored is not None
 
 
 def sniff(path: Path) -> bool:
@@ -115,7 +122,11 @@ def list_variables(path: Path) -> list[MatVariable]:
     report = run_isolated(
         _V5_CHILD, path, "list", seconds=V5_SECONDS, what="reading the MATLAB file's variables"
     )
-    return [MatVariable(name, tuple(shape), cls) for name, shape, cls in report["variables"]]
+    stored = stored_integer_types(path)
+    return [
+        MatVariable(name, tuple(shape), cls, stored.get(name))
+        for name, shape, cls in report["variables"]
+    ]
 
 
 def find_arrays(path: Path) -> tuple[MatVariable | None, MatVariable | None]:
@@ -202,7 +213,8 @@ def _load_v5(path: str, var: MatVariable) -> np.ndarray:
             f"{var.shape} its header declares",
             "the file is corrupt",
         )
-    return values
+    # scipy returns the stored type; when the headers could not tell it, the class is declared
+    return values.astype(_class_dtype(var), copy=False)
 
 
 def _v73_plane(path: Path, var: MatVariable) -> Callable[[slice, slice], np.ndarray]:
@@ -282,6 +294,10 @@ def open_scene(path: Path, **_: object) -> Scene:
 
 
 def _class_dtype(var: MatVariable) -> np.dtype:
+    """What the scene declares: the stored integer type where a v5 file has one (exact values
+    at a fraction of the size), else the type of the MATLAB class."""
+    if var.stored is not None:
+        return np.dtype(var.stored)
     return np.dtype(
         {"double": "float64", "single": "float32", "logical": "uint8"}.get(
             var.matlab_class, var.matlab_class

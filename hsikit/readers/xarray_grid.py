@@ -35,6 +35,12 @@ MEMBER_NAMES = ("number", "member", "realization", "ensemble")
 TIME_NAMES = ("time", "valid_time", "forecast_reference_time")
 LEVEL_NAMES = ("isobaricInhPa", "pressure_level", "plev", "level", "isobaricLevel")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Per-band coordinates of a gridded scene: the units and long name of each band's variable.
+UNITS_COORD, LONG_NAME_COORD = "units", "long_name"
+#: Scene attribute: what the bands are a sample of, ``{"time": ISO 8601, "member": 3}``.
+SAMPLE_ATTR = "gridded_sample"
+#: Said when a latitude/longitude grid comes without a CF grid mapping.
+ASSUMED_WGS84 = "no CF grid mapping: longitude/latitude on WGS 84 (EPSG:4326) assumed"
 
 
 def engine_for(path: Path) -> str | None:
@@ -227,6 +233,7 @@ def open_scene(
         )
     layers: list[xr.DataArray] = []
     names: list[str] = []
+    variables: list[str] = []
     for layer in grid_layers(ds, lat, lon):
         da = ds[layer.variable]
         others = [str(d) for d in da.dims if d not in (lat, lon, layer.level_dim)]
@@ -238,6 +245,7 @@ def open_scene(
             da = da.sel({layer.level_dim: layer.level})
         layers.append(da.transpose(lat, lon))
         names.append(layer.name)
+        variables.append(layer.variable)
     if not layers:
         raise FormatError(
             path, "no variable lies on the latitude/longitude grid", "check the file's variables"
@@ -256,8 +264,10 @@ def open_scene(
         return np.asarray(data[bands][:, rows, cols].compute(scheduler="synchronous"))
 
     crs = CRS.from_epsg(4326) if lat in LAT_NAMES[:2] else None
+    if crs is not None and engine != "cfgrib" and not _has_grid_mapping(ds, variables):
+        warnings.append(ASSUMED_WGS84)
     nodata = float("nan")
-    return Scene.from_reader(
+    scene = Scene.from_reader(
         read,
         shape=(int(stack.shape[0]), int(stack.shape[1]), int(stack.shape[2])),
         dtype="float32",
@@ -270,6 +280,55 @@ def open_scene(
         notes=notes + grid_notes,
         warnings=warnings,
     )
+    scene.data = _described(scene.data, ds, variables)
+    return scene
+
+
+def _has_grid_mapping(ds: xr.Dataset, variables: list[str]) -> bool:
+    """Whether a variable names its CF grid mapping (an attribute, or moved to the encoding
+    when xarray decoded it)."""
+    return any(
+        ds[v].attrs.get("grid_mapping") or ds[v].encoding.get("grid_mapping") for v in variables
+    )
+
+
+def _described(data: xr.DataArray, ds: xr.Dataset, variables: list[str]) -> xr.DataArray:
+    """``data`` with each band's units and long name, and the sample the bands are of, so that
+    an output still says what its bands measure and when."""
+    data = data.assign_coords(
+        {
+            key: ("band", np.asarray([str(ds[v].attrs.get(key, "")) for v in variables], object))
+            for key in (UNITS_COORD, LONG_NAME_COORD)
+        }
+    )
+    data.attrs[SAMPLE_ATTR] = _sample(ds)
+    return data
+
+
+def _sample(ds: xr.Dataset) -> dict[str, Any]:
+    """The time (ISO 8601) and member left as scalar coordinates once chosen, or the file's
+    only ones."""
+    sample: dict[str, Any] = {}
+    for names, what in ((TIME_NAMES, "time"), (MEMBER_NAMES, "member")):
+        name = next((n for n in names if n in ds.coords and ds[n].ndim == 0), None)
+        if name is not None:
+            value = ds[name].values[()]
+            iso = isinstance(value, np.datetime64)
+            sample[what] = np.datetime_as_string(value, unit="s") if iso else value.item()
+    return sample
+
+
+def band_text(scene: Scene, coord: str) -> list[str] | None:
+    """A gridded scene's per-band units or long names (:data:`UNITS_COORD` …); None for a
+    scene from another reader."""
+    if coord not in scene.data.coords:
+        return None
+    return [str(v) for v in scene.band_values(coord)]
+
+
+def sample_of(scene: Scene) -> dict[str, Any]:
+    """The time and member a gridded scene's bands are of (empty for other scenes)."""
+    return dict(scene.data.attrs.get(SAMPLE_ATTR, {}))
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,16 @@ import zarr
 
 from hsikit.errors import OutputError
 from hsikit.readers import envi, zarr_cube
-from hsikit.readers.gdal_metadata import gdal_band_metadata
+from hsikit.readers.gdal_metadata import gdal_band_metadata, has_bad_band_list
+from hsikit.readers.xarray_grid import LONG_NAME_COORD, UNITS_COORD, band_text, sample_of
 from hsikit.scene import Scene, is_pixel_grid
 from hsikit.writers.atomic import check_output, staged_output
 from hsikit.writers.provenance import provenance
 
 WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
 ENVI_DATA_SUFFIX = ".img"
+#: CF units of the scalar ``time`` coordinate of a gridded scene's Zarr cube.
+TIME_UNITS = "seconds since 1970-01-01T00:00:00"
 FORMATS = {
     ".tif": "GeoTIFF",
     ".tiff": "GeoTIFF",
@@ -102,18 +105,30 @@ def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
         profile.update(tiled=True, blockxsize=block, blockysize=block)
     if scene.crs is not None:
         profile["crs"] = scene.crs
+    variables = _variable_tags(scene)
     with rasterio.open(target, "w", **profile) as dst:
         for i in range(scene.count):
             dst.set_band_description(i + 1, str(info.name[i]))
-            dst.update_tags(i + 1, **per_band[i])
+            dst.update_tags(i + 1, **per_band[i], **variables[i])
             if imagery[i]:
                 dst.update_tags(i + 1, ns="IMAGERY", **imagery[i])
+        if (units := band_text(scene, UNITS_COORD)) is not None:
+            dst.units = tuple(units)  # GDAL's band unit type, what QGIS shows
         dst.update_tags(ns="ENVI", **envi_tags)
-        dst.update_tags(**tags)
+        dst.update_tags(**tags, **{key: str(value) for key, value in sample_of(scene).items()})
         dst.scales = tuple(float(v) for v in info.scale)
         dst.offsets = tuple(float(v) for v in info.offset)
         for window, raw in _windows(scene):
             dst.write(raw, window=window)
+
+
+def _variable_tags(scene: Scene) -> list[dict[str, str]]:
+    """Per band, the ``units`` and ``long_name`` of a gridded scene's variable (where known)."""
+    columns = {key: band_text(scene, key) for key in (UNITS_COORD, LONG_NAME_COORD)}
+    return [
+        {key: texts[i] for key, texts in columns.items() if texts is not None and texts[i]}
+        for i in range(scene.count)
+    ]
 
 
 def _envi_list(values: np.ndarray) -> list[str] | None:
@@ -136,7 +151,6 @@ def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
         "byte order": 0,
         "header offset": 0,
         "band names": [str(n) for n in info.name],
-        "bbl": [0 if b else 1 for b in info.bad_band],
         "data gain values": [f"{v:.10g}" for v in info.scale],
         "data offset values": [f"{v:.10g}" for v in info.offset],
         "description": "{"
@@ -147,6 +161,8 @@ def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
         )
         + "}",
     }
+    if has_bad_band_list(info):
+        meta["bbl"] = [0 if b else 1 for b in info.bad_band]
     if (wl := _envi_list(info.wavelength)) is not None:
         meta.update({"wavelength": wl, "wavelength units": "Nanometers"})
     if (fwhm := _envi_list(info.fwhm)) is not None:
@@ -171,37 +187,50 @@ def _jsonable(values: np.ndarray) -> list[float | None]:
 def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> None:
     """Coordinates and a CF grid mapping beside the cube, so that plain ``xarray.open_zarr``
     (and rioxarray) see a self-describing dataset: dims band / y / x, cell-centre x and y, the
-    band numbers, wavelengths and names, and the CRS."""
+    band numbers, wavelengths and names, the CRS, and for a gridded scene its variables' units
+    and long names and the time and member its bands are of."""
     t = scene.transform
 
-    def coordinate(name: str, values: np.ndarray, dim: str, attrs: dict) -> None:
+    def coordinate(name: str, values: Any, dims: tuple[str, ...], attrs: dict) -> None:
         values = np.asarray(values)
         coord = group.create_array(
-            name, shape=values.shape, dtype=values.dtype, dimension_names=(dim,)
+            name, shape=values.shape, dtype=values.dtype, dimension_names=dims
         )
-        coord[:] = values
+        coord[...] = values
         coord.attrs.update(attrs)
 
-    coordinate(
-        "band",
-        np.arange(1, scene.count + 1),
-        "band",
-        # names as an attribute: Zarr 3 has no portable string data type yet
-        {"long_name": "band number", "band_names": [str(n) for n in info.name]},
-    )
+    # texts as attributes: Zarr 3 has no portable string data type yet
+    band_attrs: dict[str, Any] = {
+        "long_name": "band number",
+        "band_names": [str(n) for n in info.name],
+    }
+    for key, attr in ((UNITS_COORD, "band_units"), (LONG_NAME_COORD, "band_long_names")):
+        if (texts := band_text(scene, key)) is not None:
+            band_attrs[attr] = texts
+    coordinate("band", np.arange(1, scene.count + 1), ("band",), band_attrs)
     coordinate(
         "wavelength",
         np.asarray(info.wavelength, dtype="float64"),
-        "band",
+        ("band",),
         {"units": "nm", "long_name": "band centre wavelength"},
     )
     names = ["wavelength"]
+    sample = sample_of(scene)
+    if "time" in sample:
+        seconds = np.datetime64(sample["time"], "s").astype("int64")
+        coordinate("time", seconds, (), {"standard_name": "time", "units": TIME_UNITS})
+        names.append("time")
+    if isinstance(sample.get("member"), (int, float)):
+        coordinate("member", sample["member"], (), {"long_name": "ensemble member"})
+        names.append("member")
+    elif "member" in sample:  # a named member: Zarr 3 has no portable string type yet
+        array.attrs["member"] = str(sample["member"])
     if not (t.b or t.d):  # a north-up grid: 1-D cell-centre coordinates
         geographic = scene.crs is not None and scene.crs.is_geographic
         x_attrs = {"standard_name": "longitude" if geographic else "projection_x_coordinate"}
         y_attrs = {"standard_name": "latitude" if geographic else "projection_y_coordinate"}
-        coordinate("x", t.c + t.a * (np.arange(scene.width) + 0.5), "x", x_attrs)
-        coordinate("y", t.f + t.e * (np.arange(scene.height) + 0.5), "y", y_attrs)
+        coordinate("x", t.c + t.a * (np.arange(scene.width) + 0.5), ("x",), x_attrs)
+        coordinate("y", t.f + t.e * (np.arange(scene.height) + 0.5), ("y",), y_attrs)
     if scene.crs is not None:
         mapping = group.create_array("spatial_ref", shape=(), dtype="int32")
         mapping.attrs.update(
