@@ -85,5 +85,23 @@ def summarize(scene: Scene) -> dict[str, Any]:
         "ground_truth": None
         if truth is None
         else {"classes": len(truth), "labelled_pixels": sum(truth.values())},
+        "ground_truth_candidates": _offgrid_candidates(scene),
         "notes": list(scene.notes),
     }
+
+
+def _offgrid_candidates(scene: Scene) -> list[dict[str, Any]]:
+    """Ground truth a MATLAB file holds at another resolution than its cube, and what
+    ``hsikit train`` does with it: the reader takes only ground truth on the cube's grid."""
+    from hsikit.data.offgrid_truth import offgrid_truth
+
+    return [
+        {
+            "name": truth.name,
+            "shape": list(truth.shape),
+            "cube": list(truth.grid),
+            "description": truth.description(),
+            "train": truth.what_train_does(),
+        }
+        for truth in offgrid_truth(scene)
+    ]

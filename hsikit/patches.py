@@ -57,25 +57,45 @@ def pad_block(block: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
     return np.pad(block, widths, mode="edge" if small else "reflect")
 
 
+@dataclass
+class BandGaps:
+    """Valid pixels where some good bands hold the nodata value: classified from values that
+    are not data, so a map run counts them (the worst pixel too) and says so."""
+
+    pixels: int = 0
+    worst: int = 0
+    bands: int = 0
+
+    def add(self, counts: np.ndarray, bands: int) -> None:
+        self.pixels += int(np.count_nonzero(counts))
+        self.worst = max(self.worst, int(counts.max(initial=0)))
+        self.bands = bands
+
+
 def read_block(
     scene: Scene,
     window: HaloWindow,
     bands: np.ndarray,
     transform: Callable[[np.ndarray], np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed ``[k, h + 2r, w + 2r]`` block around ``window.core`` and the core valid mask.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Preprocessed ``[k, h + 2r, w + 2r]`` block around ``window.core``, the core valid mask
+    and, per core pixel, how many of its bands hold the nodata value (see :class:`BandGaps`).
 
     Invalid pixels are zero after preprocessing (the training mean), so a neighbour that is nodata
     contributes nothing rather than a NaN.
     """
     values, valid = scene.read(window.read, bands=bands)
+    r_off = window.core.row_off - window.read.row_off
+    c_off = window.core.col_off - window.read.col_off
+    core = (
+        slice(r_off, r_off + window.core.height),
+        slice(c_off, c_off + window.core.width),
+    )
+    gap_counts = scene.nodata_band_counts(values[(slice(None), *core)], bands)
     block = np.nan_to_num(transform(values), nan=0.0)
     block[:, ~valid] = 0.0
     block = pad_block(block, window.pad)
-    r_off = window.core.row_off - window.read.row_off
-    c_off = window.core.col_off - window.read.col_off
-    core_valid = valid[r_off : r_off + window.core.height, c_off : c_off + window.core.width]
-    return block.astype("float32", copy=False), core_valid
+    return block.astype("float32", copy=False), valid[core], gap_counts
 
 
 def patches_at(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:

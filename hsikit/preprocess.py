@@ -136,12 +136,14 @@ def good_band_identity(scene: Scene) -> tuple[np.ndarray, np.ndarray, list[str]]
 
 
 def match_bands(wavelengths: np.ndarray, band_names: list[str], scene: Scene) -> np.ndarray:
-    """Indices of ``scene``'s bands equal to the given ones (wavelength within 1 nm, else name)."""
+    """Indices of ``scene``'s bands equal to the given ones: by wavelength (within 1 nm), by
+    name only for a band without one (generic names like ``band_1`` say nothing about a
+    scene without wavelengths: that is ``--bands-by-position``, asked for)."""
     wl, names = scene.wavelengths, [str(n) for n in scene.band_values("name")]
     found, missing = [], []
     for target_wl, target_name in zip(wavelengths, band_names):
         index = None
-        if np.isfinite(target_wl) and np.isfinite(wl).any():
+        if np.isfinite(target_wl):  # a band with a wavelength is that wavelength, whatever its name
             distance = np.abs(np.where(np.isfinite(wl), wl, np.inf) - target_wl)
             if distance.min() <= WAVELENGTH_TOLERANCE_NM:
                 index = int(distance.argmin())

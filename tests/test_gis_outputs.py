@@ -35,6 +35,41 @@ def test_a_converted_pixel_grid_stays_north_up(tmp_path, run_cli):
         assert src.transform == rasterio.Affine(1, 0, 0, 0, -1, 0)
 
 
+def _identify(path, x: float, y: float) -> float:
+    """The value a GIS client's identify tool shows at map coordinates (x, y)."""
+    with rasterio.open(path) as src:
+        return float(next(src.sample([(x, y)], indexes=1))[0])
+
+
+def test_pixel_look_ups_hit_the_pixel_on_a_pixel_grid(tmp_path, run_cli):
+    """QGIS and EnMAP-Box read pixel (row, col) of a CRS-less grid at (col + 0.5, −(row + 0.5))
+    under (0, 1, 0, 0, 0, −1): a north-up grid that started at y = H would draw the same but
+    every look-up would miss, so hsikit's grid starts at y = 0."""
+    rows, cols = 7, 11
+    values = (np.arange(rows * cols).reshape(1, rows, cols) + 1).astype("int16")
+    header, _ = synthetic.write_envi(tmp_path, values)  # no map info: a pixel grid
+    assert run_cli("convert", header, "-o", tmp_path / "grid.tif").code == 0
+    for row, col in [(0, 0), (0, 10), (6, 0), (3, 8), (6, 10)]:
+        assert _identify(tmp_path / "grid.tif", col + 0.5, -(row + 0.5)) == values[0, row, col]
+
+
+def test_a_grid_starting_at_y_h_is_kept_exactly(tmp_path, run_cli):
+    """A file whose own transform starts at y = H keeps it (nothing re-anchored): look-ups at
+    its coordinates hit, and the pixel-grid convention's coordinates are off its extent."""
+    rows, cols = 7, 11
+    values = (np.arange(rows * cols).reshape(1, rows, cols) + 1).astype("int16")
+    start_at_h = rasterio.Affine(1, 0, 0, 0, -1, rows)
+    source = synthetic.write_geotiff(
+        tmp_path / "h.tif", values, crs=None, transform=start_at_h, nodata=None
+    )
+    assert run_cli("convert", source, "-o", tmp_path / "out.tif").code == 0
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.transform == start_at_h and out.crs is None
+        assert out.index(3 + 0.5, -(2 + 0.5)) == (rows + 2, 3)  # outside: 7 rows only
+    for row, col in [(0, 0), (6, 10), (2, 3)]:
+        assert _identify(tmp_path / "out.tif", col + 0.5, rows - (row + 0.5)) == values[0, row, col]
+
+
 def _map(tmp_path, run_cli, *extra):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24, classes=3)
     bundle = tmp_path / "m.safetensors"

@@ -13,6 +13,7 @@ from shapely.geometry import box
 from hsikit import open_scene
 from hsikit.data.labels import load_labels
 from tests import synthetic
+from tests.conftest import assert_one_sentence_error
 
 
 def _scene(tmp_path):
@@ -232,3 +233,29 @@ def test_raster_labels_take_their_class_names_from_a_class_table(tmp_path, run_c
     bad.write_text("value,name\none,water\n")
     refused = run_cli("rasterize", scene, labels, "--class-table", bad, "-o", tmp_path / "x.tif")
     assert refused.code == 2 and "entry 1 is not a class" in refused.stderr
+
+
+def test_mat_ground_truth_at_another_resolution_is_described_and_refused(tmp_path, run_cli):
+    """A 4× finer label map beside the cube: info says what it is and what train does with
+    it, and train does exactly that."""
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    scene = tmp_path / "fine_gt.mat"
+    gt = rng.integers(0, 4, size=(32, 24)).astype("uint8")
+    scipy.io.savemat(scene, {"cube": rng.random((8, 6, 5)), "gt": gt})
+    info = run_cli("info", scene)
+    assert info.code == 0, info.stderr
+    said = "ground truth candidate 'gt' 4× finer than the cube (32 × 24 vs 8 × 6)"
+    assert said in info.stdout and "'hsikit train' refuses it" in info.stdout
+    (candidate,) = json.loads(run_cli("info", scene, "--json").stdout)["ground_truth_candidates"]
+    assert candidate["shape"] == [32, 24] and candidate["cube"] == [8, 6]
+    output = tmp_path / "m.safetensors"
+    trained = run_cli("train", scene, "--labels", scene, "--model", "svm_rbf", "-o", output)
+    assert_one_sentence_error(trained, said, "majority class of each 4 × 4 block")
+    assert candidate["train"].removeprefix("'hsikit train' refuses it: ") in trained.stderr
+    beside = tmp_path / "fine_gt_gt.mat"
+    scipy.io.savemat(beside, {"gt": gt})
+    trained = run_cli("train", scene, "--labels", beside, "--model", "svm_rbf", "-o", output)
+    assert_one_sentence_error(trained, "(32 × 24) is 4× finer than the scene (8 × 6)", "4 × 4")
+    assert not output.exists()

@@ -377,3 +377,18 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
         r"'leftover.bias'\)",
     ):
         load_bundle(path)
+
+
+@pytest.mark.parametrize("name", ["svm_rbf", "random_forest"])
+def test_classical_fits_report_their_progress(name):
+    """Each cross-validation fit and the refit are told, in order, ending at the total: what
+    the training progress bar and its time left are drawn from."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 0.3, size=(30, 4, 1, 1)) for c in range(3)])
+    y = np.repeat(np.arange(3), 30)
+    told: list[tuple[int, int]] = []
+    model = create_model(name, in_bands=4, num_classes=3)
+    model.fit(x, y, on_fit=lambda done, total: told.append((done, total)))
+    total = told[-1][1]
+    assert [done for done, _ in told] == list(range(1, total + 1))  # each fold, then the refit
+    assert {t for _, t in told} == {total} and (total - 1) % model.chosen["folds"] == 0

@@ -49,6 +49,20 @@ LayerOpt = Annotated[
     str | None,
     typer.Option(help="The labels layer of a vector file that holds several (a GeoPackage)."),
 ]
+ResampleBandsOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Resample the scene's bands to the model's (Gaussian responses from the FWHM, "
+        "else linear interpolation) when they differ; recorded in the map's provenance."
+    ),
+]
+BandsByPositionOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Take the bands of a scene without wavelengths (a gdalbuildvrt mosaic) as the "
+        "model's, in order, when their counts agree; recorded in the map's provenance."
+    ),
+]
 PrecisionOpt = Annotated[
     str,
     typer.Option(

@@ -9,11 +9,13 @@ import typer
 from rich.progress import Progress
 
 from hsikit.cli.app import (
+    BandsByPositionOpt,
     ClassTableOpt,
     DeviceOpt,
     LayerOpt,
     OutputOpt,
     PrecisionOpt,
+    ResampleBandsOpt,
     SceneArg,
     SmoothEpsOpt,
     SmoothGuideOpt,
@@ -56,6 +58,8 @@ def classify(
     smooth: SmoothOpt = None,
     smooth_eps: SmoothEpsOpt = None,
     smooth_guide: SmoothGuideOpt = None,
+    resample_bands: ResampleBandsOpt = False,
+    bands_by_position: BandsByPositionOpt = False,
 ) -> None:
     """Map a scene with a bundle, or train on --labels and map in one go. --smooth overrides
     the bundle's own smoothing (--smooth 0 turns it off)."""
@@ -64,6 +68,7 @@ def classify(
     from hsikit.devices import resolve_device, use_threads
     from hsikit.predict.classify import classify_scene
     from hsikit.smoothing import chosen_smoothing
+    from hsikit.spectral_resampling import adaptation, for_model
 
     if (bundle is None) == (labels is None):
         raise InputError(
@@ -106,10 +111,20 @@ def classify(
         loaded = loaded.with_smoothing(
             chosen_smoothing(smooth, smooth_eps, smooth_guide, loaded.meta.smoothing)
         )
+    mapped = for_model(
+        opened,
+        loaded.for_scene,
+        loaded.preprocessor.band_wavelengths,
+        loaded.preprocessor.band_names,
+        resample=resample_bands,
+        by_position=bands_by_position,
+    )
+    if (how := adaptation(mapped)) is not None:
+        err.print(f"bands {how}", highlight=False, soft_wrap=True)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("classifying", total=None)
         summary = classify_scene(
-            opened,
+            mapped,
             loaded,
             output,
             window=window,
@@ -126,15 +141,31 @@ def classify(
         f"wrote {with_sidecars(output)}: {summary['classified']} pixels classified, "
         f"{summary['nodata']} nodata"
     )
+    if summary["partly_nodata"]:
+        err.print(
+            f"[bold yellow]warning:[/] {opened.path}: {summary['partly_nodata']} classified "
+            f"pixels have bands at the nodata value (up to {summary['most_nodata_bands']} of "
+            f"{summary['bands']}); the model took those values as data, so check these "
+            "pixels (--confidence shows how sure it was)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Trained bundle (.safetensors).")],
-    scene: Annotated[
-        str | None, typer.Argument(help="Scene with --labels (independent reference data).")
+    scenes: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Scenes with --labels (independent reference data), their pixels pooled.",
+            show_default=False,
+        ),
     ] = None,
-    labels: Annotated[str | None, typer.Option(help="Reference labels for SCENE.")] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(help="Reference labels: one file per scene, in order, or one for all."),
+    ] = None,
     class_field: Annotated[str | None, typer.Option()] = None,
     layer: LayerOpt = None,
     dataset: Annotated[
@@ -145,16 +176,17 @@ def evaluate(
     ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Accuracy of a bundle: on its own test split, or on independent labelled data."""
+    """Accuracy of a bundle: on its own test split, or on independent labelled data (several
+    scenes: one confusion matrix over all their pixels, and each scene's figures)."""
     from hsikit.evaluation.evaluate import evaluate_bundle
     from hsikit.writers.atomic import check_output_folder
 
     if report is not None:
-        check_output_folder(report, inputs=[bundle, *filter(None, [scene, labels])])
+        check_output_folder(report, inputs=[bundle, *(scenes or []), *(labels or [])])
     result = evaluate_bundle(
         bundle,
-        scene=scene,
-        labels=labels,
+        scenes=scenes or [],
+        labels=labels or [],
         class_field=class_field,
         layer=layer,
         dataset=dataset,
@@ -162,5 +194,11 @@ def evaluate(
         device=device,
     )
     print_metrics(result)
+    for row in result.get("per_scene", []):
+        out.print(
+            f"  {row['scene']}: OA {row['oa']:.2%}  AA {row['aa']:.2%}  kappa "
+            f"{row['kappa']:.4f}  on {row['n_test']} pixels",
+            highlight=False,
+        )
     if report is not None:
         out.print(f"report: {report}/")

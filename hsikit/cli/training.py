@@ -22,7 +22,11 @@ from hsikit.cli.config_options import (
 )
 
 TRAIN_PARAMETERS = [
-    inputs_argument("scenes", "Scene files, one per --labels (or --dataset)."),
+    inputs_argument(
+        "scenes",
+        "Scene files, each with its --labels, or all with one --labels file (or --dataset); "
+        "a scene no label falls on is skipped with a note (--strict: refused).",
+    ),
     output_option("model.safetensors"),
     report_option(),
     keyword(

@@ -10,11 +10,13 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
 
 from hsikit.classes import ClassTable
+from hsikit.data.offgrid_truth import grid_relation, offgrid_truth, resample_hint
 from hsikit.errors import InputError, LabelError
 from hsikit.inputs import claim_input
 from hsikit.scene import Scene
@@ -23,6 +25,15 @@ MAX_CLASS_VALUE = 65535  # class maps are uint8, or uint16 past 255 classes
 #: Distinct values above which a raster is not class labels (an image band taken by mistake).
 MAX_PLAUSIBLE_CLASSES = 255
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".parquet")
+
+
+class NoLabelsOnScene(LabelError):
+    """No feature of a vector labels file marks a pixel of a scene: a run over several scenes
+    skips that scene (:func:`hsikit.data.sources.place_labels`) rather than failing."""
+
+    def __init__(self, labels: Path, scene: str, reason: str, hint: str) -> None:
+        self.reason = reason  # a phrase the scene completes: "no label feature overlaps"
+        super().__init__(labels, f"{reason} the scene {scene}", hint)
 
 
 @dataclass
@@ -72,20 +83,17 @@ def _label_raster(path: Path, scene: Scene, class_table: str | Path | None = Non
 
     labels = open_scene(path)
     if labels.ground_truth is None and os.path.realpath(path) == os.path.realpath(scene.path):
-        raise LabelError(
-            path,
-            "is the scene itself, and it holds no ground truth: its first band is not labels",
-            "give the labels file (for a .mat scene, the _gt.mat beside it)",
-        )
+        _refuse_scene_as_labels(path, labels)
     values = (
         labels.ground_truth if labels.ground_truth is not None else labels.read_raw(bands=[0])[0]
     )
-    if values.shape != (scene.height, scene.width):
+    grid = (scene.height, scene.width)
+    if values.shape != grid:
         raise LabelError(
             path,
-            f"the label raster is {values.shape[0]}×{values.shape[1]} but the "
-            f"scene is {scene.height}×{scene.width}",
-            "give labels on the scene's grid, or vector labels",
+            f"the label raster ({values.shape[0]} × {values.shape[1]}) is "
+            f"{grid_relation(values.shape, grid)} the scene ({grid[0]} × {grid[1]})",
+            resample_hint(values.shape, grid),
         )
     if (
         labels.georeferenced
@@ -125,6 +133,23 @@ def _label_raster(path: Path, scene: Scene, class_table: str | Path | None = Non
         table = ClassTable.from_values(present)
     dtype = "uint8" if table.max_value <= 255 and values.max() <= 255 else "uint16"
     return Labels(values.astype(dtype), table, str(path))
+
+
+def _refuse_scene_as_labels(path: Path, scene: Scene) -> NoReturn:
+    """The scene given as its own labels holds none on its grid: say what it holds instead (a
+    MATLAB file's ground truth at another resolution), or that its bands are not labels."""
+    candidates = offgrid_truth(scene)
+    if candidates:
+        raise LabelError(
+            path,
+            f"holds no ground truth on the cube's grid, only the {candidates[0].description()}",
+            resample_hint(candidates[0].shape, candidates[0].grid),
+        )
+    raise LabelError(
+        path,
+        "is the scene itself, and it holds no ground truth: its first band is not labels",
+        "give the labels file (for a .mat scene, the _gt.mat beside it)",
+    )
 
 
 def rasterize_vector(
@@ -170,9 +195,10 @@ def rasterize_vector(
         frame = frame.to_crs(scene.crs)
     bounds = box(*_scene_bounds(scene))
     if not frame.intersects(bounds).any():
-        raise LabelError(
+        raise NoLabelsOnScene(
             path,
-            "no label feature overlaps the scene",
+            scene.path,
+            "no label feature overlaps",
             "check that the labels and the scene cover the same area",
         )
     table, codes = _class_table(frame, class_field, name_field, path)
@@ -189,9 +215,10 @@ def rasterize_vector(
         dtype=dtype,
     )
     if not values.any():
-        raise LabelError(
+        raise NoLabelsOnScene(
             path,
-            "the label features overlap the scene but cover no pixel centre",
+            scene.path,
+            "the label features cover no pixel centre of",
             "use larger polygons, or points on pixel centres",
         )
     return Labels(values, table, str(path))

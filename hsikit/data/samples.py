@@ -85,7 +85,7 @@ def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) 
             )
             if not labelled[sl].any():
                 continue
-            block, valid = read_block(source.scene, hw, source.bands, preprocessor.transform)
+            block, valid, _ = read_block(source.scene, hw, source.bands, preprocessor.transform)
             roles = np.where(labelled[sl] & valid, source.split.roles[sl], 0)
             for role, name in ROLE_NAMES.items():
                 rows, cols = np.nonzero(roles == role)

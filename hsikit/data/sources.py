@@ -1,8 +1,12 @@
 """Scenes and their labels as training sources: one shared class table, a split per scene, and
-the scene bands matching the first scene's good bands."""
+the scene bands matching the first scene's good bands. A scene on which no labelled pixel of
+its labels falls (a tile beside the surveyed area) is skipped with a note, unless the run is
+strict or no scene has labels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,43 +14,106 @@ import numpy as np
 from hsikit.classes import ClassEntry, ClassTable, value_lookup
 from hsikit.data.samples import Source
 from hsikit.data.splits import TEST, TRAIN, Split, SplitSpec, make_split
+from hsikit.errors import InputError
 from hsikit.preprocess import good_band_identity, match_bands
 
 if TYPE_CHECKING:
+    from hsikit.data.labels import Labels
+    from hsikit.scene import Scene
     from hsikit.training.config import TrainConfig
 
 
-def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable]:
-    """Scenes with labels in one shared class table, their splits, and matched bands."""
+@dataclass
+class Placed:
+    """Scenes with their labels on their grids, and the notes on the scenes left out."""
+
+    scenes: list[tuple[str, Scene, Labels]] = field(default_factory=list)  # name, scene, labels
+    skipped: list[str] = field(default_factory=list)
+
+
+def place_labels(
+    pairs: Sequence[tuple[str, str]],
+    read: Callable[[str, str], tuple[Scene, Labels]],
+    strict: bool,
+) -> Placed:
+    """Each (scene, labels file) of ``pairs`` read by ``read``; a scene no labelled pixel falls
+    on is skipped with a note, so one vector file can label a set of tiles it only partly
+    covers. ``strict`` refuses such a scene instead, naming it; no labelled scene at all is
+    refused, naming the labels and the scenes."""
+    from hsikit.data.labels import NoLabelsOnScene
+
+    placed = Placed()
+    for scene_name, labels_path in pairs:
+        try:
+            placed.scenes.append((scene_name, *read(scene_name, labels_path)))
+        except NoLabelsOnScene as exc:
+            if len(pairs) == 1:
+                raise
+            if strict:
+                raise InputError(
+                    scene_name,
+                    f"{exc.reason} it ({labels_path})",
+                    "give labels that cover this scene, or drop --strict to skip it",
+                ) from exc
+            placed.skipped.append(f"scene {scene_name}: {exc.reason} it ({labels_path}); skipped")
+    if not placed.scenes:
+        raise InputError(
+            ", ".join(dict.fromkeys(labels for _, labels in pairs)),
+            "no label feature marks a pixel of any of the scenes "
+            f"({', '.join(scene for scene, _ in pairs)})",
+            "check that the labels and the scenes cover the same area",
+        )
+    return placed
+
+
+def load_sources(config: TrainConfig) -> tuple[list[Source], ClassTable, list[str]]:
+    """Scenes with labels in one shared class table, their splits, and matched bands; and the
+    notes on the scenes skipped for having no labelled pixel."""
     from hsikit.data.datasets import load
-    from hsikit.data.labels import load_labels
-    from hsikit.readers import open_scene
 
     if config.dataset is not None:
         dataset = load(config.dataset)
-        raw = [(dataset.scene, dataset.labels.values, dataset.labels.classes, config.dataset)]
+        placed = Placed([(config.dataset, dataset.scene, dataset.labels)])
     else:
-        raw = []
-        for scene_path, label_path in zip(config.scenes, config.labels):
-            scene = open_scene(scene_path)
-            labels = load_labels(
-                label_path,
-                scene,
-                config.class_field,
-                config.name_field,
-                config.layer,
-                config.class_table,
-            )
-            raw.append((scene, labels.values, labels.classes, scene_path))
-    table, remapped = merge_tables([(values, classes) for _, values, classes, _ in raw])
-    first = raw[0][0]
-    _, wavelengths, names = good_band_identity(first)
+        placed = place_labels(
+            list(zip(config.scenes, config.labels)), _label_reader(config), config.strict
+        )
+    if config.split == "tiles" and len(placed.scenes) < 2:
+        raise InputError(
+            ", ".join(config.scenes),
+            "the 'tiles' split needs at least two scenes with labels, and only "
+            f"{len(placed.scenes)} has any",
+            "label more of the scenes, or use the spatial split",
+        )
+    table, remapped = merge_tables(
+        [(labels.values, labels.classes) for *_, labels in placed.scenes]
+    )
+    _, wavelengths, names = good_band_identity(placed.scenes[0][1])
     splits = _splits(config, remapped)
     sources = [
         Source(scene, labels, split, match_bands(wavelengths, names, scene), name)
-        for (scene, _, _, name), labels, split in zip(raw, remapped, splits)
+        for (name, scene, _), labels, split in zip(placed.scenes, remapped, splits)
     ]
-    return sources, table
+    return sources, table, placed.skipped
+
+
+def _label_reader(config: TrainConfig) -> Callable[[str, str], tuple[Scene, Labels]]:
+    """Opens a scene and puts a labels file on its grid with the config's label options."""
+    from hsikit.data.labels import load_labels
+    from hsikit.readers import open_scene
+
+    def read(scene_path: str, labels_path: str) -> tuple[Scene, Labels]:
+        scene = open_scene(scene_path)
+        return scene, load_labels(
+            labels_path,
+            scene,
+            config.class_field,
+            config.name_field,
+            config.layer,
+            config.class_table,
+        )
+
+    return read
 
 
 def merge_tables(items: list[tuple[np.ndarray, ClassTable]]) -> tuple[ClassTable, list[np.ndarray]]:

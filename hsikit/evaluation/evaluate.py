@@ -3,6 +3,7 @@ checked against its data checksum), or on independent reference labels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +11,18 @@ import numpy as np
 from hsikit.bundle import Bundle, load_bundle
 from hsikit.classes import value_lookup
 from hsikit.data.samples import Source, extract, read_spectra
-from hsikit.data.sources import load_sources
+from hsikit.data.sources import Placed, load_sources, merge_tables, place_labels
 from hsikit.data.splits import TEST, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
-from hsikit.training.config import ResolvedTrainConfig
+from hsikit.training.config import LABELS_RULE, ResolvedTrainConfig, labels_per_scene
 
 
 def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
     """The bundle's own test pixels and the data checksum, recomputed from its config."""
     config = ResolvedTrainConfig.model_validate(bundle.meta.training["config"])
-    sources, _ = load_sources(config)
+    sources, _, _ = load_sources(config)
     _, checksum, _ = read_spectra(sources)
     samples = extract(sources, bundle.preprocessor, config.patch_size)
     lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
@@ -30,11 +31,15 @@ def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
 
 
 def _report(
-    bundle: Bundle, pixels: ReferencePixels, protocol: str, reference: str | None = None
+    bundle: Bundle,
+    pixels: ReferencePixels,
+    protocol: str,
+    reference: str | None = None,
+    scene_names: Sequence[str] = (),
 ) -> dict:
     """Accuracy on ``pixels``: of the bundle's own split (``protocol``), or of ``reference``
-    data, where the split and its seed mean nothing."""
-    report = accuracy_report(bundle, pixels)
+    data, where the split and its seed mean nothing (per scene too, with ``scene_names``)."""
+    report = accuracy_report(bundle, pixels, scene_names)
     config = bundle.meta.training.get("config", {})
     if reference is not None:
         report["reference"] = reference
@@ -48,45 +53,71 @@ def _report(
     return report
 
 
-def _independent(
-    bundle: Bundle,
-    scene_arg: str,
-    labels_path: str | None,
+def _reference_scenes(
+    scenes: Sequence[str],
+    labels: Sequence[str],
     class_field: str | None,
     dataset: str | None,
-    layer: str | None = None,
-) -> ReferencePixels:
+    layer: str | None,
+) -> Placed:
+    """The reference scenes and their labels: a catalog dataset's, or each scene's own labels
+    file (one --labels per scene, or one for all, as ``hsikit train`` takes them; a scene no
+    label falls on skipped with a note, as there)."""
     from hsikit.data.datasets import load, resolve_scene
-    from hsikit.data.labels import load_labels
+    from hsikit.data.labels import Labels, load_labels
+    from hsikit.scene import Scene
 
     if dataset is not None:
         data = load(dataset)
-        scene, values, table = data.scene, data.labels.values, data.labels.classes
-    else:
-        if labels_path is None:
-            raise InputError(scene_arg, "no reference labels given", "pass --labels")
-        scene = resolve_scene(scene_arg)
-        placed = load_labels(labels_path, scene, class_field, layer=layer)
-        scene, values, table = scene, placed.values, placed.classes
+        return Placed([(dataset, data.scene, data.labels)])
+    if not labels:
+        raise InputError(scenes[0], "no reference labels given", "pass --labels")
+    paired = labels_per_scene(list(scenes), list(labels))
+    if paired is None:
+        raise InputError(
+            None,
+            f"{len(scenes)} scenes but {len(labels)} --labels files",
+            LABELS_RULE,
+        )
+
+    def read(scene_argument: str, labels_path: str) -> tuple[Scene, Labels]:
+        scene = resolve_scene(scene_argument)
+        return scene, load_labels(labels_path, scene, class_field, layer=layer)
+
+    return place_labels(list(zip(scenes, paired)), read, strict=False)
+
+
+def _independent(bundle: Bundle, placed: Placed, named: str | None) -> ReferencePixels:
+    """The labelled pixels of every reference scene, pooled, as class indices of the bundle
+    (classes matched by name; those the model lacks dropped)."""
+    table, remapped = merge_tables(
+        [(labels.values, labels.classes) for *_, labels in placed.scenes]
+    )
     by_name = {e.name: i for i, e in enumerate(bundle.classes.entries)}
     lookup = value_lookup(table.values, [by_name.get(e.name, -1) for e in table.entries])
     if (lookup < 0).all():
         raise InputError(
-            labels_path or dataset,
+            named,
             "none of the reference classes is a class of the model",
             "use labels with the model's class names",
         )
-    roles = np.where(values > 0, TEST, 0).astype(np.uint8)
-    source = Source(
-        scene, values, Split(SplitSpec(), roles), bundle.preprocessor.match_bands(scene), scene.path
-    )
-    samples = extract([source], bundle.preprocessor, bundle.meta.patch_size)
-    return ReferencePixels.of(samples, lookup[samples.y["test"]], [scene])
+    sources = [
+        Source(
+            scene,
+            values,
+            Split(SplitSpec(), np.where(values > 0, TEST, 0).astype(np.uint8)),
+            bundle.preprocessor.match_bands(scene),
+            name,
+        )
+        for (name, scene, _), values in zip(placed.scenes, remapped)
+    ]
+    samples = extract(sources, bundle.preprocessor, bundle.meta.patch_size)
+    return ReferencePixels.of(samples, lookup[samples.y["test"]], [s.scene for s in sources])
 
 
-def _reference_kind(bundle: Bundle, scene: str | None, labels: str | None) -> str:
-    """What the reference pixels are: independent, unless they are the bundle's own training
-    scene and labels (its training and validation pixels are then among them)."""
+def _reference_kind(bundle: Bundle, scenes: Sequence[str], labels: Sequence[str]) -> str:
+    """What the reference pixels are: independent, unless some are the bundle's own training
+    scenes and labels (its training and validation pixels are then among them)."""
     import os
 
     config = bundle.meta.training.get("config", {})
@@ -94,26 +125,38 @@ def _reference_kind(bundle: Bundle, scene: str | None, labels: str | None) -> st
         (os.path.realpath(s), os.path.realpath(lab))
         for s, lab in zip(config.get("scenes", []), config.get("labels", []))
     }
-    if scene and labels and (os.path.realpath(scene), os.path.realpath(labels)) in trained:
+    own = [
+        scene
+        for scene, lab in zip(scenes, labels_per_scene(list(scenes), list(labels)) or [])
+        if (os.path.realpath(scene), os.path.realpath(lab)) in trained
+    ]
+    if not own:
+        return "independent reference data"
+    if len(scenes) == 1:
         return "the bundle's own training scene and labels (not independent)"
-    return "independent reference data"
+    return (
+        "reference data including the bundle's own training scenes and labels "
+        f"({', '.join(own)}; not independent)"
+    )
 
 
 def evaluate_bundle(
     bundle_path: str | Path,
     *,
-    scene: str | None = None,
-    labels: str | None = None,
+    scenes: Sequence[str] = (),
+    labels: Sequence[str] = (),
     class_field: str | None = None,
     layer: str | None = None,
     dataset: str | None = None,
     report_dir: str | Path | None = None,
     device: str = "auto",
 ) -> dict:
+    """Accuracy of a bundle on its own test split, or on reference scenes (pooled into one
+    confusion matrix, with each scene's figures beside it) or a catalog dataset."""
     device = resolve_device(device)  # a missing GPU is refused before any reading
     bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
-    own_split = scene is None and (dataset is None or dataset == trained_on)
+    own_split = not scenes and (dataset is None or dataset == trained_on)
     if own_split:
         if not bundle.meta.training.get("config"):
             raise InputError(
@@ -131,9 +174,15 @@ def evaluate_bundle(
             )
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
-        pixels = _independent(bundle, scene or "", labels, class_field, dataset, layer)
-        kind = _reference_kind(bundle, scene, labels)
-        report = _report(bundle, pixels, kind, reference=kind)
+        placed = _reference_scenes(scenes, labels, class_field, dataset, layer)
+        pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset)
+        kind = _reference_kind(bundle, scenes, labels)
+        names = [name for name, *_ in placed.scenes] if len(placed.scenes) > 1 else []
+        report = _report(bundle, pixels, kind, reference=kind, scene_names=names)
+        report.update(
+            warnings=placed.skipped,
+            scenes={"used": [name for name, *_ in placed.scenes], "skipped": placed.skipped},
+        )
     if report_dir is not None:
         from hsikit.training.report import confusion_png, write_json
         from hsikit.writers.atomic import prepare_output_folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,8 +69,11 @@ class ClassicalClassifier(ABC):
         seed: int = 0,
         x_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
+        on_fit: Callable[[int, int], None] | None = None,
     ) -> ClassicalClassifier:
-        from sklearn.model_selection import GridSearchCV, StratifiedKFold
+        """``on_fit(done, total)`` is told of each cross-validation fit and the final refit, so a
+        long search shows its progress."""
+        from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
         x, y = _centre(x), np.asarray(y)
         pooled = x_val is not None and len(x_val) > 0
@@ -84,18 +88,32 @@ class ClassicalClassifier(ABC):
             "folds": 0,
             "refit_on": "train+val" if pooled else "train",
         }
+        tell = on_fit or (lambda done, total: None)
         if folds < 2:
             self._export(self._estimator(seed).fit(x, y))
+            tell(1, 1)
             return self
+        grid = self._grid(x)
+        total, done = len(ParameterGrid(grid)) * folds + 1, 0
+
+        def scored(estimator: Any, x_fold: np.ndarray, y_fold: np.ndarray) -> float:
+            """Accuracy, as GridSearchCV scores by default; called once per fold fitted."""
+            nonlocal done
+            done += 1
+            tell(done, total)
+            return float(estimator.score(x_fold, y_fold))
+
         search = GridSearchCV(
             self._estimator(seed),
-            self._grid(x),
+            grid,
+            scoring=scored,
             refit=True,
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
         with warnings.catch_warnings():  # rare classes with fewer pixels than folds are fine
             warnings.filterwarnings("ignore", message="The least populated class")
             search.fit(x, y)
+        tell(total, total)
         self._export(search.best_estimator_)
         self.chosen.update(
             params={

@@ -18,6 +18,7 @@ from hsikit.bundle import Bundle
 from hsikit.errors import InputError
 from hsikit.patches import (
     STREAM_WINDOW,
+    BandGaps,
     HaloWindow,
     around,
     batched_pixels,
@@ -29,6 +30,7 @@ from hsikit.predict.batching import dense_pixels, patch_batch
 from hsikit.predict.pipeline import Stopwatch, WriteBehind, prefetched
 from hsikit.scene import Scene
 from hsikit.smoothing import guided_filter
+from hsikit.spectral_resampling import adaptation
 from hsikit.writers.classmap import CLASS_NODATA, ClassMapWriter
 from hsikit.writers.provenance import precision_fact, provenance
 
@@ -52,6 +54,7 @@ def window_scores(
     only: set[tuple[int, int]] | None = None,
     shared: bool = True,
     timings: dict[str, float] | None = None,
+    gaps: BandGaps | None = None,
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, ``[K, h, w]`` class probabilities, ``[h, w]`` valid mask) across the scene, as
     the map gets them: with the bundle's smoothing, probabilities are predicted over the window
@@ -60,7 +63,8 @@ def window_scores(
     window is read while this one is computed. ``shared=False`` forces the patch-by-patch path
     even for a network that maps whole windows (what the shared path is checked against).
     ``timings`` (seconds) gets what reading, preprocessing and the model took, for profiles.
-    ``batch_size`` None: patches (or pixels) per forward pass chosen by the model's memory."""
+    ``batch_size`` None: patches (or pixels) per forward pass chosen by the model's memory.
+    ``gaps`` counts the valid pixels with some bands at nodata."""
     bundle, bands = bundle.for_scene(scene)
     patch, smoothing = bundle.meta.patch_size, bundle.meta.smoothing
     margin = smoothing.margin if smoothing is not None else 0
@@ -78,16 +82,19 @@ def window_scores(
 
     clock = Stopwatch(timings)
 
-    def read(outer: HaloWindow) -> tuple[HaloWindow, np.ndarray, np.ndarray]:
+    def read(outer: HaloWindow) -> tuple[HaloWindow, np.ndarray, np.ndarray, np.ndarray]:
         around_it = around(outer.read, patch // 2, scene.height, scene.width)
         with clock("read"):
-            block, valid = read_block(
-                scene, around_it, bands, clock.timed("preprocess", bundle.preprocessor.transform)
+            block, valid, gap_counts = read_block(
+                scene,
+                around_it,
+                bands,
+                clock.timed("preprocess", bundle.preprocessor.transform),
             )
         clock.add("read", -clock.last("preprocess"))
-        return outer, block, valid
+        return outer, block, valid, gap_counts
 
-    for outer, block, valid in prefetched(map(read, wanted)):
+    for outer, block, valid, gap_counts in prefetched(map(read, wanted)):
         core, region = outer.core, outer.read  # region: the core and its margin, in the scene
         (r0, r1), (c0, c1) = core.toranges()
         with clock("forward"):
@@ -111,6 +118,8 @@ def window_scores(
             slice(r0 - region.row_off, r1 - region.row_off),
             slice(c0 - region.col_off, c1 - region.col_off),
         )
+        if gaps is not None:
+            gaps.add(gap_counts[cut], len(bands))
         yield core, scores[(slice(None), *cut)], valid[cut]
 
 
@@ -162,13 +171,14 @@ def classify_scene(
     table = bundle.classes
     values = np.asarray(table.values)
     total = -(-scene.height // window) * -(-scene.width // window)
-    classified = 0
+    classified, gaps = 0, BandGaps()
     tags = provenance(
         source=scene.path,
         model=bundle.meta.model.name,
         bundle=bundle.path,
         bundle_sha256=bundle.sha256(),
         precision=precision_fact(bundle.precision),
+        bands=adaptation(scene),
     )
     with (
         ClassMapWriter(
@@ -177,7 +187,13 @@ def classify_scene(
         WriteBehind(Stopwatch(timings).timed("write", writer.write)) as behind,
     ):
         windows = window_scores(
-            scene, bundle, window=window, batch_size=batch_size, shared=shared, timings=timings
+            scene,
+            bundle,
+            window=window,
+            batch_size=batch_size,
+            shared=shared,
+            timings=timings,
+            gaps=gaps,
         )
         for done, (core, scores, valid) in enumerate(windows, start=1):
             classes = np.where(valid, values[scores.argmax(axis=0)], CLASS_NODATA)
@@ -196,4 +212,7 @@ def classify_scene(
         "pixels": scene.width * scene.height,
         "classified": classified,
         "nodata": scene.width * scene.height - classified,
+        "partly_nodata": gaps.pixels,
+        "most_nodata_bands": gaps.worst,
+        "bands": gaps.bands,
     }

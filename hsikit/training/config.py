@@ -33,14 +33,30 @@ DATA, MODEL, RECIPE, TUNE, SMOOTH, RUN = (
 )
 
 
+LABELS_RULE = "give one labels file per scene, or one for all scenes"
+
+
+def labels_per_scene(scenes: list[str], labels: list[str]) -> list[str] | None:
+    """The labels file of each scene: one given per scene, or one given once for them all (a
+    vector file covering several tiles need not be repeated); None when the counts fit
+    neither."""
+    if len(labels) == len(scenes):
+        return list(labels)
+    return list(labels) * len(scenes) if len(labels) == 1 and scenes else None
+
+
 class DataOptions(BaseModel):
     """Where pixels come from and how they are split: shared by training and pretraining, so
     both build the same split from the same options."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str | None = option(DATA, description="a catalog dataset instead of scenes")
-    scenes: list[str] = option(DATA, [], description="scene files, one per labels file")
-    labels: list[str] = option(DATA, [], description="labels per scene (raster or vector)")
+    scenes: list[str] = option(DATA, [], description="scene files")
+    labels: list[str] = option(
+        DATA,
+        [],
+        description="labels (raster or vector): one file per scene, in order, or one for all",
+    )
     train_ratio: float = option(
         DATA,
         0.1,
@@ -74,8 +90,11 @@ class DataOptions(BaseModel):
     def _one_source(self) -> DataOptions:
         if (self.dataset is None) == (not self.scenes):
             raise ValueError("give either a catalog dataset or scenes")
-        if self.labels and len(self.labels) != len(self.scenes):
-            raise ValueError("give one labels file per scene")
+        if self.labels:
+            paired = labels_per_scene(self.scenes, self.labels)
+            if paired is None:
+                raise ValueError(LABELS_RULE)
+            self.labels = paired
         return self
 
 
@@ -197,6 +216,12 @@ class TrainConfig(DataOptions):
         description="CSV (value,name,colour) or JSON naming the classes of raster labels",
     )
     name_field: str | None = option(DATA, description="class-name field for numeric classes")
+    strict: bool = option(
+        DATA,
+        False,
+        description="refuse a scene on which no labelled pixel falls, instead of skipping it "
+        "with a note",
+    )
     split: Literal["random", "spatial", "tiles"] = option(
         DATA, "spatial", description="random (optimistic), spatial (blocks) or tiles (whole scenes)"
     )
@@ -302,8 +327,8 @@ class TrainConfig(DataOptions):
             )
         if self.recipe.lora_cycles and not self.lora:
             raise ValueError("the cyclical schedule modulates LoRA: it needs lora")
-        if self.scenes and len(self.labels) != len(self.scenes):
-            raise ValueError("give one labels file per scene")
+        if self.scenes and not self.labels:
+            raise ValueError(LABELS_RULE)
         if self.split == "tiles" and len(self.scenes) < 2:
             raise ValueError("the 'tiles' split needs at least two scenes")
         return self

@@ -8,7 +8,8 @@ test set.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ class TrainResult:
 
 
 def _named(paths: list[str], dataset: str | None) -> str:
-    """The labels or scenes of a run, for a refusal that names them."""
-    return ", ".join(paths) if paths else f"dataset {dataset}"
+    """The labels or scenes of a run, for a refusal that names them (a labels file given for
+    every scene, once)."""
+    return ", ".join(dict.fromkeys(paths)) if paths else f"dataset {dataset}"
 
 
 def _class_indices(
@@ -98,6 +100,21 @@ def split_warnings(table: ClassTable, y_train: np.ndarray, model_table: ClassTab
     return warnings
 
 
+@contextmanager
+def fit_progress(what: str, shown: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with its time left on stderr, told ``(done, total)``: a fit that runs
+    for minutes is never silent."""
+    if not shown:
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def train(
     config: TrainConfig, bundle_path: str | Path, report_dir: str | Path, progress: bool = True
 ) -> TrainResult:
@@ -139,7 +156,7 @@ def train(
     check_processes(config.devices, device, entry.family, recipe.batch_size)
     use_threads(config.threads)
     started = time.perf_counter()
-    sources, table = load_sources(config)
+    sources, table, skipped = load_sources(config)
     spectra, checksum, on_nodata = read_spectra(sources)
     if spectra.shape[0] == 0:
         raise InputError(
@@ -171,7 +188,10 @@ def train(
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
         x_val, y_val = (x["val"], y["val"]) if config.recipe.refit is not False else (None, None)
-        model.fit(x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val)
+        with fit_progress(f"fitting {config.model}", progress) as tell:
+            model.fit(
+                x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val, on_fit=tell
+            )
         fit_info: dict = dict(model.chosen)
     else:
         model, fit_info = _fit_networks(
@@ -196,7 +216,7 @@ def train(
     bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
-    warnings = split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
+    warnings = skipped + split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
     warnings += [
         f"{name}: {lost} of {used} labelled pixels are nodata in the scene and were left out"
         for name, (used, lost) in on_nodata.items()
@@ -230,6 +250,7 @@ def train(
         warnings=warnings,
         fit=fit_info,
         split=[s.split.describe(s.labels) for s in sources],
+        scenes={"used": [s.name for s in sources], "skipped": skipped},
     )
     meta.training = {
         "config": config.model_dump(),
@@ -238,6 +259,7 @@ def train(
         "split_protocol": config.split,
         "split": config.split_spec().describe(),
         "sources": [s.name for s in sources],
+        "skipped": skipped,
     }
     meta.metrics = {
         k: report[k]

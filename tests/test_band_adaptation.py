@@ -1,0 +1,141 @@
+"""A scene whose bands are not the model's: resampled (another sensor's band centres) or taken
+by position (a mosaic without wavelengths), only when asked, and recorded; bands at nodata
+inside valid pixels are counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from hsikit import open_scene
+from hsikit.spectral_resampling import resampled_scene
+from tests import synthetic
+from tests.conftest import assert_one_sentence_error
+
+FAST = ["--model", "random_forest", "--split", "random", "--train-ratio", "0.3"]
+ROWS, COLS, CLASSES = 24, 30, 4
+
+
+def spectra(centres: np.ndarray) -> np.ndarray:
+    """``[classes, bands]`` smooth class spectra: what any sensor sees of the same fields."""
+    phase = np.arange(CLASSES)[:, None] * 1.3
+    return 1500 + 700 * np.sin(centres[None, :] / 260.0 + phase)
+
+
+def sensor_scene(path, centres: np.ndarray, *, with_wavelengths: bool = True, seed: int = 0):
+    """Fields as vertical stripes, seen by a sensor with these band centres (10 nm FWHM)."""
+    truth = (np.arange(COLS)[None, :] * CLASSES // COLS + 1).repeat(ROWS, 0)
+    noise = np.random.default_rng(seed).normal(0, 20, size=(centres.size, ROWS, COLS))
+    data = (spectra(centres)[truth - 1].transpose(2, 0, 1) + noise).astype("float32")
+    synthetic.write_geotiff(
+        path, data, nodata=None, band_wavelengths=centres if with_wavelengths else None
+    )
+    return truth
+
+
+@pytest.fixture
+def bundle(tmp_path, run_cli):
+    """A bundle trained on a 60-band sensor (420–2400 nm) and its training scene."""
+    scene, labels = tmp_path / "sensor_a.tif", tmp_path / "labels.tif"
+    truth = sensor_scene(scene, np.linspace(420, 2400, 60))
+    synthetic.write_geotiff(labels, truth[None].astype("uint8"), nodata=None)
+    path = tmp_path / "a.safetensors"
+    result = run_cli("train", scene, "--labels", labels, *FAST, "-o", path)
+    assert result.code == 0, result.stderr
+    return path, scene, truth
+
+
+def test_another_sensor_is_refused_then_resampled(tmp_path, run_cli, bundle):
+    path, _, truth = bundle
+    other = tmp_path / "sensor_b.tif"
+    sensor_scene(other, np.linspace(405, 2430, 83), seed=1)
+    refused = run_cli("classify", other, "-m", path, "-o", tmp_path / "map.tif")
+    assert_one_sentence_error(refused, "sensor_b.tif", "lacks", "--resample-bands")
+    assert not (tmp_path / "map.tif").exists()
+
+    result = run_cli("classify", other, "-m", path, "-o", tmp_path / "map.tif", "--resample-bands")
+    assert result.code == 0, result.stderr
+    assert "bands resampled: 83 scene bands to the model's 60" in result.stderr
+    with rasterio.open(other) as src, rasterio.open(tmp_path / "map.tif") as out:
+        assert out.transform == src.transform and out.crs == src.crs
+        assert "Gaussian" in out.tags()["HSIKIT_BANDS"]
+        assert (out.read(1) == truth).mean() > 0.95
+
+
+def test_a_model_band_beyond_the_scene_is_refused(tmp_path, run_cli, bundle):
+    path, _, _ = bundle
+    short = tmp_path / "vnir.tif"
+    sensor_scene(short, np.linspace(420, 1000, 40))
+    result = run_cli("classify", short, "-m", path, "-o", tmp_path / "m.tif", "--resample-bands")
+    assert_one_sentence_error(
+        result,
+        "vnir.tif",
+        "41 of the model's 60 bands lie where the scene has no good band (its bands span "
+        "420.0–1000.0 nm)",
+        "and 33 more",
+    )
+
+
+def test_a_mosaic_without_wavelengths_maps_by_position_when_asked(tmp_path, run_cli, bundle):
+    path, scene, _ = bundle
+    assert run_cli("classify", scene, "-m", path, "-o", tmp_path / "own.tif").code == 0
+    mosaic = tmp_path / "mosaic.tif"
+    synthetic.write_geotiff(mosaic, open_scene(scene).read_raw(), nodata=None)  # no band tags
+    refused = run_cli("classify", mosaic, "-m", path, "-o", tmp_path / "m.tif")
+    assert_one_sentence_error(refused, "mosaic.tif", "lacks 60", "--bands-by-position")
+    result = run_cli(
+        "classify", mosaic, "-m", path, "-o", tmp_path / "m.tif", "--bands-by-position"
+    )
+    assert result.code == 0, result.stderr
+    assert "bands by position: scene band 1 = 420.0 nm" in result.stderr
+    with rasterio.open(tmp_path / "own.tif") as own, rasterio.open(tmp_path / "m.tif") as mapped:
+        np.testing.assert_array_equal(own.read(1), mapped.read(1))
+        assert "by position" in mapped.tags()["HSIKIT_BANDS"]
+
+    fewer = tmp_path / "fewer.tif"
+    synthetic.write_geotiff(fewer, open_scene(scene).read_raw()[:50], nodata=None)
+    result = run_cli("classify", fewer, "-m", path, "-o", tmp_path / "f.tif", "--bands-by-position")
+    assert_one_sentence_error(result, "fewer.tif", "the scene has 50 bands and the model 60")
+
+
+def test_resampling_reproduces_a_smooth_spectrum(tmp_path):
+    """Both ways (Gaussian with FWHM, interpolation without) recover the spectrum a sensor with
+    the target centres would see, to well within the spectrum's own variation."""
+    source = tmp_path / "source.tif"
+    sensor_scene(source, np.linspace(400, 2450, 120))
+    target = np.linspace(430, 2400, 50)
+    expected = spectra(target)
+    scene = open_scene(source)
+    for opened in (scene, scene.with_band_info(_without_fwhm(scene))):
+        resampled = resampled_scene(opened, target, [f"b{i}" for i in range(50)])
+        values, valid = resampled.read()
+        assert valid.all() and values.shape == (50, ROWS, COLS)
+        means = np.stack([values[:, 0, c * COLS // CLASSES + 2] for c in range(CLASSES)])
+        assert np.abs(means - expected).max() < 80  # noise σ 20, spectra span 1400
+
+
+def _without_fwhm(scene):
+    info = scene.band_info()
+    info.fwhm = np.full_like(info.fwhm, np.nan)
+    return info
+
+
+def test_pixels_with_some_bands_at_nodata_are_counted(tmp_path, run_cli):
+    scene, labels, _ = synthetic.class_scene(tmp_path)  # 24 bands, nodata -9999
+    bundle = tmp_path / "m.safetensors"
+    assert run_cli("train", scene, "--labels", labels, *FAST, "-o", bundle).code == 0
+    opened = open_scene(scene)
+    data = opened.read_raw()
+    data[:10, 20:23, 30:35] = -9999  # 15 pixels lose 10 of their 24 bands
+    data[:3, 30, 40] = -9999
+    gappy = synthetic.write_geotiff(
+        tmp_path / "gappy.tif", data, nodata=-9999, band_wavelengths=opened.wavelengths
+    )
+    result = run_cli("classify", gappy, "-m", bundle, "-o", tmp_path / "map.tif")
+    assert result.code == 0, result.stderr
+    assert "16 classified pixels have bands at the nodata value (up to 10 of 24)" in " ".join(
+        result.stderr.split()
+    )
+    clean = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "clean.tif")
+    assert clean.code == 0 and "nodata value" not in clean.stderr
