@@ -87,6 +87,7 @@ def summarize(scene: Scene) -> dict[str, Any]:
         else {"classes": len(truth), "labelled_pixels": sum(truth.values())},
         "ground_truth_candidates": _offgrid_candidates(scene),
         "notes": list(scene.notes),
+        "warnings": list(scene.warnings),
     }
 
 

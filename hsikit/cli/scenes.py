@@ -130,7 +130,7 @@ def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
             ("ground truth", f"{gt['classes']} classes, {gt['labelled_pixels']} labelled pixels")
         )
     rows += [
-        ("ground truth", f"{truth['description']}; {truth['train']}")
+        ("off-grid truth", f"{truth['description']}; {truth['train']}")
         for truth in summary["ground_truth_candidates"]
     ]
     return rows + [("note", note) for note in summary["notes"]]
