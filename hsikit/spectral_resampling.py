@@ -16,8 +16,8 @@ path reads it as it reads any scene.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.windows import Window
@@ -25,6 +25,9 @@ from rasterio.windows import Window
 from hsikit.errors import InputError
 from hsikit.preprocess import WAVELENGTH_TOLERANCE_NM
 from hsikit.scene import BandInfo, Scene
+
+if TYPE_CHECKING:
+    from hsikit.bundle import Bundle
 
 #: FWHM = 2 √(2 ln 2) σ for a Gaussian.
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -204,17 +207,11 @@ def adaptation(scene: Scene) -> str | None:
     return None if value is None else str(value)
 
 
-def for_model(
-    scene: Scene,
-    matches: Callable[[Scene], object],
-    target_wl: np.ndarray,
-    target_names: list[str],
-    *,
-    resample: bool = False,
-    by_position: bool = False,
-) -> Scene:
-    """``scene`` with the model's bands: its own when ``matches`` (the model's band matching)
-    accepts it, else adapted as asked; without a flag the refusal says which flag would help."""
+def for_bundle(scene: Scene, bundle: Bundle, *, resample: bool, by_position: bool) -> Scene:
+    """``scene`` with ``bundle``'s bands: its own when the bundle finds them in it, else
+    adapted as asked; without a flag the refusal says which flag would help."""
+    target_wl = bundle.preprocessor.band_wavelengths
+    target_names = bundle.preprocessor.band_names
     if resample and by_position:
         raise InputError(
             None, "--resample-bands and --bands-by-position exclude each other", "choose one"
@@ -222,7 +219,7 @@ def for_model(
     if by_position:
         return bands_by_position(scene, target_wl, target_names)
     try:
-        matches(scene)
+        bundle.for_scene(scene)
         return scene
     except InputError as refused:
         if resample:

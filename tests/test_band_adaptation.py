@@ -4,6 +4,8 @@ inside valid pixels are counted."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -61,6 +63,22 @@ def test_another_sensor_is_refused_then_resampled(tmp_path, run_cli, bundle):
         assert out.transform == src.transform and out.crs == src.crs
         assert "Gaussian" in out.tags()["HSIKIT_BANDS"]
         assert (out.read(1) == truth).mean() > 0.95
+    reference = synthetic.write_geotiff(
+        tmp_path / "b_labels.tif", truth[None].astype("uint8"), nodata=None
+    )
+    scored = run_cli(
+        "evaluate",
+        path,
+        other,
+        "--labels",
+        reference,
+        "--resample-bands",
+        "--report",
+        tmp_path / "r",
+    )
+    assert scored.code == 0, scored.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["oa"] > 0.95 and "Gaussian" in metrics["bands"][str(other)]
 
 
 def test_a_model_band_beyond_the_scene_is_refused(tmp_path, run_cli, bundle):

@@ -25,7 +25,7 @@ from hsikit.cli.app import (
     out,
     scene_arg,
 )
-from hsikit.cli.common import check_map_outputs, print_metrics, with_sidecars
+from hsikit.cli.common import adapted, check_map_outputs, print_metrics, with_sidecars
 from hsikit.errors import InputError
 
 
@@ -68,7 +68,6 @@ def classify(
     from hsikit.devices import resolve_device, use_threads
     from hsikit.predict.classify import classify_scene
     from hsikit.smoothing import chosen_smoothing
-    from hsikit.spectral_resampling import adaptation, for_model
 
     if (bundle is None) == (labels is None):
         raise InputError(
@@ -111,16 +110,7 @@ def classify(
         loaded = loaded.with_smoothing(
             chosen_smoothing(smooth, smooth_eps, smooth_guide, loaded.meta.smoothing)
         )
-    mapped = for_model(
-        opened,
-        loaded.for_scene,
-        loaded.preprocessor.band_wavelengths,
-        loaded.preprocessor.band_names,
-        resample=resample_bands,
-        by_position=bands_by_position,
-    )
-    if (how := adaptation(mapped)) is not None:
-        err.print(f"bands {how}", highlight=False, soft_wrap=True)
+    mapped = adapted(opened, loaded, resample_bands, bands_by_position)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("classifying", total=None)
         summary = classify_scene(
@@ -175,6 +165,8 @@ def evaluate(
         Path | None, typer.Option(help="Folder for metrics.json and confusion.png.")
     ] = None,
     device: DeviceOpt = "auto",
+    resample_bands: ResampleBandsOpt = False,
+    bands_by_position: BandsByPositionOpt = False,
 ) -> None:
     """Accuracy of a bundle: on its own test split, or on independent labelled data (several
     scenes: one confusion matrix over all their pixels, and each scene's figures)."""
@@ -192,7 +184,11 @@ def evaluate(
         dataset=dataset,
         report_dir=report,
         device=device,
+        resample_bands=resample_bands,
+        bands_by_position=bands_by_position,
     )
+    for scene_name, how in result.get("bands", {}).items():
+        err.print(f"{scene_name}: bands {how}", highlight=False, soft_wrap=True)
     print_metrics(result)
     for row in result.get("per_scene", []):
         out.print(

@@ -87,6 +87,22 @@ def _reference_scenes(
     return place_labels(list(zip(scenes, paired)), read, strict=False)
 
 
+def _with_bundle_bands(
+    bundle: Bundle, placed: Placed, resample: bool, by_position: bool
+) -> dict[str, str]:
+    """Each reference scene with the bundle's bands (as ``classify`` adapts them when asked);
+    what was done to each scene's bands, by scene."""
+    from hsikit.spectral_resampling import adaptation, for_bundle
+
+    done = {}
+    for index, (name, scene, labels) in enumerate(placed.scenes):
+        scene = for_bundle(scene, bundle, resample=resample, by_position=by_position)
+        placed.scenes[index] = (name, scene, labels)
+        if (how := adaptation(scene)) is not None:
+            done[name] = how
+    return done
+
+
 def _independent(bundle: Bundle, placed: Placed, named: str | None) -> ReferencePixels:
     """The labelled pixels of every reference scene, pooled, as class indices of the bundle
     (classes matched by name; those the model lacks dropped)."""
@@ -150,9 +166,13 @@ def evaluate_bundle(
     dataset: str | None = None,
     report_dir: str | Path | None = None,
     device: str = "auto",
+    resample_bands: bool = False,
+    bands_by_position: bool = False,
 ) -> dict:
     """Accuracy of a bundle on its own test split, or on reference scenes (pooled into one
-    confusion matrix, with each scene's figures beside it) or a catalog dataset."""
+    confusion matrix, with each scene's figures beside it) or a catalog dataset; reference
+    scenes get the bundle's bands as ``classify`` gives them (``resample_bands``,
+    ``bands_by_position``)."""
     device = resolve_device(device)  # a missing GPU is refused before any reading
     bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
@@ -175,6 +195,7 @@ def evaluate_bundle(
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
         placed = _reference_scenes(scenes, labels, class_field, dataset, layer)
+        adapted = _with_bundle_bands(bundle, placed, resample_bands, bands_by_position)
         pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset)
         kind = _reference_kind(bundle, scenes, labels)
         names = [name for name, *_ in placed.scenes] if len(placed.scenes) > 1 else []
@@ -183,6 +204,8 @@ def evaluate_bundle(
             warnings=placed.skipped,
             scenes={"used": [name for name, *_ in placed.scenes], "skipped": placed.skipped},
         )
+        if adapted:
+            report["bands"] = adapted
     if report_dir is not None:
         from hsikit.training.report import confusion_png, write_json
         from hsikit.writers.atomic import prepare_output_folder
