@@ -10,15 +10,18 @@ import pandas as pd
 import pytest
 import rasterio
 import xarray as xr
+from pyproj import CRS
 from spectral.io.envi import read_envi_header
 
 from tests import synthetic
+from tests.conftest import assert_one_sentence_error
 
 ASSUMED = "no CF grid mapping: longitude/latitude on WGS 84 (EPSG:4326) assumed"
 
 
-def _era5_like(path, grid_mapping: bool = False, members=(0, 1)):
-    """A small ERA5-style NetCDF: t2m (K) and u10 (m s-1) at two times and two members."""
+def _era5_like(path, grid_mapping: bool | dict = False, members=(0, 1)):
+    """A small ERA5-style NetCDF: t2m (K) and u10 (m s-1) at two times and two members;
+    ``grid_mapping``: a bare latitude_longitude mapping (True) or these mapping attributes."""
     shape = (2, 2, 3, 4)  # time, number, latitude, longitude
     attrs = [{"units": "K", "long_name": "2 metre temperature"}, {"units": "m s**-1"}]
     ds = xr.Dataset(
@@ -38,7 +41,8 @@ def _era5_like(path, grid_mapping: bool = False, members=(0, 1)):
         },
     )
     if grid_mapping:
-        ds["crs"] = ((), np.int32(0), {"grid_mapping_name": "latitude_longitude"})
+        mapping = grid_mapping if isinstance(grid_mapping, dict) else {}
+        ds["crs"] = ((), np.int32(0), mapping or {"grid_mapping_name": "latitude_longitude"})
     ds.to_netcdf(path, engine="h5netcdf")
     return path
 
@@ -107,16 +111,47 @@ def test_a_flagged_band_gets_a_bad_band_list_without_wavelengths(tmp_path, run_c
     assert read_envi_header(str(tmp_path / "p.hdr"))["bbl"] == ["1", "0", "1"]
 
 
-@pytest.mark.parametrize("grid_mapping", [False, True])
-def test_an_assumed_wgs84_is_said_once(tmp_path, run_cli, grid_mapping):
+@pytest.mark.parametrize(
+    ("grid_mapping", "said"),
+    [
+        (False, ASSUMED),
+        (True, "the CF grid mapping 'crs' names no datum: longitude/latitude on WGS 84"),
+        (CRS.from_epsg(4326).to_cf(), None),
+    ],
+)
+def test_an_assumed_wgs84_is_said_once(tmp_path, run_cli, grid_mapping, said):
     source = _era5_like(tmp_path / "era5.nc", grid_mapping=grid_mapping)
     info = run_cli("info", source)
     converted = run_cli("convert", source, "-o", tmp_path / "out.tif")
     assert info.code == 0 and converted.code == 0
     described = json.loads(run_cli("info", source, "--json").stdout)
     assert described["crs"] == "EPSG:4326"
-    assert (ASSUMED in described["warnings"]) is not grid_mapping
-    if grid_mapping:
-        assert ASSUMED not in info.stderr + info.stdout + converted.stderr
+    if said is None:
+        assert "WGS 84" not in info.stderr + converted.stderr and not described["warnings"]
     else:
-        assert info.stderr.count(ASSUMED) == 1 and converted.stderr.count(ASSUMED) == 1
+        assert info.stderr.count(said) == 1 and converted.stderr.count(said) == 1
+        assert any(said in warning for warning in described["warnings"])
+
+
+def test_a_projected_cf_grid_keeps_its_crs(tmp_path, run_cli):
+    """A y/x grid in metres with a transverse-Mercator grid mapping is on that CRS, exactly."""
+    ds = xr.Dataset(
+        {"t2m": (("y", "x"), np.ones((3, 4), "float32"), {"grid_mapping": "utm", "units": "K"})},
+        coords={
+            "y": [4_000_015.0, 3_999_985.0, 3_999_955.0],
+            "x": [500_015.0 + 30 * i for i in range(4)],
+        },
+    )
+    ds["utm"] = ((), np.int32(0), CRS.from_epsg(32633).to_cf())
+    ds.to_netcdf(tmp_path / "utm.nc", engine="h5netcdf")
+    assert run_cli("convert", tmp_path / "utm.nc", "-o", tmp_path / "utm.tif").code == 0
+    with rasterio.open(tmp_path / "utm.tif") as out:
+        assert out.crs.to_epsg() == 32633
+        assert out.transform == rasterio.Affine(30, 0, 500_000, 0, -30, 4_000_030)
+    broken = xr.Dataset(
+        {"t2m": (("latitude", "longitude"), np.ones((2, 2), "float32"), {"grid_mapping": "gone"})},
+        coords={"latitude": [1.0, 0.0], "longitude": [0.0, 1.0]},
+    )
+    broken.to_netcdf(tmp_path / "broken.nc", engine="h5netcdf")
+    refused = run_cli("info", tmp_path / "broken.nc")
+    assert_one_sentence_error(refused, "broken.nc", "grid mapping 'gone', which the file lacks")

@@ -40,7 +40,18 @@ UNITS_COORD, LONG_NAME_COORD = "units", "long_name"
 #: Scene attribute: what the bands are a sample of, ``{"time": ISO 8601, "member": 3}``.
 SAMPLE_ATTR = "gridded_sample"
 #: Said when a latitude/longitude grid comes without a CF grid mapping.
-ASSUMED_WGS84 = "no CF grid mapping: longitude/latitude on WGS 84 (EPSG:4326) assumed"
+WGS84_ASSUMED = "longitude/latitude on WGS 84 (EPSG:4326) assumed"
+ASSUMED_WGS84 = f"no CF grid mapping: {WGS84_ASSUMED}"
+#: Grid-mapping attributes that name a datum (CF 5.6; ``crs_wkt`` / ``spatial_ref`` as GDAL writes).
+DATUM_KEYS = {
+    "crs_wkt",
+    "spatial_ref",
+    "semi_major_axis",
+    "earth_radius",
+    "reference_ellipsoid_name",
+    "horizontal_datum_name",
+    "geographic_crs_name",
+}
 
 
 def engine_for(path: Path) -> str | None:
@@ -257,15 +268,19 @@ def open_scene(
         ],
         dim="band",
     )
-    stack, transform, grid_notes = _north_up_grid(stack, lat, lon, path)
+
+    crs, assumed = _grid_mapping_crs(ds, variables, path)
+    if crs is None and lat in LAT_NAMES[:2]:
+        crs = CRS.from_epsg(4326)
+        if engine != "cfgrib":  # GRIB is not CF: its grids are on the ellipsoid it names
+            warnings.append(assumed)
+    geographic = crs.is_geographic if crs is not None else lat in LAT_NAMES[:2]
+    stack, transform, grid_notes = _north_up_grid(stack, lat, lon, path, geographic)
     data = stack.data  # dask array (band, lat, lon)
 
     def read(bands: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         return np.asarray(data[bands][:, rows, cols].compute(scheduler="synchronous"))
 
-    crs = CRS.from_epsg(4326) if lat in LAT_NAMES[:2] else None
-    if crs is not None and engine != "cfgrib" and not _has_grid_mapping(ds, variables):
-        warnings.append(ASSUMED_WGS84)
     nodata = float("nan")
     scene = Scene.from_reader(
         read,
@@ -284,12 +299,37 @@ def open_scene(
     return scene
 
 
-def _has_grid_mapping(ds: xr.Dataset, variables: list[str]) -> bool:
-    """Whether a variable names its CF grid mapping (an attribute, or moved to the encoding
-    when xarray decoded it)."""
-    return any(
+def _grid_mapping_crs(ds: xr.Dataset, variables: list[str], path: Path) -> tuple[CRS | None, str]:
+    """The CRS the variables' CF grid mapping describes (an attribute, or moved to the encoding
+    when xarray decoded it), or None and the sentence that says WGS 84 is assumed: without a
+    mapping, or with a longitude/latitude one that names no datum. A projected grid keeps its
+    own CRS; a mapping that describes none is refused rather than guessed."""
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError
+
+    named = [
         ds[v].attrs.get("grid_mapping") or ds[v].encoding.get("grid_mapping") for v in variables
-    )
+    ]
+    name = next((str(n) for n in named if n), None)
+    if name is None:
+        return None, ASSUMED_WGS84
+    if name not in ds.variables:
+        raise FormatError(
+            path,
+            f"the variables name the grid mapping '{name}', which the file lacks",
+            "add the grid-mapping variable, or remove the grid_mapping attribute",
+        )
+    attrs = dict(ds[name].attrs)
+    if attrs.get("grid_mapping_name") == "latitude_longitude" and not DATUM_KEYS & set(attrs):
+        return None, f"the CF grid mapping '{name}' names no datum: {WGS84_ASSUMED}"
+    try:
+        return CRS.from_wkt(ProjCRS.from_cf(attrs).to_wkt()), ""
+    except (CRSError, ValueError) as exc:
+        raise FormatError(
+            path,
+            f"its CF grid mapping '{name}' does not describe a CRS ({error_reason(exc)})",
+            "fix the grid-mapping attributes (CF conventions, section 5.6)",
+        ) from exc
 
 
 def _described(data: xr.DataArray, ds: xr.Dataset, variables: list[str]) -> xr.DataArray:
@@ -367,15 +407,17 @@ def _regular_step(values: np.ndarray) -> float | None:
 
 
 def _north_up_grid(
-    stack: xr.DataArray, lat: str, lon: str, path: Path
+    stack: xr.DataArray, lat: str, lon: str, path: Path, geographic: bool
 ) -> tuple[xr.DataArray, Affine, list[str]]:
+    """The grid flipped north-up, 0–360° longitudes (``geographic`` grids only: a projected
+    x is metres) shifted to −180–180° when it stays regular, and its exact transform."""
     notes = []
     lats = stack[lat].values
     if lats.size > 1 and lats[1] > lats[0]:
         stack = stack.isel({lat: slice(None, None, -1)})
         notes.append("latitudes flipped to north-up")
     lons = stack[lon].values.astype("float64")
-    if lons.max() > 180:
+    if geographic and lons.max() > 180:
         shifted = ((lons + 180.0) % 360.0) - 180.0
         order = np.argsort(shifted, kind="stable")
         if _regular_step(shifted[order]) is not None:
