@@ -17,7 +17,7 @@ path reads it as it reads any scene.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -207,22 +207,32 @@ def adaptation(scene: Scene) -> str | None:
     return None if value is None else str(value)
 
 
-def for_bundle(scene: Scene, bundle: Bundle, *, resample: bool, by_position: bool) -> Scene:
-    """``scene`` with ``bundle``'s bands: its own when the bundle finds them in it, else
-    adapted as asked; without a flag the refusal says which flag would help."""
-    target_wl = bundle.preprocessor.band_wavelengths
-    target_names = bundle.preprocessor.band_names
+#: How a scene's bands become a bundle's: its own (found by wavelength, else refused),
+#: resampled, or taken by position; the latter two only when asked.
+BandMode = Literal["own", "resample", "position"]
+
+
+def band_mode(resample: bool, by_position: bool) -> BandMode:
+    """The mode the ``--resample-bands`` / ``--bands-by-position`` flags ask for."""
     if resample and by_position:
         raise InputError(
             None, "--resample-bands and --bands-by-position exclude each other", "choose one"
         )
-    if by_position:
+    return "resample" if resample else "position" if by_position else "own"
+
+
+def for_bundle(scene: Scene, bundle: Bundle, mode: BandMode = "own") -> Scene:
+    """``scene`` with ``bundle``'s bands: its own when the bundle finds them in it, else
+    adapted as ``mode`` asks; without a mode the refusal says which flag would help."""
+    target_wl = bundle.preprocessor.band_wavelengths
+    target_names = bundle.preprocessor.band_names
+    if mode == "position":
         return bands_by_position(scene, target_wl, target_names)
     try:
         bundle.for_scene(scene)
         return scene
     except InputError as refused:
-        if resample:
+        if mode == "resample":
             return resampled_scene(scene, target_wl, target_names)
         has_wavelengths = np.isfinite(scene.wavelengths).any()
         raise InputError(

@@ -157,3 +157,19 @@ def test_pixels_with_some_bands_at_nodata_are_counted(tmp_path, run_cli):
     )
     clean = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "clean.tif")
     assert clean.code == 0 and "nodata value" not in clean.stderr
+
+
+def test_batch_mapping_resamples_as_classify_does(tmp_path, run_cli, bundle):
+    path, _, _ = bundle
+    other = tmp_path / "sensor_b.tif"
+    sensor_scene(other, np.linspace(405, 2430, 83), seed=1)
+    run = ("-m", path, "--workers", "1", "--window", "16")
+    refused = run_cli("map", other, *run, "-o", tmp_path / "plain")
+    assert refused.code == 1 and "--resample-bands" in refused.stderr
+    result = run_cli("map", other, *run, "-o", tmp_path / "run", "--resample-bands")
+    assert result.code == 0, result.stderr
+    single = tmp_path / "single.tif"
+    assert run_cli("classify", other, "-m", path, "-o", single, "--resample-bands").code == 0
+    with rasterio.open(single) as a, rasterio.open(tmp_path / "run/maps/sensor_b.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+        assert b.tags()["HSIKIT_BANDS"] == a.tags()["HSIKIT_BANDS"]

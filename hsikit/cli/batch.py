@@ -17,7 +17,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from hsikit.cli.app import DeviceOpt, PrecisionOpt, app, err, out
+from hsikit.cli.app import (
+    BandsByPositionOpt,
+    DeviceOpt,
+    PrecisionOpt,
+    ResampleBandsOpt,
+    app,
+    err,
+    out,
+)
 
 
 class TilesPerSecond(ProgressColumn):
@@ -66,12 +74,15 @@ def map_command(
     retries: Annotated[int, typer.Option(min=0, help="Retries of a failing tile.")] = 2,
     device: DeviceOpt = "cpu",
     precision: PrecisionOpt = "fp32",
+    resample_bands: ResampleBandsOpt = False,
+    bands_by_position: BandsByPositionOpt = False,
 ) -> None:
     """Map many scenes with one bundle on dask.distributed: per scene the same GIS-ready map
     as 'hsikit classify', a VRT mosaic per CRS, STAC metadata and a report of the area per
     class. A rerun with the same folder resumes, skipping finished tiles."""
     from hsikit.devices import resolve_device
     from hsikit.jobs.mapping import MapSettings, map_scenes
+    from hsikit.spectral_resampling import band_mode
 
     settings = MapSettings(
         scenes=scenes,
@@ -87,6 +98,7 @@ def map_command(
         device=resolve_device(device),
         precision=precision,
         retries=retries,
+        bands=band_mode(resample_bands, bands_by_position),
     )
     with Progress(
         TextColumn("mapping"),

@@ -91,9 +91,9 @@ def print_metrics(report: dict) -> None:
 def adapted(scene: Any, bundle: Any, resample: bool, by_position: bool) -> Any:
     """``scene`` with the bundle's bands (``--resample-bands`` / ``--bands-by-position``), and
     what was done to them printed."""
-    from hsikit.spectral_resampling import adaptation, for_bundle
+    from hsikit.spectral_resampling import adaptation, band_mode, for_bundle
 
-    result = for_bundle(scene, bundle, resample=resample, by_position=by_position)
+    result = for_bundle(scene, bundle, band_mode(resample, by_position))
     if (how := adaptation(result)) is not None:
         err.print(f"{result.path}: bands {how}", highlight=False, soft_wrap=True)
     return result

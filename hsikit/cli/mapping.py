@@ -171,6 +171,7 @@ def evaluate(
     """Accuracy of a bundle: on its own test split, or on independent labelled data (several
     scenes: one confusion matrix over all their pixels, and each scene's figures)."""
     from hsikit.evaluation.evaluate import evaluate_bundle
+    from hsikit.spectral_resampling import band_mode
     from hsikit.writers.atomic import check_output_folder
 
     if report is not None:
@@ -184,8 +185,7 @@ def evaluate(
         dataset=dataset,
         report_dir=report,
         device=device,
-        resample_bands=resample_bands,
-        bands_by_position=bands_by_position,
+        bands=band_mode(resample_bands, bands_by_position),
     )
     for scene_name, how in result.get("bands", {}).items():
         err.print(f"{scene_name}: bands {how}", highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ from hsikit.data.splits import TEST, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
+from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.training.config import LABELS_RULE, ResolvedTrainConfig, labels_per_scene
 
 
@@ -87,16 +88,12 @@ def _reference_scenes(
     return place_labels(list(zip(scenes, paired)), read, strict=False)
 
 
-def _with_bundle_bands(
-    bundle: Bundle, placed: Placed, resample: bool, by_position: bool
-) -> dict[str, str]:
+def _with_bundle_bands(bundle: Bundle, placed: Placed, mode: BandMode) -> dict[str, str]:
     """Each reference scene with the bundle's bands (as ``classify`` adapts them when asked);
     what was done to each scene's bands, by scene."""
-    from hsikit.spectral_resampling import adaptation, for_bundle
-
     done = {}
     for index, (name, scene, labels) in enumerate(placed.scenes):
-        scene = for_bundle(scene, bundle, resample=resample, by_position=by_position)
+        scene = for_bundle(scene, bundle, mode)
         placed.scenes[index] = (name, scene, labels)
         if (how := adaptation(scene)) is not None:
             done[name] = how
@@ -166,13 +163,11 @@ def evaluate_bundle(
     dataset: str | None = None,
     report_dir: str | Path | None = None,
     device: str = "auto",
-    resample_bands: bool = False,
-    bands_by_position: bool = False,
+    bands: BandMode = "own",
 ) -> dict:
     """Accuracy of a bundle on its own test split, or on reference scenes (pooled into one
     confusion matrix, with each scene's figures beside it) or a catalog dataset; reference
-    scenes get the bundle's bands as ``classify`` gives them (``resample_bands``,
-    ``bands_by_position``)."""
+    scenes get the bundle's bands as ``classify`` gives them (``bands``)."""
     device = resolve_device(device)  # a missing GPU is refused before any reading
     bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
@@ -195,7 +190,7 @@ def evaluate_bundle(
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
         placed = _reference_scenes(scenes, labels, class_field, dataset, layer)
-        adapted = _with_bundle_bands(bundle, placed, resample_bands, bands_by_position)
+        adapted = _with_bundle_bands(bundle, placed, bands)
         pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset)
         kind = _reference_kind(bundle, scenes, labels)
         names = [name for name, *_ in placed.scenes] if len(placed.scenes) > 1 else []

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hsikit.errors import HsikitError, InputError, OutputError
 from hsikit.jobs.run_layout import MAPS, SCENES, TILES, map_path
+from hsikit.spectral_resampling import BandMode
 
 #: Memory a worker is given at least (a window of a 200-band scene, the model, the writer).
 MEMORY_PER_WORKER = 2 << 30
@@ -52,6 +53,7 @@ class MapSettings:
     device: str = "cpu"
     precision: str = "fp32"
     retries: int = 2
+    bands: BandMode = "own"  # how a scene's bands become the bundle's (spectral_resampling)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class TileContext:
     device: str
     precision: str
     torch_threads: int
+    bands: BandMode
 
 
 @dataclass
@@ -128,6 +131,7 @@ def _reported(run: Callable[[], dict]) -> dict:
 def run_tile(job, context: TileContext) -> dict:
     """Predict one tile and write it (a task); a tile already on disk is not redone."""
     from hsikit.predict.tiles import finished, predict_tile, write_tile
+    from hsikit.spectral_resampling import for_bundle
 
     def run() -> dict:
         tiles = Path(context.tiles)
@@ -141,7 +145,7 @@ def run_tile(job, context: TileContext) -> dict:
             context.precision,
             context.torch_threads,
         )
-        scene = _worker_scene(context.source)
+        scene = for_bundle(_worker_scene(context.source), bundle, context.bands)
         arrays = predict_tile(job, scene, bundle, context.window, confidence=context.confidence)
         write_tile(job.path_in(tiles), arrays)
         return {"seconds": time.perf_counter() - start}
@@ -166,6 +170,7 @@ def assemble(planned, output: str, manifest_facts: dict) -> dict:
             bundle=manifest_facts["bundle"],
             bundle_sha256=manifest_facts["bundle_sha256"],
             precision=precision_fact(manifest_facts["precision"]),
+            bands=planned.bands,
         )
         summary = assemble_scene(
             planned,
@@ -306,7 +311,10 @@ def map_scenes(
     # refuses restoration bundles, encoders and a precision the model cannot run at
     bundle = load_bundle(settings.bundle).to("cpu", settings.precision)
     options = MappingOptions(
-        window=settings.window, confidence=settings.confidence, precision=settings.precision
+        window=settings.window,
+        confidence=settings.confidence,
+        precision=settings.precision,
+        bands=settings.bands,
     )
     previous = read_manifest(Path(settings.output))
     if previous is not None and not compatible(previous, bundle.sha256() or "", options):
@@ -392,6 +400,7 @@ def _run(client, todo, folder, settings, manifest, facts, outcome, progress) -> 
             device=settings.device,
             precision=settings.precision,
             torch_threads=threads,
+            bands=settings.bands,
         )
         pending = [
             j
@@ -479,6 +488,7 @@ class MappingJob(BaseModel):
     device: str = "cpu"
     precision: str = "fp32"
     retries: int = Field(2, ge=0)
+    bands: BandMode = "own"
 
     def settings(self) -> MapSettings:
         return MapSettings(
@@ -495,4 +505,5 @@ class MappingJob(BaseModel):
             device=self.device,
             precision=self.precision,
             retries=self.retries,
+            bands=self.bands,
         )

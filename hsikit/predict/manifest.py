@@ -23,6 +23,7 @@ from hsikit.data.scene_lists import SceneRef
 from hsikit.errors import HsikitError, InputError, validation_sentence
 from hsikit.predict.tiles import TileJob, digest, plan_tiles
 from hsikit.scene import Grid, Scene
+from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.writers.atomic import write_text
 from hsikit.writers.provenance import made_at, sha256_of
 
@@ -67,6 +68,7 @@ class PlannedScene(Record):
     grid: GridRecord | None = None
     tiles: list[tuple[int, int, int, int, str]] = []
     error: str | None = None
+    bands: str | None = None  # what was done to the scene's bands, for the map's provenance
 
     def tile_jobs(self) -> list[TileJob]:
         return [TileJob(self.id, *tile) for tile in self.tiles]
@@ -81,6 +83,7 @@ class MappingOptions(Record):
     window: int
     confidence: bool
     precision: str = "fp32"
+    bands: BandMode = "own"
 
 
 class BundleRecord(Record):
@@ -214,8 +217,8 @@ def _plan_scene(
     open_scene: Callable[[str], Scene],
     known: dict[str, FileStamp],
 ) -> PlannedScene:
-    scene = open_scene(ref.source)
-    bundle.for_scene(scene)  # refuses a scene without the bundle's bands, with its sentence
+    # refuses a scene without the bundle's bands (unless adapted as asked), with its sentence
+    scene = for_bundle(open_scene(ref.source), bundle, options.bands)
     files = stamp_files(source_files(Path(scene.path)), known)
     depends_on = {
         "scene": [f.sha256 for f in files] or [scene.path],
@@ -230,6 +233,7 @@ def _plan_scene(
         files=files,
         grid=GridRecord.of(scene.grid),
         tiles=[(t.row, t.col, t.height, t.width, t.key) for t in tiles],
+        bands=adaptation(scene),
     )
 
 
