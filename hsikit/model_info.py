@@ -63,6 +63,7 @@ def summarize_model_file(path: str | Path) -> dict[str, Any]:
         "patch_size": meta.patch_size,
         "classes": [entry["name"] for entry in meta.classes],
         "trained_on": meta.training.get("sources", []),
+        "skipped": meta.training.get("skipped", []),
         "split": meta.training.get("split_protocol"),
         "seed": config.get("seed"),
         "fine_tuned_from": config.get("init"),

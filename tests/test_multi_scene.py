@@ -56,6 +56,8 @@ def test_one_geopackage_for_two_tiles_skips_the_tile_it_misses(tmp_path, run_cli
     assert report["scenes"]["used"] == [str(tile_a)]
     assert len(report["scenes"]["skipped"]) == 1 and "B.tif" in report["scenes"]["skipped"][0]
     assert report["n_test"] > 0
+    described = run_cli("info", bundle, "--json")
+    assert json.loads(described.stdout)["skipped"] == report["scenes"]["skipped"]
 
     strict = run_cli("train", tile_a, tile_b, "--labels", points, *FAST, "--strict", "-o",
                      tmp_path / "s.safetensors")  # fmt: skip

@@ -186,6 +186,7 @@ def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
             f"{len(classes)}: " + ", ".join(classes[:8]) + (", …" if len(classes) > 8 else ""),
         ),
         ("trained on", trained_on),
+        *(("skipped", note) for note in summary["skipped"]),
     ]
     if summary["fine_tuned_from"]:
         rows.append(
