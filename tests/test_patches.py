@@ -25,7 +25,7 @@ def test_windowed_patches_equal_whole_scene_patches(size, window):
     padded = np.pad(data, ((0, 0), (r, r), (r, r)), mode="reflect")
     covered = np.zeros(data.shape[1:], int)
     for hw in halo_windows(23, 31, window, r):
-        block, valid = read_block(scene, hw, np.arange(3), lambda v: v)
+        block, valid, _ = read_block(scene, hw, np.arange(3), lambda v: v)
         rows, cols = np.nonzero(valid)
         got = patches_at(block, rows, cols, size)
         for n, (i, j) in enumerate(zip(rows, cols)):

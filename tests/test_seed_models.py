@@ -48,7 +48,7 @@ def test_training_stops_when_its_time_budget_is_spent(tmp_path, run_cli):
     )
     assert result.code == 0, result.stderr + result.stdout
     fit = _metrics(tmp_path / "m_report")["fit"]
-    assert fit["stopped_by_time_budget"] and fit["epochs_run"] < 1000
+    assert fit["stopped_by_time_budget"] and fit["epochs_run"] < 1000, fit
     assert (tmp_path / "m.safetensors").is_file()
 
 
