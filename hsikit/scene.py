@@ -26,6 +26,11 @@ from xarray.indexes import RangeIndex
 
 from hsikit.errors import FormatError, HsikitError, error_reason
 
+#: Per-band coordinates of a gridded scene: the units and long name of each band's variable.
+UNITS_COORD, LONG_NAME_COORD = "units", "long_name"
+#: Scene attribute: what the bands are a sample of, ``{"time": ISO 8601, "member": 3}``.
+SAMPLE_ATTR = "gridded_sample"
+
 #: ``read(bands, rows, cols) -> ndarray[len(bands), n_rows, n_cols]`` in the file's dtype.
 WindowReader = Callable[[np.ndarray, slice, slice], np.ndarray]
 
@@ -332,6 +337,18 @@ class Scene:
         """One band coordinate (``wavelength``, ``fwhm``, ``bad_band``, ``name``, ``scale``,
         ``offset``)."""
         return self.data.coords[coord].values
+
+    def band_texts(self, coord: str) -> list[str] | None:
+        """Per-band units or long names (:data:`UNITS_COORD` …) of a scene whose reader knows
+        them (gridded variables); None otherwise."""
+        if coord not in self.data.coords:
+            return None
+        return [str(v) for v in self.band_values(coord)]
+
+    @property
+    def sample(self) -> dict[str, Any]:
+        """The time and member a gridded scene's bands are of (empty for other scenes)."""
+        return dict(self.data.attrs.get(SAMPLE_ATTR, {}))
 
     @property
     def wavelengths(self) -> np.ndarray:

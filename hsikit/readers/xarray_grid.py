@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 from hsikit.errors import FormatError, InputError, error_reason
 from hsikit.readers.grib import message_problem
 from hsikit.readers.hdf5 import check_self_contained
-from hsikit.scene import BandInfo, Scene
+from hsikit.scene import LONG_NAME_COORD, SAMPLE_ATTR, UNITS_COORD, BandInfo, Scene
 
 LAT_NAMES = ("latitude", "lat", "y")
 LON_NAMES = ("longitude", "lon", "x")
@@ -35,10 +35,6 @@ MEMBER_NAMES = ("number", "member", "realization", "ensemble")
 TIME_NAMES = ("time", "valid_time", "forecast_reference_time")
 LEVEL_NAMES = ("isobaricInhPa", "pressure_level", "plev", "level", "isobaricLevel")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-#: Per-band coordinates of a gridded scene: the units and long name of each band's variable.
-UNITS_COORD, LONG_NAME_COORD = "units", "long_name"
-#: Scene attribute: what the bands are a sample of, ``{"time": ISO 8601, "member": 3}``.
-SAMPLE_ATTR = "gridded_sample"
 #: Said when a latitude/longitude grid comes without a CF grid mapping.
 WGS84_ASSUMED = "longitude/latitude on WGS 84 (EPSG:4326) assumed"
 ASSUMED_WGS84 = f"no CF grid mapping: {WGS84_ASSUMED}"
@@ -356,19 +352,6 @@ def _sample(ds: xr.Dataset) -> dict[str, Any]:
             iso = isinstance(value, np.datetime64)
             sample[what] = np.datetime_as_string(value, unit="s") if iso else value.item()
     return sample
-
-
-def band_text(scene: Scene, coord: str) -> list[str] | None:
-    """A gridded scene's per-band units or long names (:data:`UNITS_COORD` …); None for a
-    scene from another reader."""
-    if coord not in scene.data.coords:
-        return None
-    return [str(v) for v in scene.band_values(coord)]
-
-
-def sample_of(scene: Scene) -> dict[str, Any]:
-    """The time and member a gridded scene's bands are of (empty for other scenes)."""
-    return dict(scene.data.attrs.get(SAMPLE_ATTR, {}))
 
 
 @dataclass(frozen=True)

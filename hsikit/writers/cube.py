@@ -18,8 +18,7 @@ import zarr
 from hsikit.errors import OutputError
 from hsikit.readers import envi, zarr_cube
 from hsikit.readers.gdal_metadata import gdal_band_metadata, has_bad_band_list
-from hsikit.readers.xarray_grid import LONG_NAME_COORD, UNITS_COORD, band_text, sample_of
-from hsikit.scene import Scene, is_pixel_grid
+from hsikit.scene import LONG_NAME_COORD, UNITS_COORD, Scene, is_pixel_grid
 from hsikit.writers.atomic import check_output, staged_output
 from hsikit.writers.provenance import provenance
 
@@ -112,10 +111,10 @@ def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
             dst.update_tags(i + 1, **per_band[i], **variables[i])
             if imagery[i]:
                 dst.update_tags(i + 1, ns="IMAGERY", **imagery[i])
-        if (units := band_text(scene, UNITS_COORD)) is not None:
+        if (units := scene.band_texts(UNITS_COORD)) is not None:
             dst.units = tuple(units)  # GDAL's band unit type, what QGIS shows
         dst.update_tags(ns="ENVI", **envi_tags)
-        dst.update_tags(**tags, **{key: str(value) for key, value in sample_of(scene).items()})
+        dst.update_tags(**tags, **{key: str(value) for key, value in scene.sample.items()})
         dst.scales = tuple(float(v) for v in info.scale)
         dst.offsets = tuple(float(v) for v in info.offset)
         for window, raw in _windows(scene):
@@ -124,7 +123,7 @@ def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
 
 def _variable_tags(scene: Scene) -> list[dict[str, str]]:
     """Per band, the ``units`` and ``long_name`` of a gridded scene's variable (where known)."""
-    columns = {key: band_text(scene, key) for key in (UNITS_COORD, LONG_NAME_COORD)}
+    columns = {key: scene.band_texts(key) for key in (UNITS_COORD, LONG_NAME_COORD)}
     return [
         {key: texts[i] for key, texts in columns.items() if texts is not None and texts[i]}
         for i in range(scene.count)
@@ -205,7 +204,7 @@ def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> Non
         "band_names": [str(n) for n in info.name],
     }
     for key, attr in ((UNITS_COORD, "band_units"), (LONG_NAME_COORD, "band_long_names")):
-        if (texts := band_text(scene, key)) is not None:
+        if (texts := scene.band_texts(key)) is not None:
             band_attrs[attr] = texts
     coordinate("band", np.arange(1, scene.count + 1), ("band",), band_attrs)
     coordinate(
@@ -215,7 +214,7 @@ def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> Non
         {"units": "nm", "long_name": "band centre wavelength"},
     )
     names = ["wavelength"]
-    sample = sample_of(scene)
+    sample = scene.sample
     if "time" in sample:
         seconds = np.datetime64(sample["time"], "s").astype("int64")
         coordinate("time", seconds, (), {"standard_name": "time", "units": TIME_UNITS})
