@@ -345,6 +345,22 @@ class Scene:
             return None
         return [str(v) for v in self.band_values(coord)]
 
+    def with_variables(
+        self,
+        units: Sequence[str] | None = None,
+        long_names: Sequence[str] | None = None,
+        sample: dict[str, Any] | None = None,
+    ) -> Scene:
+        """The same pixels with what gridded bands measure (units, long names) and are a
+        sample of (time, member): what a reader found, so that every output keeps it."""
+        data = self.data
+        for coord, texts in ((UNITS_COORD, units), (LONG_NAME_COORD, long_names)):
+            if texts is not None:
+                data = data.assign_coords({coord: ("band", np.asarray(list(texts), object))})
+        if sample:
+            data = data.assign_attrs({SAMPLE_ATTR: dict(sample)})
+        return replace(self, data=data)
+
     @property
     def sample(self) -> dict[str, Any]:
         """The time and member a gridded scene's bands are of (empty for other scenes)."""

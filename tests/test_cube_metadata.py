@@ -155,3 +155,21 @@ def test_a_projected_cf_grid_keeps_its_crs(tmp_path, run_cli):
     broken.to_netcdf(tmp_path / "broken.nc", engine="h5netcdf")
     refused = run_cli("info", tmp_path / "broken.nc")
     assert_one_sentence_error(refused, "broken.nc", "grid mapping 'gone', which the file lacks")
+
+
+def test_time_member_and_units_survive_hsikit_s_own_outputs(tmp_path, run_cli):
+    """GeoTIFF → Zarr → GeoTIFF: each reader takes back what the writers record."""
+    source = _era5_like(tmp_path / "era5.nc")
+    first, middle, last = tmp_path / "a.tif", tmp_path / "b.zarr", tmp_path / "c.tif"
+    assert run_cli("convert", source, "-o", first, "--time", "1", "--member", "1").code == 0
+    assert run_cli("convert", first, "-o", middle).code == 0
+    assert run_cli("convert", middle, "-o", last).code == 0
+    with xr.open_zarr(middle) as ds:
+        assert ds["time"].values == np.datetime64("2020-01-01T06:00")
+        assert int(ds["member"].values) == 1
+        assert ds["band"].attrs["band_units"] == ["K", "m s**-1"]
+    with rasterio.open(first) as a, rasterio.open(last) as c:
+        assert c.tags()["time"] == a.tags()["time"] == "2020-01-01T06:00:00"
+        assert c.tags()["member"] == "1" and c.units == a.units == ("K", "m s**-1")
+        assert c.tags(1)["long_name"] == "2 metre temperature"
+        np.testing.assert_array_equal(a.read(), c.read())

@@ -71,6 +71,7 @@ def open_scene(
                 for flags in src.mask_flag_enums
             )
             crs, transform, nodata = src.crs, src.transform, src.nodata
+            variables = _variables(src)
             if count and height and width:
                 _probe_last_block(src)
     except (RasterioError, ValueError, MemoryError) as exc:
@@ -116,7 +117,25 @@ def open_scene(
         transform=transform,
         nodata=nodata,
         mask_reader=read_mask if native_mask else None,
-    )
+    ).with_variables(**variables)
+
+
+def _variables(src: rasterio.DatasetReader) -> dict:
+    """What gridded bands measure and when, as hsikit's GeoTIFF writer records it (GDAL band
+    units or ``units`` tags, ``long_name`` tags, dataset ``time`` / ``member`` tags): for
+    :meth:`Scene.with_variables`, so a converted ERA5 cube converts again without loss."""
+    band_tags = [src.tags(i) for i in src.indexes]
+    units = [unit or tags.get("units", "") for unit, tags in zip(src.units, band_tags)]
+    long_names = [tags.get("long_name", "") for tags in band_tags]
+    dataset = src.tags()
+    sample: dict[str, object] = {k: dataset[k] for k in ("time", "member") if k in dataset}
+    if str(sample.get("member", "")).lstrip("-").isdigit():
+        sample["member"] = int(str(sample["member"]))
+    return {
+        "units": units if any(units) else None,
+        "long_names": long_names if any(long_names) else None,
+        "sample": sample,
+    }
 
 
 def _probe_last_block(src: rasterio.DatasetReader) -> None:

@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 from hsikit.errors import FormatError, InputError, error_reason
 from hsikit.readers.grib import message_problem
 from hsikit.readers.hdf5 import check_self_contained
-from hsikit.scene import LONG_NAME_COORD, SAMPLE_ATTR, UNITS_COORD, BandInfo, Scene
+from hsikit.scene import LONG_NAME_COORD, UNITS_COORD, BandInfo, Scene
 
 LAT_NAMES = ("latitude", "lat", "y")
 LON_NAMES = ("longitude", "lon", "x")
@@ -291,8 +291,10 @@ def open_scene(
         notes=notes + grid_notes,
         warnings=warnings,
     )
-    scene.data = _described(scene.data, ds, variables)
-    return scene
+    units, long_names = (
+        [str(ds[v].attrs.get(key, "")) for v in variables] for key in (UNITS_COORD, LONG_NAME_COORD)
+    )
+    return scene.with_variables(units, long_names, _sample(ds))
 
 
 def _grid_mapping_crs(ds: xr.Dataset, variables: list[str], path: Path) -> tuple[CRS | None, str]:
@@ -326,19 +328,6 @@ def _grid_mapping_crs(ds: xr.Dataset, variables: list[str], path: Path) -> tuple
             f"its CF grid mapping '{name}' does not describe a CRS ({error_reason(exc)})",
             "fix the grid-mapping attributes (CF conventions, section 5.6)",
         ) from exc
-
-
-def _described(data: xr.DataArray, ds: xr.Dataset, variables: list[str]) -> xr.DataArray:
-    """``data`` with each band's units and long name, and the sample the bands are of, so that
-    an output still says what its bands measure and when."""
-    data = data.assign_coords(
-        {
-            key: ("band", np.asarray([str(ds[v].attrs.get(key, "")) for v in variables], object))
-            for key in (UNITS_COORD, LONG_NAME_COORD)
-        }
-    )
-    data.attrs[SAMPLE_ATTR] = _sample(ds)
-    return data
 
 
 def _sample(ds: xr.Dataset) -> dict[str, Any]:

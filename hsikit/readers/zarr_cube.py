@@ -18,6 +18,8 @@ from hsikit.scene import BandInfo, Scene
 
 ARRAY_NAME = "cube"
 ATTR_KEY = "hsikit"
+#: CF units of the scalar ``time`` coordinate of a gridded scene's cube.
+TIME_UNITS = "seconds since 1970-01-01T00:00:00"
 
 
 def sniff(path: Path) -> bool:
@@ -129,4 +131,36 @@ def open_scene(path: Path, **_: object) -> Scene:
         crs=crs,
         transform=transform,
         nodata=nodata,
-    )
+    ).with_variables(**_variables(group, array, count))
+
+
+def _variables(group: zarr.Group, array: zarr.Array, count: int) -> dict[str, Any]:
+    """What gridded bands measure and when, as the cube writer records it (the band
+    coordinate's ``band_units`` / ``band_long_names``, scalar ``time`` in CF seconds and
+    ``member``): for :meth:`Scene.with_variables`. Anything malformed is left out."""
+
+    def texts(attr: str) -> list[str] | None:
+        band = group.get("band")
+        values: Any = band.attrs.get(attr) if isinstance(band, zarr.Array) else None
+        ok = isinstance(values, list) and len(values) == count
+        return [str(v) for v in values] if ok else None
+
+    def scalar(name: str) -> Any:
+        found = group.get(name)
+        ok = isinstance(found, zarr.Array) and found.shape == ()
+        return np.asarray(found[()]).item() if ok else None  # type: ignore[index]
+
+    sample: dict[str, Any] = {}
+    time = group.get("time")
+    if scalar("time") is not None and time is not None and time.attrs.get("units") == TIME_UNITS:
+        seconds = np.datetime64(int(scalar("time")), "s")
+        sample["time"] = np.datetime_as_string(seconds, unit="s")
+    if scalar("member") is not None:
+        sample["member"] = scalar("member")
+    elif "member" in array.attrs:
+        sample["member"] = str(array.attrs["member"])
+    return {
+        "units": texts("band_units"),
+        "long_names": texts("band_long_names"),
+        "sample": sample,
+    }

@@ -24,8 +24,6 @@ from hsikit.writers.provenance import provenance
 
 WINDOW_BYTES = 64 * 2**20  # read/write this much per window, whatever the scene size
 ENVI_DATA_SUFFIX = ".img"
-#: CF units of the scalar ``time`` coordinate of a gridded scene's Zarr cube.
-TIME_UNITS = "seconds since 1970-01-01T00:00:00"
 FORMATS = {
     ".tif": "GeoTIFF",
     ".tiff": "GeoTIFF",
@@ -217,7 +215,7 @@ def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> Non
     sample = scene.sample
     if "time" in sample:
         seconds = np.datetime64(sample["time"], "s").astype("int64")
-        coordinate("time", seconds, (), {"standard_name": "time", "units": TIME_UNITS})
+        coordinate("time", seconds, (), {"standard_name": "time", "units": zarr_cube.TIME_UNITS})
         names.append("time")
     if isinstance(sample.get("member"), (int, float)):
         coordinate("member", sample["member"], (), {"long_name": "ensemble member"})
