@@ -184,8 +184,9 @@ def bands_by_position(scene: Scene, target_wl: np.ndarray, target_names: list[st
             scene.path,
             f"the scene has {scene.count} bands and the model {target_wl.size}, so bands "
             "cannot be taken by position",
-            "give the scene its wavelengths (e.g. build the mosaic from tiles that carry "
-            "them and copy them with 'hsikit convert'), or drop the bands the model left out",
+            "the model's bands are its training scene's good bands: give a scene with exactly "
+            "those, or one with wavelengths (a VRT mosaic takes them from its tiles when they "
+            "carry them)",
         )
     info = scene.band_info()
     info.wavelength, info.name = (

@@ -173,3 +173,60 @@ def test_batch_mapping_resamples_as_classify_does(tmp_path, run_cli, bundle):
     with rasterio.open(single) as a, rasterio.open(tmp_path / "run/maps/sensor_b.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
         assert b.tags()["HSIKIT_BANDS"] == a.tags()["HSIKIT_BANDS"]
+
+
+def _mosaic(vrt, tiles, width, height, bands):
+    """What ``gdalbuildvrt mosaic.vrt tile_*.tif`` writes for tiles side by side in a row: the
+    pixels by reference, no band metadata."""
+    with rasterio.open(tiles[0]) as first:
+        t = first.transform
+        dtype = first.dtypes[0]
+    geo = f"{t.c}, {t.a}, 0, {t.f}, 0, {t.e}"
+    band_xml = []
+    for band in range(1, bands + 1):
+        sources, col = [], 0
+        for tile in tiles:
+            with rasterio.open(tile) as src:
+                w, h = src.width, src.height
+            sources.append(
+                f'<SimpleSource><SourceFilename relativeToVRT="1">{tile.name}</SourceFilename>'
+                f"<SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{col}" yOff="0" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            )
+            col += w
+        band_xml.append(
+            f'<VRTRasterBand dataType="{dtype.capitalize()}" band="{band}">{"".join(sources)}'
+            "</VRTRasterBand>"
+        )
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{synthetic.UTM.to_wkt()}</SRS><GeoTransform>{geo}</GeoTransform>"
+        f"{''.join(band_xml)}</VRTDataset>"
+    )
+    return vrt
+
+
+def test_a_gdalbuildvrt_mosaic_takes_its_tiles_band_metadata_and_maps(tmp_path, run_cli, bundle):
+    """The mosaic carries no wavelengths; its tiles agree on them, so it maps as the tiles do
+    (a per-pixel model: the same classes pixel for pixel) and its tiles are inputs."""
+    path, scene, _ = bundle
+    data = open_scene(scene).read_raw()
+    centres = np.linspace(420, 2400, 60)
+    left, right = tmp_path / "tile_0.tif", tmp_path / "tile_1.tif"
+    shifted = synthetic.UTM_TRANSFORM @ rasterio.Affine.translation(15, 0)
+    synthetic.write_geotiff(left, data[:, :, :15], nodata=None, band_wavelengths=centres)
+    synthetic.write_geotiff(
+        right, data[:, :, 15:], nodata=None, band_wavelengths=centres, transform=shifted
+    )
+    mosaic = _mosaic(tmp_path / "mosaic.vrt", [left, right], COLS, ROWS, 60)
+    described = run_cli("info", mosaic)
+    assert described.code == 0 and "band metadata from its 2 tiles" in described.stdout
+    result = run_cli("classify", mosaic, "-m", path, "-o", tmp_path / "map.tif")
+    assert result.code == 0, result.stderr
+    assert run_cli("classify", scene, "-m", path, "-o", tmp_path / "whole.tif").code == 0
+    with rasterio.open(tmp_path / "map.tif") as out, rasterio.open(tmp_path / "whole.tif") as whole:
+        assert out.transform == whole.transform and out.crs == whole.crs
+        np.testing.assert_array_equal(out.read(1), whole.read(1))
+    refused = run_cli("convert", mosaic, "-o", right)
+    assert refused.code == 2 and "tile_1.tif" in refused.stderr

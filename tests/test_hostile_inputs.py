@@ -41,16 +41,44 @@ def _info_and_convert(run_cli, tmp_path: Path, scene: Path, *fragments: str) -> 
 # -- files that would reach outside themselves -----------------------------------------------
 
 
-def test_a_vrt_is_not_opened(tmp_path, run_cli):
-    """A VRT copies any file it names (here /etc/hostname) into the output: never opened."""
-    vrt = tmp_path / "scene.tif.vrt"
-    vrt.write_text(
-        '<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand '
-        'dataType="Byte" band="1"><SimpleSource><SourceFilename relativeToVRT="0">'
-        "/etc/hostname</SourceFilename><SourceBand>1</SourceBand></SimpleSource>"
-        "</VRTRasterBand></VRTDataset>"
+def _vrt(band_xml: str) -> str:
+    return f'<VRTDataset rasterXSize="4" rasterYSize="4">{band_xml}</VRTDataset>'
+
+
+def _simple(source: str, relative: bool = False) -> str:
+    return (
+        '<VRTRasterBand dataType="Byte" band="1"><SimpleSource><SourceFilename '
+        f'relativeToVRT="{int(relative)}">{source}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
     )
-    _info_and_convert(run_cli, tmp_path, vrt, "scene.tif.vrt", "format not recognised", "not VRT")
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (_vrt(_simple("/etc/hostname")), "its source /etc/hostname is not a TIFF file"),
+        (_vrt(_simple("/vsicurl/http://127.0.0.1:9/a.tif")), "a source is not a local file"),
+        (_vrt(_simple("inner.vrt", relative=True)), "inner.vrt is not a TIFF file"),
+        (
+            _vrt(
+                '<VRTRasterBand dataType="Byte" band="1" subClass="VRTDerivedRasterBand">'
+                "<PixelFunctionLanguage>Python</PixelFunctionLanguage></VRTRasterBand>"
+            ),
+            "band 1 is a VRTDerivedRasterBand",
+        ),
+        (
+            '<!DOCTYPE x [<!ENTITY e "e">]>' + _vrt(_simple("/etc/hostname")),
+            "format not recognised",  # not even taken for a VRT
+        ),
+    ],
+)
+def test_a_vrt_that_reaches_outside_local_tiffs_is_not_opened(tmp_path, run_cli, body, said):
+    """A VRT copies any file it names (/etc/hostname, a URL, another VRT, code run by a pixel
+    function) into the output: only plain mosaics of local TIFF tiles are opened."""
+    (tmp_path / "inner.vrt").write_text(_vrt(_simple("/etc/hostname")))
+    vrt = tmp_path / "scene.tif.vrt"
+    vrt.write_text(body)
+    _info_and_convert(run_cli, tmp_path, vrt, "scene.tif.vrt", said)
 
 
 @pytest.mark.parametrize(

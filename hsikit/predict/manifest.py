@@ -22,6 +22,7 @@ from hsikit.bundle import Bundle
 from hsikit.data.scene_lists import SceneRef
 from hsikit.errors import HsikitError, InputError, validation_sentence
 from hsikit.predict.tiles import TileJob, digest, plan_tiles
+from hsikit.readers import vrt
 from hsikit.scene import Grid, Scene
 from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.writers.atomic import write_text
@@ -124,14 +125,16 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 def source_files(path: Path) -> list[Path]:
     """The files a scene is read from: the file and its siblings of the same name with another
-    ending (ENVI ``.hdr``/``.img``, ``.aux.xml``), or every file of a folder (Zarr, SAFE)."""
+    ending (ENVI ``.hdr``/``.img``, ``.aux.xml``), every file of a folder (Zarr, SAFE), and
+    the tiles of a VRT mosaic (a changed tile changes the map)."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
     if not path.is_file():
         return []
     stem = path.name.split(".")[0]
     siblings = [p for p in path.parent.glob(f"{glob_escape(stem)}.*") if p.is_file()]
-    return sorted({path, *siblings})
+    tiles = [s.file for band in vrt.band_sources(path) for s in band] if vrt.sniff(path) else []
+    return sorted({path, *siblings, *tiles})
 
 
 def glob_escape(name: str) -> str:

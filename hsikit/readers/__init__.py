@@ -1,9 +1,10 @@
 """``open_scene(path)``: pick the reader by sniffing the file, not by trusting its suffix.
 
 Order matters: container formats first (EnMAP product folders/zips, hsikit Zarr cubes), then
-files recognised by magic bytes (MATLAB, GRIB/NetCDF, TIFF), then ENVI headers. Nothing else is
-opened: GDAL's other drivers are not offered a file hsikit does not recognise, because some of
-them (VRT and friends) read other files or URLs that the file names. Local paths only.
+files recognised by magic bytes (MATLAB, GRIB/NetCDF, TIFF, VRT XML), then ENVI headers. Nothing
+else is opened: GDAL's other drivers are not offered a file hsikit does not recognise, because
+some of them read other files or URLs that the file names (a VRT is opened only once its
+sources are checked: :mod:`hsikit.readers.vrt`). Local paths only.
 
 Every file a scene is read from (with its sidecars) is claimed as an input of the running
 command, so no output can replace it.
@@ -18,7 +19,7 @@ from typing import Any
 
 from hsikit.errors import FormatError, HsikitError, InputError, error_reason
 from hsikit.inputs import claim_input
-from hsikit.readers import enmap, envi, gdal, matlab, xarray_grid, zarr_cube
+from hsikit.readers import enmap, envi, gdal, matlab, vrt, xarray_grid, zarr_cube
 from hsikit.scene import Scene
 
 #: (format name, sniff, open) in the order they are tried.
@@ -28,6 +29,7 @@ READERS: list[tuple[str, Callable[[Path], bool], Callable[..., Scene]]] = [
     ("matlab", matlab.sniff, matlab.open_scene),
     ("xarray", xarray_grid.sniff, xarray_grid.open_scene),
     ("geotiff", gdal.sniff, gdal.open_scene),
+    ("vrt", vrt.sniff, vrt.open_scene),
     ("envi", envi.sniff, envi.open_scene),
 ]
 FORMATS = [name for name, _, _ in READERS]
@@ -114,8 +116,8 @@ def open_scene(path: str | PathLike[str], format: str | None = None, **options: 
             return _opened(path, name, opener, options)
     raise FormatError(
         path,
-        "format not recognised: hsikit reads GeoTIFF, ENVI, MATLAB, EnMAP "
-        "L2A, NetCDF, GRIB and Zarr (not VRT or other GDAL formats, which can "
+        "format not recognised: hsikit reads GeoTIFF, VRT mosaics of GeoTIFF tiles, ENVI, "
+        "MATLAB, EnMAP L2A, NetCDF, GRIB and Zarr (not other GDAL formats, which can "
         "read other files)",
         "convert it to GeoTIFF, e.g. with gdal_translate",
     )

@@ -28,8 +28,9 @@ def sniff(path: Path) -> bool:
         return fh.read(4) in _TIFF_MAGIC
 
 
-#: The GDAL drivers hsikit uses: GeoTIFF / COG, and ENVI for images inside EnMAP products.
-ALLOWED_DRIVERS = ("GTiff", "ENVI")
+#: The GDAL drivers hsikit uses: GeoTIFF / COG, ENVI for images inside EnMAP products, and
+#: VRT for mosaics that :mod:`hsikit.readers.vrt` has checked first.
+ALLOWED_DRIVERS = ("GTiff", "ENVI", "VRT")
 
 
 def open_dataset(location: str, driver: str = "GTiff") -> rasterio.DatasetReader:
