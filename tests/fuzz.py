@@ -140,6 +140,21 @@ def _zarr(folder: Path) -> Path:
     return write_cube(open_scene(_geotiff(folder)), folder / "cube.zarr")
 
 
+def _vrt(folder: Path) -> Path:
+    """A one-tile mosaic as gdalbuildvrt writes it (the tile: the GeoTIFF sample)."""
+    tile = _geotiff(folder)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Int16" band="{b}"><ComplexSource><SourceFilename '
+        f'relativeToVRT="1">{tile.name}</SourceFilename><SourceBand>{b}</SourceBand>'
+        '<SrcRect xOff="0" yOff="0" xSize="24" ySize="20"/>'
+        '<DstRect xOff="0" yOff="0" xSize="24" ySize="20"/></ComplexSource></VRTRasterBand>'
+        for b in range(1, 5)
+    )
+    path = folder / "mosaic.vrt"
+    path.write_text(f'<VRTDataset rasterXSize="24" rasterYSize="20">{bands}</VRTDataset>')
+    return path
+
+
 def _netcdf(folder: Path) -> Path:
     import xarray as xr
 
@@ -193,12 +208,13 @@ SAMPLES: dict[str, tuple[Callable[[Path], Path | None], str]] = {
     "enmap_zip": (lambda f: _enmap(f, True), "*.ZIP"),
     "zarr_attributes": (_zarr, "cube.zarr/zarr.json"),
     "zarr_chunk": (_zarr, "cube.zarr/cube/c/0/0/0"),
+    "vrt": (_vrt, "mosaic.vrt"),
     "netcdf": (_netcdf, "grid.nc"),
     "grib": (_grib, "sample.grib"),
     "bundle_svm": (lambda f: _bundle(f, "svm_rbf"), "svm_rbf.safetensors"),
     "bundle_mamba": (lambda f: _bundle(f, "mamba_hsi_tiny"), "mamba_hsi_tiny.safetensors"),
 }
-TEXT_FORMATS = {"envi_header", "enmap_xml", "zarr_attributes"}
+TEXT_FORMATS = {"envi_header", "enmap_xml", "zarr_attributes", "vrt"}
 
 
 # -- mutations -------------------------------------------------------------------------------
