@@ -15,6 +15,8 @@ from hsikit.scene import Scene
 EXACT_PIXELS = 1_000_000
 SAMPLE_WINDOWS = 8  # per side
 SAMPLE_SIZE = 32
+#: Side of the windows a class map's pixels are counted in (memory stays one window).
+COUNT_WINDOW = 1024
 
 
 def sample_windows(scene: Scene) -> list[Window]:
@@ -86,8 +88,36 @@ def summarize(scene: Scene) -> dict[str, Any]:
         if truth is None
         else {"classes": len(truth), "labelled_pixels": sum(truth.values())},
         "ground_truth_candidates": _offgrid_candidates(scene),
+        **class_areas(scene),
         "notes": list(scene.notes),
         "warnings": list(scene.warnings),
+    }
+
+
+def class_areas(scene: Scene) -> dict[str, Any]:
+    """Pixels and ground area of each class of a class map (``classes`` None for a raster that
+    is not one), tallied window by window as batch mapping tallies its maps; ``class_area_note``
+    says why a grid has no areas (no CRS, a rotated geographic grid)."""
+    from hsikit.evaluation.area import AreaUnknown, row_pixel_areas
+    from hsikit.predict.assemble import ClassTally
+    from hsikit.writers.classmap import CLASS_NODATA, read_class_table
+
+    table = read_class_table(scene.path) if scene.format == "GeoTIFF" else None
+    if table is None:
+        return {"classes": None, "class_area_note": None}
+    try:
+        areas, note = row_pixel_areas(scene.grid), None
+    except AreaUnknown as exc:
+        areas, note = None, str(exc)
+    tally = ClassTally(np.asarray(table.values), areas, note)
+    for window in scene.windows(COUNT_WINDOW):
+        block = scene.read_raw(window, bands=[0])[0]
+        known = (block >= 0) & (block <= table.max_value)  # other values are no class
+        tally.add(int(window.row_off), np.where(known, block, CLASS_NODATA), None)
+    classes = tally.summary(table, with_confidence=False)["classes"]
+    return {
+        "classes": [{k: v for k, v in c.items() if k != "mean_confidence"} for c in classes],
+        "class_area_note": note,
     }
 
 

@@ -469,9 +469,10 @@ class Scene:
 
 
 def _centres(dim: str, size: int, origin: float, step: float) -> RangeIndex:
-    """Pixel-centre coordinates as a range (no per-pixel array, whatever the size)."""
+    """Pixel-centre coordinates as a range (no per-pixel array, whatever the size), built
+    from the pixel count: a float step (0.0003°) would make ``arange`` gain a coordinate."""
     start = origin + 0.5 * step
-    return RangeIndex.arange(start, start + size * step, step, dim=dim)
+    return RangeIndex.linspace(start, start + size * step, size, endpoint=False, dim=dim)
 
 
 def _window_slices(window: Window, step: int = 1) -> tuple[slice, slice]:

@@ -8,9 +8,11 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import rasterio
 from PIL import Image
+from rasterio.enums import ColorInterp
 
 from hsikit.writers.provenance import sha256_of
 from tests import synthetic
+from tests.helpers import MINISBLACK, PHOTOMETRIC, first_ifd_tag
 
 
 def test_a_pixel_grid_map_opens_north_up(tmp_path, run_cli):
@@ -70,8 +72,8 @@ def test_a_grid_starting_at_y_h_is_kept_exactly(tmp_path, run_cli):
         assert _identify(tmp_path / "out.tif", col + 0.5, rows - (row + 0.5)) == values[0, row, col]
 
 
-def _map(tmp_path, run_cli, *extra):
-    scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24, classes=3)
+def _map(tmp_path, run_cli, *extra, classes=3):
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=20, cols=24, classes=classes)
     bundle = tmp_path / "m.safetensors"
     assert (
         run_cli(
@@ -117,6 +119,16 @@ def test_class_map_palette_names_and_provenance(tmp_path, run_cli):
     renderer = style.find(".//rasterrenderer")
     assert renderer.get("type") == "singlebandpseudocolor"
     assert [i.get("value") for i in style.iter("item")] == ["0", "25", "50", "75", "100"]
+
+
+def test_probabilities_of_four_classes_are_four_plain_bands(tmp_path, run_cli):
+    """Four uint8 bands are plain data to every TIFF reader, not an RGBA picture."""
+    _map(tmp_path, run_cli, "--probabilities", classes=4)
+    probabilities = tmp_path / "map_probabilities.tif"
+    with rasterio.open(probabilities) as src:
+        assert src.count == 4 and src.descriptions == tuple(f"class {v}" for v in range(1, 5))
+        assert ColorInterp.alpha not in src.colorinterp and ColorInterp.red not in src.colorinterp
+    assert first_ifd_tag(probabilities, PHOTOMETRIC) == MINISBLACK
 
 
 def test_provenance_in_cubes_and_pngs(tmp_path, run_cli):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+import xml.etree.ElementTree as ET
 
 import geopandas as gpd
 import numpy as np
@@ -106,8 +108,13 @@ QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 """
 
 
-def _qgis_geopackage(path):
-    """Two point layers and QGIS's layer_styles table holding a categorized style for one."""
+#: The colours the QGIS style above gives maize and wheat.
+QGIS_COLOURS = {1: (227, 26, 28), 2: (51, 160, 44)}
+
+
+def _qgis_geopackage(path, *, other_layer=True):
+    """Point layers (one, or two with ``other_layer``) and QGIS's layer_styles table holding a
+    categorized style for the first."""
     import pandas as pd
     import pyogrio
 
@@ -119,7 +126,8 @@ def _qgis_geopackage(path):
         crs="EPSG:32633",
     )
     points.to_file(path, layer="points")
-    points.iloc[:1].to_file(path, layer="other", mode="a")
+    if other_layer:
+        points.iloc[:1].to_file(path, layer="other", mode="a")
     styles = pd.DataFrame(
         {
             "f_table_catalog": [""],
@@ -135,6 +143,24 @@ def _qgis_geopackage(path):
     return path
 
 
+def _rasterized(run_cli, *args):
+    """``hsikit rasterize ARGS…`` with every Python warning recorded (pytest would otherwise
+    capture them, so stderr could never show one): the result, the warnings and the colours of
+    the map written."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_cli("rasterize", *args)
+    assert result.code == 0, result.stderr
+    output = args[args.index("-o") + 1]
+    with rasterio.open(output) as src:
+        colours = {value: src.colormap(1)[value][:3] for value in QGIS_COLOURS}
+    return result, [str(w.message) for w in caught], colours
+
+
+def _layer_warnings(messages):
+    return [m for m in messages if "layer" in m.lower()]
+
+
 def test_a_qgis_geopackage_layer_is_chosen_and_keeps_its_qgis_colours(tmp_path, run_cli):
     scene_path = _scene(tmp_path)
     vector = _qgis_geopackage(tmp_path / "labels.gpkg")
@@ -143,15 +169,40 @@ def test_a_qgis_geopackage_layer_is_chosen_and_keeps_its_qgis_colours(tmp_path, 
     refused = run_cli("rasterize", scene_path, vector, *common)
     assert refused.code == 2 and "holds 2 layers with geometries (points, other)" in refused.stderr
     assert "--layer" in refused.stderr and not output.exists()
-    result = run_cli("rasterize", scene_path, vector, "--layer", "points", *common)
-    assert result.code == 0, result.stderr
-    assert "Warning" not in result.stderr and "layer" not in result.stderr.lower()
+    result, caught, colours = _rasterized(run_cli, scene_path, vector, "--layer", "points", *common)
+    assert _layer_warnings(caught) == [] and "layer" not in result.stderr.lower()
     with rasterio.open(output) as src:
-        values, colours = src.read(1), src.colormap(1)
+        values = src.read(1)
     assert values[4, 3] == 2 and values[20, 30] == 1  # maize = 1, wheat = 2 (sorted names)
-    assert colours[1][:3] == (227, 26, 28) and colours[2][:3] == (51, 160, 44)  # QGIS's
+    assert colours == QGIS_COLOURS
     unknown = run_cli("rasterize", scene_path, vector, "--layer", "roads", *common)
     assert unknown.code == 2 and "has no layer 'roads'" in unknown.stderr
+
+
+def test_a_map_style_beside_a_geopackage_leaves_its_qgis_colours(tmp_path, run_cli):
+    """QGIS's usual GeoPackage: one layer and its style. Rasterizing it to fields.tif writes the
+    map's raster style fields.qml beside fields.gpkg; the next run still takes QGIS's colours."""
+    scene_path = _scene(tmp_path)
+    vector = _qgis_geopackage(tmp_path / "fields.gpkg", other_layer=False)
+    for name in ("fields.tif", "again.tif"):
+        result, caught, colours = _rasterized(
+            run_cli, scene_path, vector, "--class-field", "crop", "-o", tmp_path / name
+        )
+        assert _layer_warnings(caught) == [] and "layer" not in result.stderr.lower()
+        assert colours == QGIS_COLOURS, name
+    beside = ET.parse(tmp_path / "fields.qml").getroot()
+    assert beside.find(".//rasterrenderer") is not None  # hsikit's style of the map
+
+
+def test_a_qgis_style_beside_geojson_labels_gives_their_colours(tmp_path, run_cli):
+    scene_path = _scene(tmp_path)
+    vector = tmp_path / "labels.geojson"
+    gpd.read_file(_qgis_geopackage(tmp_path / "labels.gpkg"), layer="points").to_file(vector)
+    (tmp_path / "labels.qml").write_text(QML)
+    _, _, colours = _rasterized(
+        run_cli, scene_path, vector, "--class-field", "crop", "-o", tmp_path / "map.tif"
+    )
+    assert colours == QGIS_COLOURS
 
 
 def test_sparse_labels_are_said_to_train_on_a_handful_of_pixels(tmp_path, run_cli):
@@ -166,11 +217,14 @@ def test_sparse_labels_are_said_to_train_on_a_handful_of_pixels(tmp_path, run_cl
         "train", scene, "--labels", labels, "--model", "svm_rbf", "--split", "random", "-o", output
     )
     assert result.code == 0, result.stderr
-    assert "warning:" in result.stderr
-    assert "fewer than 5 pixels" in result.stderr or "have no training pixels" in result.stderr
-    assert "--per-class" in result.stderr
+    said = (  # the random split trains each class on one of its three pixels, tests the rest
+        "classes train on fewer than 5 pixels each: class 1 (1), class 2 (1), class 3 (1), "
+        "class 4 (1); label more pixels, or give --per-class N or a larger --train-ratio"
+    )
+    assert f"warning: {said}" in result.stderr
+    assert "--block-size" not in result.stderr and "--train-fraction" not in result.stderr
     report = json.loads((tmp_path / "m_report" / "metrics.json").read_text())
-    assert report["warnings"]
+    assert report["warnings"] == [said]
 
 
 def test_labels_on_nodata_pixels_are_counted_and_said(tmp_path, run_cli):
@@ -259,3 +313,27 @@ def test_mat_ground_truth_at_another_resolution_is_described_and_refused(tmp_pat
     trained = run_cli("train", scene, "--labels", beside, "--model", "svm_rbf", "-o", output)
     assert_one_sentence_error(trained, "(32 × 24) is 4× finer than the scene (8 × 6)", "4 × 4")
     assert not output.exists()
+
+
+def test_evaluate_matches_raster_reference_labels_by_their_class_table(tmp_path, run_cli):
+    table = tmp_path / "classes.csv"
+    table.write_text("value,name\n1,water\n2,forest\n3,crop\n4,urban\n")
+    scene, labels, bundle = synthetic.trained_bundle(tmp_path, "svm_rbf", class_table=str(table))
+    with rasterio.open(labels) as src:
+        reference = src.read(1)
+    reference[::2] = 0  # another survey of the scene: every other row
+    surveyed = synthetic.write_geotiff(tmp_path / "reference.tif", reference[None], nodata=None)
+    scored = run_cli(
+        "evaluate", bundle, scene, "--labels", surveyed, "--class-table", table,
+        "--report", tmp_path / "scores",
+    )  # fmt: skip
+    assert scored.code == 0, scored.stderr
+    assert f"on {int((reference > 0).sum())} test pixels" in scored.stdout
+    report = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert report["class_names"] == ["water", "forest", "crop", "urban"]
+    assert list(report["per_class"]) == report["class_names"]
+    unnamed = run_cli("evaluate", bundle, scene, "--labels", surveyed)
+    assert_one_sentence_error(
+        unnamed, "reference.tif", "none of the reference classes is a class of the model (water, "
+        "forest, crop, urban)", "--class-table", "--name-field",
+    )  # fmt: skip

@@ -441,3 +441,23 @@ def test_a_mat_cube_is_chosen_by_its_bands_not_by_the_files_order(tmp_path):
     scipy.io.savemat(path, {"a_rgb": rgb, "b_cube": cube})
     scene = open_scene(path)
     assert scene.count == 12 and (scene.height, scene.width) == (10, 8)
+
+
+def test_a_grid_of_fine_geographic_pixels_opens(tmp_path, run_cli):
+    """Pixels of 0.0003° (a few tens of metres): their centres are counted, not stepped, so
+    float rounding cannot add a row."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    for step in (0.001, 0.0003):
+        path = synthetic.write_geotiff(
+            tmp_path / f"fine_{step}.tif",
+            synthetic.cube(2, 20, 1000),
+            crs=CRS.from_epsg(4326),
+            transform=Affine(step, 0, 10.0, 0, -step, 50.0),
+        )
+        result = run_cli("info", path, "--json")
+        assert result.code == 0, result.stderr
+        scene = open_scene(path)
+        assert scene.data.sizes == {"band": 2, "y": 20, "x": 1000}
+        assert float(scene.data["x"][-1]) == pytest.approx(10.0 + 999.5 * step)

@@ -18,6 +18,7 @@ from hsikit.scene import Grid
 from hsikit.writers.classmap import ClassMapWriter, read_class_table, write_class_map
 from hsikit.writers.quicklook import display_bands
 from tests import synthetic
+from tests.helpers import MINISBLACK, PHOTOMETRIC, first_ifd_tag
 
 TABLE = ClassTable.from_names(["Water", "Forest", "Crop"])
 
@@ -90,9 +91,9 @@ def test_confidence_and_probabilities_written_beside_the_map(tmp_path):
     with rasterio.open(tmp_path / "map_probabilities.tif") as src:
         assert src.count == 3 and src.descriptions == ("Water", "Forest", "Crop")
         assert src.read(2)[5, 5] == 80 and src.crs == synthetic.UTM
-        # plain data, as QGIS must see it: three uint8 bands are not an RGB picture
-        assert src.tags(ns="IMAGE_STRUCTURE").get("PHOTOMETRIC", "MINISBLACK") == "MINISBLACK"
         assert ColorInterp.red not in src.colorinterp and ColorInterp.alpha not in src.colorinterp
+    # plain data, as QGIS must see it: three uint8 bands are not an RGB picture
+    assert first_ifd_tag(tmp_path / "map_probabilities.tif", PHOTOMETRIC) == MINISBLACK
 
 
 def test_failed_write_leaves_nothing_at_the_output(tmp_path):
@@ -177,3 +178,14 @@ def test_a_zarr_cube_is_a_self_describing_xarray_dataset(tmp_path, run_cli):
         np.testing.assert_allclose(da.values[:, 2, 3], data[:, 2, 3])
     back = run_cli("convert", cube, "-o", tmp_path / "back.tif")  # hsikit still reads it
     assert back.code == 0, back.stderr
+
+
+def test_a_mat_cube_quicklook_says_which_bands_it_shows(tmp_path, run_cli):
+    import scipy.io
+
+    cube = np.random.default_rng(0).random((12, 10, 5)).astype("float32")  # rows, cols, bands
+    scipy.io.savemat(tmp_path / "cube.mat", {"cube": cube})
+    result = run_cli("quicklook", tmp_path / "cube.mat", "-o", tmp_path / "q.png")
+    assert result.code == 0, result.stderr
+    assert imread(tmp_path / "q.png").shape[:2] == (12, 10)
+    assert "bands 1, 2, 3" in result.stdout and "no visible wavelengths" in result.stdout

@@ -67,7 +67,7 @@ def config_from_options(
 
 
 def print_metrics(report: dict) -> None:
-    from hsikit.training.report import seed_text
+    from hsikit.training.report import scores_text, seed_text
 
     for warning in report.get("warnings", []):
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -76,11 +76,8 @@ def print_metrics(report: dict) -> None:
         if "reference" in report
         else f"{report['protocol']} split, {seed_text(report)}"
     )
-    out.print(
-        f"[bold]{report['model']}[/bold] ({where}): OA {report['oa']:.2%}  AA {report['aa']:.2%}  "
-        f"kappa {report['kappa']:.4f}  on {report['n_test']} test pixels"
-    )
-    if "unsmoothed" in report:
+    out.print(f"[bold]{report['model']}[/bold] ({where}): {scores_text(report)}")
+    if "unsmoothed" in report and report["n_test"]:
         raw = report["unsmoothed"]
         out.print(
             f"  with smoothing (radius {report['smoothing']['radius']}); without: OA "

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 
 from hsikit.cli.app import (
     BandsByPositionOpt,
@@ -27,6 +26,7 @@ from hsikit.cli.app import (
 )
 from hsikit.cli.common import adapted, check_map_outputs, print_metrics, with_sidecars
 from hsikit.errors import InputError
+from hsikit.progress import progress_bar
 
 
 @app.command()
@@ -111,8 +111,7 @@ def classify(
             chosen_smoothing(smooth, smooth_eps, smooth_guide, loaded.meta.smoothing)
         )
     mapped = adapted(opened, loaded, resample_bands, bands_by_position)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("classifying", total=None)
+    with progress_bar("classifying") as tell:
         summary = classify_scene(
             mapped,
             loaded,
@@ -121,7 +120,7 @@ def classify(
             batch_size=batch_size,
             confidence=confidence,
             probabilities=probabilities,
-            on_window=lambda done, total: progress.update(task, completed=done, total=total),
+            on_window=tell,
         )
     if png is not None:
         from hsikit.writers.quicklook import class_map_png
@@ -156,8 +155,12 @@ def evaluate(
         list[str] | None,
         typer.Option(help="Reference labels: one file per scene, in order, or one for all."),
     ] = None,
-    class_field: Annotated[str | None, typer.Option()] = None,
+    class_field: Annotated[str | None, typer.Option(help="Class field of vector labels.")] = None,
+    name_field: Annotated[
+        str | None, typer.Option(help="Field with class names for numeric classes.")
+    ] = None,
     layer: LayerOpt = None,
+    class_table: ClassTableOpt = None,
     dataset: Annotated[
         str | None, typer.Option(help="Catalog dataset: its test split as recorded in the bundle.")
     ] = None,
@@ -172,6 +175,7 @@ def evaluate(
     scenes: one confusion matrix over all their pixels, and each scene's figures)."""
     from hsikit.evaluation.evaluate import evaluate_bundle
     from hsikit.spectral_resampling import band_mode
+    from hsikit.training.report import scores_text
     from hsikit.writers.atomic import check_output_folder
 
     if report is not None:
@@ -182,6 +186,8 @@ def evaluate(
         labels=labels or [],
         class_field=class_field,
         layer=layer,
+        class_table=class_table,
+        name_field=name_field,
         dataset=dataset,
         report_dir=report,
         device=device,
@@ -191,10 +197,6 @@ def evaluate(
         err.print(f"{scene_name}: bands {how}", highlight=False, soft_wrap=True)
     print_metrics(result)
     for row in result.get("per_scene", []):
-        out.print(
-            f"  {row['scene']}: OA {row['oa']:.2%}  AA {row['aa']:.2%}  kappa "
-            f"{row['kappa']:.4f}  on {row['n_test']} pixels",
-            highlight=False,
-        )
+        out.print(f"  {row['scene']}: {scores_text(row, 'pixels')}", highlight=False)
     if report is not None:
         out.print(f"report: {report}/")

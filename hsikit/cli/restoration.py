@@ -17,11 +17,11 @@ from hsikit.cli.app import (
     SceneArg,
     TimeOpt,
     app,
-    err,
     out,
     scene_arg,
 )
 from hsikit.errors import InputError
+from hsikit.progress import progress_bar
 
 
 @app.command()
@@ -90,7 +90,8 @@ def degrade(
     opened = scene_arg(scene, member, time)
     check_cube_output(output)
     degraded, spec = degraded_scene(opened, spec)
-    written = write_cube(degraded, output, degradation=spec.model_dump_json())
+    with progress_bar("degrading") as tell:
+        written = write_cube(degraded, output, on_window=tell, degradation=spec.model_dump_json())
     low, high = spec.data_range or (float("nan"), float("nan"))  # fixed by degraded_scene
     out.print(f"wrote {written}: {spec.describe()}, data range {low:g} – {high:g}")
 
@@ -155,22 +156,14 @@ def _write_restored(
     member: int | None,
     time: str | None,
 ) -> None:
-    from rich.progress import Progress
-
     from hsikit.predict.restore import restored_scene
     from hsikit.writers.cube import check_cube_output, write_cube
 
     opened = scene_arg(scene, member, time)
     check_cube_output(output)
-    with Progress(console=err, transient=True) as progress:
-        bar = progress.add_task("restoring", total=None)
+    with progress_bar("restoring") as tell:
         restored = restored_scene(
-            opened,
-            restorer,
-            tile=tile,
-            overlap=overlap,
-            task=task,
-            on_tile=lambda done, total: progress.update(bar, completed=done, total=total),
+            opened, restorer, tile=tile, overlap=overlap, task=task, on_tile=tell
         )
         written = write_cube(
             restored,

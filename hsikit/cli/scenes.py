@@ -31,9 +31,9 @@ def info(
     member: MemberOpt = None,
     time: TimeOpt = None,
 ) -> None:
-    """Describe a scene (format, grid, bands, wavelengths, nodata), a model file (.safetensors:
-    model, input, classes, training data, test scores) or a vector labels file (layers,
-    fields, classes, CRS, extent)."""
+    """Describe a scene (format, grid, bands, wavelengths, nodata; a class map's pixels and
+    hectares per class), a model file (.safetensors: model, input, classes, training data, test
+    scores) or a vector labels file (layers, fields, classes, CRS, extent)."""
     from hsikit.info import summarize
     from hsikit.model_info import is_model_file, summarize_model_file
 
@@ -133,7 +133,22 @@ def _scene_rows(summary: dict) -> list[tuple[str, Any]]:
         ("off-grid truth", f"{truth['description']}; {truth['train']}")
         for truth in summary["ground_truth_candidates"]
     ]
+    rows += _class_rows(summary)
     return rows + [("note", note) for note in summary["notes"]]
+
+
+def _class_rows(summary: dict) -> list[tuple[str, Any]]:
+    """A class map's classes, one row each: value, name, pixels and hectares."""
+    if summary["classes"] is None:
+        return []
+    note = summary["class_area_note"]
+    rows: list[tuple[str, Any]] = [
+        ("classes", f"{len(summary['classes'])}" + ("" if note is None else f" (no areas: {note})"))
+    ]
+    for entry in summary["classes"]:
+        area = "" if entry["hectares"] is None else f", {entry['hectares']:,.2f} ha"
+        rows.append((f"  {entry['value']}", f"{entry['name']}: {entry['pixels']:,} pixels{area}"))
+    return rows
 
 
 def _model_file_rows(summary: dict) -> list[tuple[str, Any]]:
@@ -311,11 +326,13 @@ def convert(
     scene: SceneArg, output: OutputOpt, member: MemberOpt = None, time: TimeOpt = None
 ) -> None:
     """Copy a cube to GeoTIFF (.tif), ENVI (.hdr) or Zarr (.zarr) with its band metadata."""
+    from hsikit.progress import progress_bar
     from hsikit.writers.cube import check_cube_output, write_cube
 
     opened = scene_arg(scene, member, time)
     check_cube_output(output)
-    written = write_cube(opened, output)
+    with progress_bar("converting") as tell:
+        written = write_cube(opened, output, on_window=tell)
     out.print(f"wrote {written}")
 
 

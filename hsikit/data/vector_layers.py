@@ -85,8 +85,9 @@ def _colour(symbol: ET.Element) -> tuple[int, int, int] | None:
 
 
 def categorized_colours(qml: str, field: str) -> dict[str, tuple[int, int, int]]:
-    """Category value (as text) → RGB of a categorized QML style on ``field``; empty for any
-    other style, or a style on another field."""
+    """Category value (as text) → RGB of a categorized *vector* QML style on ``field``; empty
+    for any other style (a raster style, as hsikit writes beside a map, has no ``renderer-v2``),
+    or a style on another field."""
     try:
         root = ET.fromstring(qml)
     except ET.ParseError:
@@ -107,15 +108,20 @@ def categorized_colours(qml: str, field: str) -> dict[str, tuple[int, int, int]]
 
 
 def style_document(path: Path, layer: str) -> str | None:
-    """The QML of the layer's default QGIS style: from the GeoPackage's styles table, or a
-    ``.qml`` beside the file."""
+    """The QML of the layer's default QGIS style. As in QGIS, a GeoPackage's own style for the
+    layer wins over a ``.qml`` beside the file: that name is also the one hsikit gives the
+    (raster) style of a map written beside the labels, e.g. ``fields.qml`` of ``fields.tif``."""
+    sidecar = path.with_suffix(".qml")
+    own = _geopackage_style(path, layer) if path.suffix.lower() == ".gpkg" else None
+    if own is None and sidecar.is_file():
+        return sidecar.read_text(errors="replace")
+    return own
+
+
+def _geopackage_style(path: Path, layer: str) -> str | None:
+    """The layer's default style in the GeoPackage's ``layer_styles`` table, if it has one."""
     import pyogrio
 
-    sidecar = path.with_suffix(".qml")
-    if sidecar.is_file():
-        return sidecar.read_text(errors="replace")
-    if path.suffix.lower() != ".gpkg":
-        return None
     names = [str(name) for name, _ in pyogrio.list_layers(path)]
     if STYLES_TABLE not in names:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,6 +19,15 @@ from hsikit.errors import InputError
 from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
 from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.training.config import LABELS_RULE, ResolvedTrainConfig, labels_per_scene
+
+
+class LabelOptions(TypedDict):
+    """How reference labels files are read: ``load_labels``'s options, as ``train`` has them."""
+
+    class_field: str | None
+    name_field: str | None
+    layer: str | None
+    class_table: str | Path | None
 
 
 def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
@@ -57,13 +67,13 @@ def _report(
 def _reference_scenes(
     scenes: Sequence[str],
     labels: Sequence[str],
-    class_field: str | None,
     dataset: str | None,
-    layer: str | None,
+    label_options: LabelOptions,
 ) -> Placed:
     """The reference scenes and their labels: a catalog dataset's, or each scene's own labels
-    file (one --labels per scene, or one for all, as ``hsikit train`` takes them; a scene no
-    label falls on skipped with a note, as there)."""
+    file (one --labels per scene, or one for all, as ``hsikit train`` takes them, with its
+    label options: raster labels can only match the model's classes by name through a class
+    table; a scene no label falls on skipped with a note, as there)."""
     from hsikit.data.datasets import load, resolve_scene
     from hsikit.data.labels import Labels, load_labels
     from hsikit.scene import Scene
@@ -83,7 +93,7 @@ def _reference_scenes(
 
     def read(scene_argument: str, labels_path: str) -> tuple[Scene, Labels]:
         scene = resolve_scene(scene_argument)
-        return scene, load_labels(labels_path, scene, class_field, layer=layer)
+        return scene, load_labels(labels_path, scene, **label_options)
 
     return place_labels(list(zip(scenes, paired)), read, strict=False)
 
@@ -111,8 +121,10 @@ def _independent(bundle: Bundle, placed: Placed, named: str | None) -> Reference
     if (lookup < 0).all():
         raise InputError(
             named,
-            "none of the reference classes is a class of the model",
-            "use labels with the model's class names",
+            "none of the reference classes is a class of the model "
+            f"({', '.join(e.name for e in bundle.classes.entries)})",
+            "use labels with the model's class names: name a raster's classes with "
+            "--class-table, a vector's with --class-field (and --name-field for numeric classes)",
         )
     sources = [
         Source(
@@ -160,6 +172,8 @@ def evaluate_bundle(
     labels: Sequence[str] = (),
     class_field: str | None = None,
     layer: str | None = None,
+    class_table: str | Path | None = None,
+    name_field: str | None = None,
     dataset: str | None = None,
     report_dir: str | Path | None = None,
     device: str = "auto",
@@ -189,7 +203,10 @@ def evaluate_bundle(
             )
         report = _report(bundle, pixels, bundle.meta.training.get("split_protocol", "?"))
     else:
-        placed = _reference_scenes(scenes, labels, class_field, dataset, layer)
+        label_options = LabelOptions(
+            class_field=class_field, name_field=name_field, layer=layer, class_table=class_table
+        )
+        placed = _reference_scenes(scenes, labels, dataset, label_options)
         adapted = _with_bundle_bands(bundle, placed, bands)
         pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset)
         kind = _reference_kind(bundle, scenes, labels)
@@ -202,7 +219,7 @@ def evaluate_bundle(
         if adapted:
             report["bands"] = adapted
     if report_dir is not None:
-        from hsikit.training.report import confusion_png, write_json
+        from hsikit.training.report import confusion_png, oa_text, write_json
         from hsikit.writers.atomic import prepare_output_folder
 
         folder = prepare_output_folder(report_dir)
@@ -211,6 +228,6 @@ def evaluate_bundle(
             folder / "confusion.png",
             np.asarray(report["confusion"]),
             report["class_names"],
-            f"{report['model']}: OA {report['oa']:.2%}",
+            f"{report['model']}: {oa_text(report)}",
         )
     return report

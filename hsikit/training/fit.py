@@ -8,8 +8,7 @@ test set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from hsikit.errors import InputError, error_reason
 from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_band_identity
+from hsikit.progress import progress_bar
 from hsikit.scene import Scene
 from hsikit.training.config import ResolvedTrainConfig, TrainConfig
 from hsikit.training.distributed import (
@@ -71,15 +71,51 @@ def _class_indices(
 #: Training pixels below which a class is said to train on a handful.
 FEW_TRAINING_PIXELS = 5
 
+#: What gives classes more test pixels under each split: only the options that split reads.
+MORE_TEST = {
+    "random": "label more pixels",
+    "spatial": "label more pixels, or give a smaller --block-size or a smaller --train-fraction",
+    "tiles": "label them on more scenes, or choose other test tiles (another --seed, or a "
+    "smaller --train-fraction)",
+}
 
-def split_warnings(table: ClassTable, y_train: np.ndarray, model_table: ClassTable) -> list[str]:
-    """What a user must hear about the split before trusting the bundle: labelled classes it
-    leaves without training pixels (the model cannot predict them), and classes it trains on
-    a handful of pixels."""
-    hint = (
-        "give --per-class N or a larger --train-ratio (a spatial split: a smaller --block-size "
-        "or --train-fraction)"
+
+def _more_training_hint(config: ResolvedTrainConfig) -> str:
+    """What gives classes more training pixels under the split ``config`` uses: the random
+    split's share or count, the spatial split's blocks, the tiles split's choice of scenes."""
+    if config.split == "random":
+        if config.per_class is not None:
+            return "label more pixels, or give a larger --per-class"
+        return "label more pixels, or give --per-class N or a larger --train-ratio"
+    if config.split == "spatial":
+        return "label more pixels, or give a smaller --block-size or a larger --train-fraction"
+    return (
+        "label them on more scenes, or choose other training tiles (another --seed, or a "
+        "larger --train-fraction)"
     )
+
+
+def split_warnings(
+    config: ResolvedTrainConfig,
+    table: ClassTable,
+    indices: dict[str, np.ndarray],
+    model_table: ClassTable,
+) -> list[str]:
+    """What a user must hear about the split before trusting the bundle and its scores, with
+    what to change for the split used: labelled classes it leaves without training pixels (the
+    model cannot predict them), classes it trains on a handful of pixels, and classes (or a
+    whole split) without test pixels, which the accuracy then does not measure."""
+    y_train, y_test = (indices[role][indices[role] >= 0] for role in ("train", "test"))
+    return _training_warnings(config, table, y_train, model_table) + _test_warnings(
+        config, y_test, model_table
+    )
+
+
+def _training_warnings(
+    config: ResolvedTrainConfig, table: ClassTable, y_train: np.ndarray, model_table: ClassTable
+) -> list[str]:
+    """Classes the bundle lacks or trains on a handful of pixels: its maps are unreliable."""
+    hint = _more_training_hint(config)
     warnings = []
     kept = {e.name for e in model_table.entries}
     missing = [e.name for e in table.entries if e.name not in kept]
@@ -100,19 +136,23 @@ def split_warnings(table: ClassTable, y_train: np.ndarray, model_table: ClassTab
     return warnings
 
 
-@contextmanager
-def fit_progress(what: str, shown: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar with its time left on stderr, told ``(done, total)``: a fit that runs
-    for minutes is never silent."""
-    if not shown:
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+def _test_warnings(
+    config: ResolvedTrainConfig, y_test: np.ndarray, model_table: ClassTable
+) -> list[str]:
+    """Classes (or the whole split) without test pixels: the accuracy says nothing of them."""
+    hint = MORE_TEST[config.split]
+    if not len(y_test):
+        return [
+            f"the split leaves no test pixels, so the bundle's accuracy is not measured: {hint}"
+        ]
+    counts = np.bincount(y_test, minlength=len(model_table.entries))
+    untested = [e.name for e, n in zip(model_table.entries, counts) if not n]
+    if not untested:
+        return []
+    return [
+        f"{len(untested)} of {len(model_table.entries)} classes of the bundle have no test "
+        f"pixels ({', '.join(untested)}), so the accuracy does not score them: {hint}"
+    ]
 
 
 def train(
@@ -188,7 +228,7 @@ def train(
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
         x_val, y_val = (x["val"], y["val"]) if config.recipe.refit is not False else (None, None)
-        with fit_progress(f"fitting {config.model}", progress) as tell:
+        with progress_bar(f"fitting {config.model}", progress) as tell:
             model.fit(
                 x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val, on_fit=tell
             )
@@ -216,7 +256,7 @@ def train(
     bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
-    warnings = skipped + split_warnings(table, indices["train"][indices["train"] >= 0], model_table)
+    warnings = skipped + split_warnings(config, table, indices, model_table)
     warnings += [
         f"{name}: {lost} of {used} labelled pixels are nodata in the scene and were left out"
         for name, (used, lost) in on_nodata.items()

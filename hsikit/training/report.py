@@ -113,6 +113,22 @@ def seed_text(report: dict) -> str:
     return f"seed {report['seed']}, initial weights seed {report['init_seed']}"
 
 
+def oa_text(figures: dict) -> str:
+    """Overall accuracy for a title, or that nothing was scored (OA is then NaN)."""
+    return f"OA {figures['oa']:.2%}" if figures["n_test"] else "no test pixels"
+
+
+def scores_text(figures: dict, pixels: str = "test pixels") -> str:
+    """OA, AA and kappa on the ``pixels`` scored, or that there were none: NaN figures mean
+    nothing to a user."""
+    if not figures["n_test"]:
+        return f"no {pixels}"
+    return (
+        f"OA {figures['oa']:.2%}  AA {figures['aa']:.2%}  kappa {figures['kappa']:.4f}  "
+        f"on {figures['n_test']} {pixels}"
+    )
+
+
 def write_report(folder: Path, config: Any, report: dict, sources: list, table: ClassTable) -> None:
     prepare_output_folder(folder)
     write_json(folder / "config.json", config.model_dump())
@@ -129,8 +145,7 @@ def write_report(folder: Path, config: Any, report: dict, sources: list, table: 
         folder / "confusion.png",
         matrix,
         names,
-        f"{report['model']} — {report['protocol']} split, {seed_text(report)}: "
-        f"OA {report['oa']:.2%}",
+        f"{report['model']} — {report['protocol']} split, {seed_text(report)}: {oa_text(report)}",
     )
     for log in [folder / "metrics.csv", *sorted(folder.glob("member_*/metrics.csv"))]:
         curves_png(log, log.with_name("curves.png"))  # an ensemble: one folder per member

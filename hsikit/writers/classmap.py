@@ -21,7 +21,7 @@ from types import TracebackType
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -233,22 +233,48 @@ class ClassMapWriter:
             dataset.close()
         paths = sidecar_paths(self.path)
         for key in self._datasets:
-            options = dict(COG_OPTIONS, RESAMPLING="NEAREST" if key == "classes" else "AVERAGE")
-            if key == "classes" and self.dtype == "uint8":
-                options["NBITS"] = palette_bits(self.classes.max_value)
-            rasterio.shutil.copy(
-                self._stage / f"{key}.tmp.tif",
-                self._stage / paths[key].name,
-                driver="COG",
-                **options,
-            )
-            (self._stage / f"{key}.tmp.tif").unlink()
+            staged, final = self._stage / f"{key}.tmp.tif", self._stage / paths[key].name
+            if key == "probabilities":
+                _plain_bands_cog(staged, final)
+            else:
+                options = dict(COG_OPTIONS, RESAMPLING="NEAREST" if key == "classes" else "AVERAGE")
+                if key == "classes" and self.dtype == "uint8":
+                    options["NBITS"] = palette_bits(self.classes.max_value)
+                rasterio.shutil.copy(staged, final, driver="COG", **options)
+            staged.unlink()
         (self._stage / paths["aux"].name).write_text(
             pam_categories(self.classes, self.unlabelled_name)
         )
         (self._stage / paths["qml"].name).write_text(qml_style(self.classes))
         if "confidence" in self._datasets:
             (self._stage / paths["confidence_qml"].name).write_text(score_qml_style("confidence"))
+
+
+def _plain_bands_cog(staged: Path, final: Path) -> None:
+    """A cloud-optimised GeoTIFF of plain data bands (photometric MINISBLACK): GDAL's COG
+    driver makes any 3 or 4 uint8 bands an RGB(A) picture, so the probabilities of 3 or 4
+    classes are tiled, given averaged overviews and copied overviews-first by the GTiff driver
+    instead, the layout the COG driver writes."""
+    with rasterio.open(staged, "r+") as src:
+        factors: list[int] = []
+        side = max(src.width, src.height)
+        while side > BLOCKSIZE:
+            factors.append(2 ** (len(factors) + 1))
+            side //= 2
+        if factors:
+            src.build_overviews(factors, Resampling.average)
+    rasterio.shutil.copy(
+        staged,
+        final,
+        driver="GTiff",
+        TILED="YES",
+        BLOCKXSIZE=BLOCKSIZE,
+        BLOCKYSIZE=BLOCKSIZE,
+        COMPRESS="DEFLATE",
+        BIGTIFF="IF_SAFER",
+        COPY_SRC_OVERVIEWS="YES",
+        PHOTOMETRIC="MINISBLACK",
+    )
 
 
 def write_class_map(

@@ -16,6 +16,7 @@ import rasterio
 import zarr
 
 from hsikit.errors import OutputError
+from hsikit.progress import Tell
 from hsikit.readers import envi, zarr_cube
 from hsikit.readers.gdal_metadata import gdal_band_metadata, has_bad_band_list
 from hsikit.scene import LONG_NAME_COORD, UNITS_COORD, Scene, is_pixel_grid
@@ -66,23 +67,31 @@ def check_cube_output(path: str | Path) -> Path:
     return check_output(final, entries=names, what="a cube", suffixes=tuple(FORMATS))
 
 
-def write_cube(scene: Scene, path: str | Path, **facts: object) -> Path:
+def write_cube(
+    scene: Scene, path: str | Path, *, on_window: Tell | None = None, **facts: object
+) -> Path:
     """Write ``scene`` to ``path``; the suffix picks the format; ``facts`` join the provenance
-    (a degradation's spec, a model …). Returns the main output path."""
+    (a degradation's spec, a model …); ``on_window(done, total)`` follows the windows written
+    (a lazy scene computes as it is read). Returns the main output path."""
     path = Path(path)
     writer = {"GeoTIFF": _write_geotiff, "ENVI": _write_envi, "Zarr": _write_zarr}[format_for(path)]
     final = check_cube_output(path)
     with staged_output(final, suffixes=tuple(FORMATS), what="a cube") as stage:
-        writer(scene, stage / final.name, provenance(source=scene.path, **facts))
+        writer(scene, stage / final.name, provenance(source=scene.path, **facts), on_window)
     return final
 
 
-def _windows(scene: Scene) -> Any:
-    for window in scene.windows(window_size(scene)):
+def _windows(scene: Scene, on_window: Tell | None) -> Any:
+    windows = list(scene.windows(window_size(scene)))
+    for done, window in enumerate(windows, start=1):
         yield window, scene.read_raw(window)
+        if on_window is not None:
+            on_window(done, len(windows))
 
 
-def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
+def _write_geotiff(
+    scene: Scene, target: Path, tags: dict[str, str], on_window: Tell | None
+) -> None:
     info = scene.band_info()
     per_band, imagery, envi_tags = gdal_band_metadata(info)
     block = 256
@@ -115,7 +124,7 @@ def _write_geotiff(scene: Scene, target: Path, tags: dict[str, str]) -> None:
         dst.update_tags(**tags, **{key: str(value) for key, value in scene.sample.items()})
         dst.scales = tuple(float(v) for v in info.scale)
         dst.offsets = tuple(float(v) for v in info.offset)
-        for window, raw in _windows(scene):
+        for window, raw in _windows(scene, on_window):
             dst.write(raw, window=window)
 
 
@@ -132,7 +141,7 @@ def _envi_list(values: np.ndarray) -> list[str] | None:
     return None if not np.isfinite(values).any() else [f"{v:.10g}" for v in values]
 
 
-def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
+def _write_envi(scene: Scene, header: Path, tags: dict[str, str], on_window: Tell | None) -> None:
     from spectral.io import envi as spy_envi
 
     info = scene.band_info()
@@ -170,7 +179,7 @@ def _write_envi(scene: Scene, header: Path, tags: dict[str, str]) -> None:
         meta.update(envi.write_map_info(scene.crs, scene.transform))
     image = spy_envi.create_image(str(header), meta, ext=ENVI_DATA_SUFFIX, force=True)
     cube = image.open_memmap(interleave="source", writable=True)  # (bands, rows, cols) for bsq
-    for window, raw in _windows(scene):
+    for window, raw in _windows(scene, on_window):
         (r0, r1), (c0, c1) = window.toranges()
         cube[:, r0:r1, c0:c1] = raw
     cube.flush()
@@ -242,7 +251,7 @@ def _describe_for_xarray(group: Any, array: Any, scene: Scene, info: Any) -> Non
     array.attrs["coordinates"] = " ".join(names)
 
 
-def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
+def _write_zarr(scene: Scene, target: Path, tags: dict[str, str], on_window: Tell | None) -> None:
     info = scene.band_info()
     side = min(window_size(scene), 512)
     group = zarr.open_group(str(target), mode="w")
@@ -270,7 +279,7 @@ def _write_zarr(scene: Scene, target: Path, tags: dict[str, str]) -> None:
         "offset": _jsonable(info.offset),
         "provenance": tags,
     }
-    for window, raw in _windows(scene):
+    for window, raw in _windows(scene, on_window):
         (r0, r1), (c0, c1) = window.toranges()
         array[:, r0:r1, c0:c1] = raw
     with warnings.catch_warnings():  # consolidated metadata is not in the v3 spec yet

@@ -1,0 +1,25 @@
+"""One progress bar for every long step (fitting, mapping, writing, restoring): rich's bar
+with its time left, on stderr so stdout stays the command's result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+#: ``tell(done, total)``: how a long step reports where it is.
+Tell = Callable[[int, int], None]
+
+
+@contextmanager
+def progress_bar(what: str, shown: bool = True) -> Iterator[Tell]:
+    """A transient bar labelled ``what``, told ``(done, total)``; ``shown=False`` (a library
+    call, a helper process) draws nothing."""
+    if not shown:
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

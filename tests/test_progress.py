@@ -1,0 +1,28 @@
+"""Long steps say where they are: the bars are drawn from (done, total) reports, checked here
+(a drawn bar is rich's business)."""
+
+from __future__ import annotations
+
+from hsikit import open_scene
+from hsikit.writers.cube import write_cube
+from tests import synthetic
+
+
+def test_writing_a_cube_reports_each_window(tmp_path):
+    source = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(3, 40, 50))
+    told: list[tuple[int, int]] = []
+    for suffix in (".tif", ".hdr", ".zarr"):
+        told.clear()
+        write_cube(
+            open_scene(source),
+            tmp_path / f"out{suffix}",
+            on_window=lambda d, t: told.append((d, t)),
+        )
+        total = told[-1][1]
+        assert told == [(done, total) for done in range(1, total + 1)], suffix
+
+
+def test_convert_runs_with_its_bar(tmp_path, run_cli):
+    source = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(3, 40, 50))
+    result = run_cli("convert", source, "-o", tmp_path / "c.tif")
+    assert result.code == 0 and result.stdout.startswith("wrote ")
