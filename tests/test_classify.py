@@ -185,7 +185,7 @@ def test_evaluate_reproduces_the_training_metrics(tmp_path, run_cli):
     for key in ("oa", "aa", "kappa", "n_test", "confusion"):
         assert again[key] == written[key], key
     own = run_cli("evaluate", bundle, scene, "--labels", labels)
-    assert own.code == 0 and "own training scene and labels (not independent)" in own.stdout
+    assert own.code == 0 and "own training scene and labels, not independent data" in own.stdout
     assert "seed" not in own.stdout  # a seed means nothing for reference data
 
 

@@ -249,6 +249,22 @@ def test_an_image_given_as_labels_is_refused(tmp_path, run_cli):
     labels = synthetic.write_geotiff(tmp_path / "image.tif", image, nodata=None)
     result = run_cli("train", scene, "--labels", labels, "--model", "svm_rbf", "-o", output)
     assert result.code == 2 and "720 distinct values" in result.stderr and not output.exists()
+    # a vector field of identifiers, one per point, is not a class field either
+    rows, cols = np.mgrid[0:24, 0:30]
+    x, y = synthetic.UTM_TRANSFORM @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    points = gpd.GeoDataFrame(
+        {"fid_": np.arange(x.size), "crop": (cols.ravel() % 3).astype(str)},
+        geometry=gpd.points_from_xy(x, y),
+        crs=synthetic.UTM,
+    )
+    points.to_file(tmp_path / "points.gpkg")
+    result = run_cli(
+        "train", scene, "--labels", tmp_path / "points.gpkg", "--class-field", "fid_",
+        "--model", "svm_rbf", "-o", output,
+    )  # fmt: skip
+    assert_one_sentence_error(
+        result, "points.gpkg", "'fid_' has 720 distinct values", "--class-field", "crop"
+    )
 
 
 def test_info_describes_a_geopackage_of_labels(tmp_path, run_cli):

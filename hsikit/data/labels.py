@@ -185,6 +185,16 @@ def rasterize_vector(
     frame = frame[frame.geometry.notna() & frame[class_field].notna()]
     if frame.empty:
         raise LabelError(path, "no feature has both a geometry and a class", "check the file")
+    distinct = frame[class_field].nunique()
+    if distinct > MAX_PLAUSIBLE_CLASSES:
+        raise LabelError(
+            path,
+            f"the class field '{class_field}' has {distinct} distinct values: an identifier "
+            "or a measurement, not classes",
+            "choose the field that holds the classes with --class-field (fields: "
+            + ", ".join(c for c in frame.columns if c != "geometry")
+            + ")",
+        )
     if scene.crs is not None:
         if frame.crs is None:
             raise LabelError(

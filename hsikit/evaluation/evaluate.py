@@ -158,10 +158,10 @@ def _reference_kind(bundle: Bundle, scenes: Sequence[str], labels: Sequence[str]
     if not own:
         return "independent reference data"
     if len(scenes) == 1:
-        return "the bundle's own training scene and labels (not independent)"
+        return "the bundle's own training scene and labels, not independent data"
     return (
-        "reference data including the bundle's own training scenes and labels "
-        f"({', '.join(own)}; not independent)"
+        f"reference data including the bundle's own training scenes and labels ({', '.join(own)}),"
+        " not independent data"
     )
 
 
