@@ -56,7 +56,9 @@ def test_a_spatial_split_that_starves_classes_says_which_and_what_to_change(tmp_
 def test_a_split_without_test_pixels_says_so_instead_of_nan(tmp_path, run_cli):
     scene, labels, _ = synthetic.class_scene(tmp_path, bands=6, rows=24, cols=30)
     # one block holds the whole scene, so all of it trains
-    result, _ = _train(tmp_path, run_cli, scene, "--labels", labels, "--block-size", 64)
+    result, report = _train(tmp_path, run_cli, scene, "--labels", labels, "--block-size", 64)
+    text = (tmp_path / "m_report" / "metrics.json").read_text()
+    assert "NaN" not in text and report["oa"] is None  # strict JSON: unmeasured is null
     assert (
         "warning: the split leaves no test pixels, so the bundle's accuracy is not measured: "
         "label more pixels, or give a smaller --block-size or a smaller --train-fraction"

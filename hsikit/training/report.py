@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,22 @@ def command_line() -> str:
 
 
 def write_json(path: Path, document: Any) -> None:
-    write_text(path, json.dumps(document, indent=2, default=str) + "\n", suffixes=(".json",))
+    """Strict JSON: a score that could not be measured (no test pixels) is ``null``, not the
+    ``NaN`` that JSON parsers other than Python's refuse."""
+    text = json.dumps(_finite(document), indent=2, default=str, allow_nan=False)
+    write_text(path, text + "\n", suffixes=(".json",))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, np.floating):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def confusion_png(path: Path, matrix: np.ndarray, names: list[str], title: str) -> None:
