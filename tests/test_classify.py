@@ -187,6 +187,8 @@ def test_evaluate_reproduces_the_training_metrics(tmp_path, run_cli):
     own = run_cli("evaluate", bundle, scene, "--labels", labels)
     assert own.code == 0 and "own training scene and labels, not independent data" in own.stdout
     assert "seed" not in own.stdout  # a seed means nothing for reference data
+    ignored = run_cli("evaluate", bundle, "--labels", labels, "--class-field", "crop")
+    assert_one_sentence_error(ignored, "--labels, --class-field describe reference scenes")
 
 
 def test_info_describes_a_bundle(tmp_path, run_cli):

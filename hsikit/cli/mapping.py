@@ -178,6 +178,20 @@ def evaluate(
     from hsikit.training.report import scores_text
     from hsikit.writers.atomic import check_output_folder
 
+    reference_options = {
+        "--labels": labels,
+        "--class-field": class_field,
+        "--layer": layer,
+        "--class-table": class_table,
+        "--name-field": name_field,
+    }
+    given = [flag for flag, value in reference_options.items() if value]
+    if given and not scenes:
+        raise InputError(
+            None,
+            f"{', '.join(given)} describe reference scenes, and no scene is given",
+            "name the scenes: hsikit evaluate BUNDLE SCENE… --labels FILE",
+        )
     if report is not None:
         check_output_folder(report, inputs=[bundle, *(scenes or []), *(labels or [])])
     result = evaluate_bundle(
