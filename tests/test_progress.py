@@ -26,3 +26,21 @@ def test_convert_runs_with_its_bar(tmp_path, run_cli):
     source = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(3, 40, 50))
     result = run_cli("convert", source, "-o", tmp_path / "c.tif")
     assert result.code == 0 and result.stdout.startswith("wrote ")
+
+
+def test_reading_training_pixels_and_cutting_patches_report_each_window(tmp_path):
+    from hsikit.data.samples import extract, read_spectra
+    from hsikit.data.sources import load_sources
+    from hsikit.preprocess import Preprocessor
+    from hsikit.training.config import TrainConfig
+
+    scene, labels, _ = synthetic.class_scene(tmp_path, bands=4, rows=300, cols=40)
+    config = TrainConfig(scenes=[str(scene)], labels=[str(labels)], model="svm_rbf")
+    sources, _, _ = load_sources(config.resolved())
+    told: list[tuple[int, int]] = []
+    spectra, _, _ = read_spectra(sources, lambda d, t: told.append((d, t)))
+    assert told == [(1, 2), (2, 2)]  # 300 rows: two 256-row windows
+    told.clear()
+    preprocessor = Preprocessor.fit(spectra, sources[0].scene.wavelengths, ["a", "b", "c", "d"])
+    extract(sources, preprocessor, 3, lambda d, t: told.append((d, t)))
+    assert told == [(1, 2), (2, 2)]

@@ -9,6 +9,7 @@ samples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from hsikit.data.splits import ROLE_NAMES, TRAIN, Split
 from hsikit.patches import STREAM_WINDOW, halo_windows, patches_at, read_block
 from hsikit.preprocess import Preprocessor
+from hsikit.progress import Tell
 from hsikit.scene import Scene
 
 
@@ -41,15 +43,20 @@ def _labelled(source: Source) -> np.ndarray:
     return (source.split.roles > 0) & (source.labels > 0)
 
 
-def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str, dict[str, tuple[int, int]]]:
+def read_spectra(
+    sources: list[Source], tell: Tell | None = None
+) -> tuple[np.ndarray, str, dict[str, tuple[int, int]]]:
     """Physical spectra of the training pixels, a sha256 over every labelled pixel, and per
-    source (labelled pixels the split uses, those of them that are nodata in the scene)."""
+    source (labelled pixels the split uses, those of them that are nodata in the scene);
+    ``tell(done, total)`` follows the windows."""
     digest = hashlib.sha256()
     train: list[np.ndarray] = []
     on_nodata: dict[str, tuple[int, int]] = {}
+    counter = _window_counter(sum(len(list(s.scene.windows(STREAM_WINDOW))) for s in sources), tell)
     for index, source in enumerate(sources):
         labelled = _labelled(source)
         for window in source.scene.windows(STREAM_WINDOW):
+            counter()
             (r0, r1), (c0, c1) = window.toranges()
             wanted = labelled[r0:r1, c0:c1]
             if not wanted.any():
@@ -72,12 +79,31 @@ def read_spectra(sources: list[Source]) -> tuple[np.ndarray, str, dict[str, tupl
     return spectra, digest.hexdigest(), on_nodata
 
 
-def extract(sources: list[Source], preprocessor: Preprocessor, patch_size: int) -> Samples:
+def _window_counter(total: int, tell: Tell | None) -> Callable[[], None]:
+    """A function to call once per window: tells ``tell`` how many of ``total`` are done."""
+    done = 0
+
+    def count() -> None:
+        nonlocal done
+        done += 1
+        if tell is not None:
+            tell(done, total)
+
+    return count
+
+
+def extract(
+    sources: list[Source], preprocessor: Preprocessor, patch_size: int, tell: Tell | None = None
+) -> Samples:
+    """The labelled pixels' patches, labels and places, by split role; ``tell(done, total)``
+    follows the windows."""
     halo = patch_size // 2
     parts: dict[str, list] = {name: [] for name in ROLE_NAMES.values()}
+    counter = _window_counter(sum(len(list(s.scene.windows(STREAM_WINDOW))) for s in sources), tell)
     for index, source in enumerate(sources):
         labelled = _labelled(source)
         for hw in halo_windows(source.scene.height, source.scene.width, STREAM_WINDOW, halo):
+            counter()
             core = hw.core
             sl = (
                 slice(core.row_off, core.row_off + core.height),

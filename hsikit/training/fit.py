@@ -197,7 +197,9 @@ def train(
     use_threads(config.threads)
     started = time.perf_counter()
     sources, table, skipped = load_sources(config)
-    spectra, checksum, on_nodata = read_spectra(sources)
+    shown = progress and not is_helper_process()
+    with progress_bar("reading the training pixels", shown) as tell:
+        spectra, checksum, on_nodata = read_spectra(sources, tell)
     if spectra.shape[0] == 0:
         raise InputError(
             _named(config.scenes, config.dataset),
@@ -206,7 +208,8 @@ def train(
         )
     first = sources[0].scene
     preprocessor = _preprocessor(config, spectra, first)
-    samples = extract(sources, preprocessor, config.patch_size)
+    with progress_bar("cutting patches", shown) as tell:
+        samples = extract(sources, preprocessor, config.patch_size, tell)
     model_table, indices = _class_indices(samples, table, _named(config.labels, config.dataset))
     keep = {role: indices[role] >= 0 for role in indices}
     x = {role: samples.x[role][keep[role]] for role in ("train", "val")}
