@@ -194,19 +194,21 @@ def evaluate(
         )
     if report is not None:
         check_output_folder(report, inputs=[bundle, *(scenes or []), *(labels or [])])
-    result = evaluate_bundle(
-        bundle,
-        scenes=scenes or [],
-        labels=labels or [],
-        class_field=class_field,
-        layer=layer,
-        class_table=class_table,
-        name_field=name_field,
-        dataset=dataset,
-        report_dir=report,
-        device=device,
-        bands=band_mode(resample_bands, bands_by_position),
-    )
+    with progress_bar("evaluating") as tell:
+        result = evaluate_bundle(
+            bundle,
+            scenes=scenes or [],
+            labels=labels or [],
+            class_field=class_field,
+            layer=layer,
+            class_table=class_table,
+            name_field=name_field,
+            dataset=dataset,
+            report_dir=report,
+            device=device,
+            bands=band_mode(resample_bands, bands_by_position),
+            tell=tell,
+        )
     for scene_name, how in result.get("bands", {}).items():
         err.print(f"{scene_name}: bands {how}", highlight=False, soft_wrap=True)
     print_metrics(result)

@@ -17,6 +17,7 @@ from hsikit.data.splits import TEST, Split, SplitSpec
 from hsikit.devices import resolve_device
 from hsikit.errors import InputError
 from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
+from hsikit.progress import Tell
 from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.training.config import LABELS_RULE, ResolvedTrainConfig, labels_per_scene
 
@@ -30,12 +31,13 @@ class LabelOptions(TypedDict):
     class_table: str | Path | None
 
 
-def own_test_pixels(bundle: Bundle) -> tuple[ReferencePixels, str]:
-    """The bundle's own test pixels and the data checksum, recomputed from its config."""
+def own_test_pixels(bundle: Bundle, tell: Tell | None = None) -> tuple[ReferencePixels, str]:
+    """The bundle's own test pixels and the data checksum, recomputed from its config;
+    ``tell(done, total)`` follows the windows cut into patches."""
     config = ResolvedTrainConfig.model_validate(bundle.meta.training["config"])
     sources, _, _ = load_sources(config)
     _, checksum, _ = read_spectra(sources)
-    samples = extract(sources, bundle.preprocessor, config.patch_size)
+    samples = extract(sources, bundle.preprocessor, config.patch_size, tell)
     lookup = {e.value: i for i, e in enumerate(bundle.classes.entries)}
     y = np.asarray([lookup.get(int(v), -1) for v in samples.y["test"]], np.int64)
     return ReferencePixels.of(samples, y, [s.scene for s in sources]), checksum
@@ -110,7 +112,9 @@ def _with_bundle_bands(bundle: Bundle, placed: Placed, mode: BandMode) -> dict[s
     return done
 
 
-def _independent(bundle: Bundle, placed: Placed, named: str | None) -> ReferencePixels:
+def _independent(
+    bundle: Bundle, placed: Placed, named: str | None, tell: Tell | None
+) -> ReferencePixels:
     """The labelled pixels of every reference scene, pooled, as class indices of the bundle
     (classes matched by name; those the model lacks dropped)."""
     table, remapped = merge_tables(
@@ -136,7 +140,7 @@ def _independent(bundle: Bundle, placed: Placed, named: str | None) -> Reference
         )
         for (name, scene, _), values in zip(placed.scenes, remapped)
     ]
-    samples = extract(sources, bundle.preprocessor, bundle.meta.patch_size)
+    samples = extract(sources, bundle.preprocessor, bundle.meta.patch_size, tell)
     return ReferencePixels.of(samples, lookup[samples.y["test"]], [s.scene for s in sources])
 
 
@@ -178,10 +182,12 @@ def evaluate_bundle(
     report_dir: str | Path | None = None,
     device: str = "auto",
     bands: BandMode = "own",
+    tell: Tell | None = None,
 ) -> dict:
     """Accuracy of a bundle on its own test split, or on reference scenes (pooled into one
     confusion matrix, with each scene's figures beside it) or a catalog dataset; reference
-    scenes get the bundle's bands as ``classify`` gives them (``bands``)."""
+    scenes get the bundle's bands as ``classify`` gives them (``bands``). ``tell(done,
+    total)`` follows the windows read."""
     device = resolve_device(device)  # a missing GPU is refused before any reading
     bundle = load_bundle(bundle_path).to(device)
     trained_on = bundle.meta.training.get("config", {}).get("dataset")
@@ -193,7 +199,7 @@ def evaluate_bundle(
                 "the bundle records no training configuration",
                 "evaluate on a scene with --labels instead",
             )
-        pixels, checksum = own_test_pixels(bundle)
+        pixels, checksum = own_test_pixels(bundle, tell)
         if checksum != bundle.meta.training.get("data_checksum"):
             raise InputError(
                 bundle_path,
@@ -208,7 +214,7 @@ def evaluate_bundle(
         )
         placed = _reference_scenes(scenes, labels, dataset, label_options)
         adapted = _with_bundle_bands(bundle, placed, bands)
-        pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset)
+        pixels = _independent(bundle, placed, ", ".join(dict.fromkeys(labels)) or dataset, tell)
         kind = _reference_kind(bundle, scenes, labels)
         names = [name for name, *_ in placed.scenes] if len(placed.scenes) > 1 else []
         report = _report(bundle, pixels, kind, reference=kind, scene_names=names)
