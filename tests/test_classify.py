@@ -187,6 +187,17 @@ def test_evaluate_reproduces_the_training_metrics(tmp_path, run_cli):
     own = run_cli("evaluate", bundle, scene, "--labels", labels)
     assert own.code == 0 and "own training scene and labels, not independent data" in own.stdout
     assert "seed" not in own.stdout  # a seed means nothing for reference data
+    copied = tmp_path / "copy_of_labels.tif"
+    copied.write_bytes(labels.read_bytes())
+    again = run_cli("evaluate", bundle, scene, "--labels", copied)
+    assert again.code == 0 and "own training scene and labels, not independent" in again.stdout
+    relabelled = tmp_path / "other_labels.tif"
+    with rasterio.open(labels) as src:
+        synthetic.write_geotiff(relabelled, src.read()[:, :, ::-1].copy(), nodata=None)
+    other = run_cli("evaluate", bundle, scene, "--labels", relabelled)
+    assert other.code == 0 and "own training scene with other labels, not independent" in (
+        other.stdout
+    )
     ignored = run_cli("evaluate", bundle, "--labels", labels, "--class-field", "crop")
     assert_one_sentence_error(ignored, "--labels, --class-field describe reference scenes")
 

@@ -3,6 +3,7 @@ checked against its data checksum), or on independent reference labels."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict
@@ -20,6 +21,7 @@ from hsikit.evaluation.accuracy import ReferencePixels, accuracy_report
 from hsikit.progress import Tell
 from hsikit.spectral_resampling import BandMode, adaptation, for_bundle
 from hsikit.training.config import LABELS_RULE, ResolvedTrainConfig, labels_per_scene
+from hsikit.writers.provenance import sha256_of
 
 
 class LabelOptions(TypedDict):
@@ -145,28 +147,43 @@ def _independent(
 
 
 def _reference_kind(bundle: Bundle, scenes: Sequence[str], labels: Sequence[str]) -> str:
-    """What the reference pixels are: independent, unless some are the bundle's own training
-    scenes and labels (its training and validation pixels are then among them)."""
-    import os
-
+    """What the reference pixels are: independent, unless some reference scene is one the
+    bundle was trained on (the same file, by path or inode), whatever labels it comes with:
+    training and validation pixels are then among them, or right beside them."""
     config = bundle.meta.training.get("config", {})
-    trained = {
-        (os.path.realpath(s), os.path.realpath(lab))
-        for s, lab in zip(config.get("scenes", []), config.get("labels", []))
-    }
-    own = [
-        scene
-        for scene, lab in zip(scenes, labels_per_scene(list(scenes), list(labels)) or [])
-        if (os.path.realpath(scene), os.path.realpath(lab)) in trained
-    ]
+    trained = dict(zip(map(_file_identity, config.get("scenes", [])), config.get("labels", [])))
+    paired = labels_per_scene(list(scenes), list(labels)) or []
+    own = [(scene, lab) for scene, lab in zip(scenes, paired) if _file_identity(scene) in trained]
     if not own:
         return "independent reference data"
+    same_labels = all(_same_content(lab, trained[_file_identity(scene)]) for scene, lab in own)
+    labelled = "and labels" if same_labels else "with other labels"
     if len(scenes) == 1:
-        return "the bundle's own training scene and labels, not independent data"
+        return f"the bundle's own training scene {labelled}, not independent data"
+    names = ", ".join(scene for scene, _ in own)
     return (
-        f"reference data including the bundle's own training scenes and labels ({', '.join(own)}),"
-        " not independent data"
+        f"reference data including the bundle's own training scenes {labelled} ({names}), "
+        "not independent data"
     )
+
+
+def _same_content(path: str, other: str) -> bool:
+    """Whether two labels files are one file or byte-for-byte copies."""
+    if _file_identity(path) == _file_identity(other):
+        return True
+    try:
+        return sha256_of(path) == sha256_of(other)
+    except OSError:
+        return False
+
+
+def _file_identity(path: str) -> tuple[int, int] | str:
+    """One file however it is named: its device and inode, else its resolved path."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (found.st_dev, found.st_ino)
 
 
 def evaluate_bundle(
