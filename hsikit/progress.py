@@ -1,5 +1,6 @@
-"""One progress bar for every long step (fitting, mapping, writing, restoring): rich's bar
-with its time left, on stderr so stdout stays the command's result."""
+"""What a long step tells the user while it runs, on stderr so stdout stays the command's
+result: one progress bar for every step (fitting, mapping, writing, restoring), rich's bar with
+its time left, and warnings, said as soon as they are known."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from contextlib import contextmanager
 
 #: ``tell(done, total)``: how a long step reports where it is.
 Tell = Callable[[int, int], None]
+
+
+def say_warning(text: str) -> None:
+    """One warning line, as every command prints them."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -82,3 +82,18 @@ def test_a_tiles_split_says_to_label_more_scenes(tmp_path, run_cli):
     said = "label them on more scenes, or choose other"
     assert "(class 4)" in result.stderr and said in result.stderr
     assert "--block-size" not in result.stderr and "--per-class" not in result.stderr
+
+
+def test_the_warnings_are_said_before_the_fit(tmp_path, run_cli, monkeypatch):
+    """A run the user would stop is said to be one before it spends its time fitting."""
+    from hsikit.models.classical import ClassicalClassifier
+
+    def fit_fails(*_, **__):
+        raise KeyboardInterrupt  # what the user does on reading the warning
+
+    monkeypatch.setattr(ClassicalClassifier, "fit", fit_fails)
+    scene, labels = _two_blocks_share_a_rare_class(tmp_path)
+    result = run_cli("train", scene, "--labels", labels, *FAST, "--block-size", 8, "-o",
+                     tmp_path / "m.safetensors")  # fmt: skip
+    assert result.code != 0 and "classes train on fewer than 5 pixels" in result.stderr
+    assert not (tmp_path / "m.safetensors").exists()

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from hsikit.devices import DEVICE_HELP
 from hsikit.errors import HsikitError
+from hsikit.progress import say_warning
 
 app = typer.Typer(
     add_completion=False,
@@ -108,9 +109,7 @@ def scene_arg(argument: str, member: int | None = None, time: str | None = None)
         options["time"] = int(time) if time.lstrip("-").isdigit() else time
     opened = resolve_scene(argument, **options)
     for warning in opened.warnings:
-        err.print(
-            f"[bold yellow]warning:[/] {opened.path}: {warning}", highlight=False, soft_wrap=True
-        )
+        say_warning(f"{opened.path}: {warning}")
     return opened
 
 

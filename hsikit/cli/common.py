@@ -9,6 +9,7 @@ from typing import Any
 
 from hsikit.cli.app import err, out
 from hsikit.errors import InputError, validation_sentence
+from hsikit.progress import say_warning
 
 
 def check_map_outputs(
@@ -66,11 +67,13 @@ def config_from_options(
         ) from exc
 
 
-def print_metrics(report: dict) -> None:
+def print_metrics(report: dict, warnings: bool = True) -> None:
+    """The scores line; the report's warnings first unless they were said already
+    (``warnings=False``: training says them before it fits)."""
     from hsikit.training.report import scores_text, seed_text
 
-    for warning in report.get("warnings", []):
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for warning in report.get("warnings", []) if warnings else []:
+        say_warning(warning)
     where = (
         f"on {report['reference']}"
         if "reference" in report

@@ -26,7 +26,7 @@ from hsikit.cli.app import (
 )
 from hsikit.cli.common import adapted, check_map_outputs, print_metrics, with_sidecars
 from hsikit.errors import InputError
-from hsikit.progress import progress_bar
+from hsikit.progress import progress_bar, say_warning
 
 
 @app.command()
@@ -101,7 +101,7 @@ def classify(
         result = train_beside(
             output, {k: v for k, v in options.items() if v is not None}, inputs=inputs
         )
-        print_metrics(result.report)
+        print_metrics(result.report, warnings=False)
         out.print(f"bundle: {result.bundle_path}\nreport: {result.report_dir}/")
         bundle = result.bundle_path
     assert bundle is not None  # given, or the one just trained
@@ -131,13 +131,11 @@ def classify(
         f"{summary['nodata']} nodata"
     )
     if summary["partly_nodata"]:
-        err.print(
-            f"[bold yellow]warning:[/] {opened.path}: {summary['partly_nodata']} classified "
+        say_warning(
+            f"{opened.path}: {summary['partly_nodata']} classified "
             f"pixels have bands at the nodata value (up to {summary['most_nodata_bands']} of "
             f"{summary['bands']}); the model took those values as data, so check these "
-            "pixels (--confidence shows how sure it was)",
-            highlight=False,
-            soft_wrap=True,
+            "pixels (--confidence shows how sure it was)"
         )
 
 

@@ -63,7 +63,7 @@ def _train(**values: Any) -> None:
     output = values["output"]
     report_dir = values["report"] or output.with_name(output.stem + "_report")
     result = run_training(config, output, report_dir)
-    print_metrics(result.report)
+    print_metrics(result.report, warnings=False)  # training said them before it fitted
     out.print(f"bundle: {output}\nreport: {report_dir}/")
 
 

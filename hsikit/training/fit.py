@@ -24,7 +24,7 @@ from hsikit.errors import InputError, error_reason
 from hsikit.models import architecture_config, get_entry
 from hsikit.models.layers import merge_lora
 from hsikit.preprocess import Preprocessor, good_band_identity
-from hsikit.progress import progress_bar
+from hsikit.progress import progress_bar, say_warning
 from hsikit.scene import Scene
 from hsikit.training.config import ResolvedTrainConfig, TrainConfig
 from hsikit.training.distributed import (
@@ -155,6 +155,31 @@ def _test_warnings(
     ]
 
 
+def _data_warnings(
+    config: ResolvedTrainConfig,
+    on_nodata: dict[str, tuple[int, int]],
+    preprocessor: Preprocessor,
+    spectra: np.ndarray,
+) -> list[str]:
+    """Labelled pixels the scene has as nodata, and a PCA cut by the training spectra."""
+    warnings = [
+        f"{name}: {lost} of {used} labelled pixels are nodata in the scene and were left out"
+        for name, (used, lost) in on_nodata.items()
+        if lost
+    ]
+    if (
+        config.pca
+        and preprocessor.components is not None
+        and preprocessor.out_channels < config.pca
+    ):
+        warnings.append(
+            f"PCA keeps {preprocessor.out_channels} components, not {config.pca}: it cannot "
+            f"fit more than its {spectra.shape[0]} training spectra of {spectra.shape[1]} "
+            "bands; label more pixels, or give --pca with fewer components"
+        )
+    return warnings
+
+
 def train(
     config: TrainConfig, bundle_path: str | Path, report_dir: str | Path, progress: bool = True
 ) -> TrainResult:
@@ -225,13 +250,17 @@ def train(
     )
     if entry.family == "torch":
         check_architecture(spec, preprocessor, config.patch_size, len(model_table))
+    warnings = skipped + split_warnings(config, table, indices, model_table)
+    warnings += _data_warnings(config, on_nodata, preprocessor, spectra)
+    for warning in warnings if shown else []:
+        say_warning(warning)  # before the fit: a run that should not go on can be stopped
     if not is_helper_process():
         prepare_output_folder(report_dir)
     fit_started = time.perf_counter()
     if entry.family == "classical":
         model = spec.build(preprocessor.out_channels, len(model_table))
         x_val, y_val = (x["val"], y["val"]) if config.recipe.refit is not False else (None, None)
-        with progress_bar(f"fitting {config.model}", progress) as tell:
+        with progress_bar(f"fitting {config.model}", shown) as tell:
             model.fit(
                 x["train"], y["train"], seed=config.init_seed, x_val=x_val, y_val=y_val, on_fit=tell
             )
@@ -259,22 +288,6 @@ def train(
     bundle = Bundle(meta, model, preprocessor).to(device)
     report = accuracy_report(bundle, test_pixels)
     dropped = sorted({e.name for e in table.entries} - {e.name for e in model_table.entries})
-    warnings = skipped + split_warnings(config, table, indices, model_table)
-    warnings += [
-        f"{name}: {lost} of {used} labelled pixels are nodata in the scene and were left out"
-        for name, (used, lost) in on_nodata.items()
-        if lost
-    ]
-    if (
-        config.pca
-        and preprocessor.components is not None
-        and preprocessor.out_channels < config.pca
-    ):
-        warnings.append(
-            f"PCA keeps {preprocessor.out_channels} components, not {config.pca}: it cannot "
-            f"fit more than its {spectra.shape[0]} training spectra of {spectra.shape[1]} "
-            "bands; label more pixels, or give --pca with fewer components"
-        )
     parameters = bundle.parameter_count
     report.update(
         model=config.model,
