@@ -82,7 +82,8 @@ def read_block(
     and, per core pixel, how many of its bands hold the nodata value (see :class:`BandGaps`).
 
     Invalid pixels are zero after preprocessing (the training mean), so a neighbour that is nodata
-    contributes nothing rather than a NaN.
+    contributes nothing rather than a NaN. Bands at nodata in a valid pixel are not data either:
+    the preprocessing fills them with the training mean, never with the nodata value.
     """
     values, valid = scene.read(window.read, bands=bands)
     r_off = window.core.row_off - window.read.row_off
@@ -91,7 +92,9 @@ def read_block(
         slice(r_off, r_off + window.core.height),
         slice(c_off, c_off + window.core.width),
     )
-    gap_counts = scene.nodata_band_counts(values[(slice(None), *core)], bands)
+    gaps = scene.nodata_in_bands(values, bands)
+    gap_counts = gaps[(slice(None), *core)].sum(axis=0)
+    values[gaps] = np.nan
     block = np.nan_to_num(transform(values), nan=0.0)
     block[:, ~valid] = 0.0
     block = pad_block(block, window.pad)

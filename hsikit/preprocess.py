@@ -7,6 +7,7 @@ name, in any order, and refuse clearly when some are missing.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,23 +41,29 @@ class Preprocessor:
         pca: int | None = None,
         seed: int = 0,
     ) -> Preprocessor:
-        """``spectra`` is ``[N, C]`` physical values of training pixels only."""
-        mean = spectra.mean(axis=0)
-        std = spectra.std(axis=0)
+        """``spectra`` is ``[N, C]`` physical values of training pixels only; NaN (a band at
+        nodata) is left out of its band's mean and spread, and counts as the mean in PCA."""
+        with warnings.catch_warnings():  # a band that is NaN throughout: mean 0, spread 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nan_to_num(np.nanmean(spectra, axis=0))
+            std = np.nan_to_num(np.nanstd(spectra, axis=0))
         std = np.where(std > 1e-12, std, 1.0)
         components = pca_mean = None
         if pca:
             from sklearn.decomposition import PCA
 
-            standard = (spectra - mean) / std
+            standard = np.nan_to_num((spectra - mean) / std)
             model = PCA(n_components=min(pca, *standard.shape), random_state=seed).fit(standard)
             components, pca_mean = model.components_, model.mean_
         return cls(np.asarray(wavelengths, float), list(names), mean, std, components, pca_mean)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """``[C, ...]`` physical values of the matched bands → ``[k, ...]`` model input."""
+        """``[C, ...]`` physical values of the matched bands → ``[k, ...]`` model input; a
+        missing value (NaN) is the training mean, so one missing band does not void a pixel's
+        principal components."""
         shape = values.shape[1:]
         flat = values.reshape(values.shape[0], -1)
+        flat = np.where(np.isnan(flat), self.mean[:, None], flat)
         standard = (flat - self.mean[:, None]) / self.std[:, None]
         if self.components is not None and self.pca_mean is not None:
             standard = self.components @ (standard - self.pca_mean[:, None])

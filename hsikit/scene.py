@@ -434,18 +434,20 @@ class Scene:
         values[:, ~valid] = np.nan
         return values, valid
 
-    def nodata_band_counts(self, values: np.ndarray, bands: ArrayLike) -> np.ndarray:
-        """``int [h, w]``: how many good bands among ``bands`` hold the nodata value in
+    def nodata_in_bands(self, values: np.ndarray, bands: ArrayLike) -> np.ndarray:
+        """``bool [k, h, w]``: where the good bands among ``bands`` hold the nodata value in
         ``values`` (as :meth:`read` gives them) at valid pixels. Such a pixel is still valid
         (GDAL's rule: invalid only where every band is nodata), but those bands are not data."""
         band_ids = np.asarray(bands, int).ravel()
         nodata, good = self.nodata, ~self.bad_bands[band_ids]
+        gaps = np.zeros(values.shape, bool)
         if nodata is None or np.isnan(nodata) or not good.any():
-            return np.zeros(values.shape[1:], int)
+            return gaps
         scale = self.band_values("scale")[band_ids].astype("float32")
         offset = self.band_values("offset")[band_ids].astype("float32")
         physical = np.float32(nodata) * scale + offset  # what read() made of a nodata value
-        return (values[good] == physical[good][:, None, None]).sum(axis=0)
+        gaps[good] = values[good] == physical[good][:, None, None]
+        return gaps
 
     def _valid(self, raw_good: np.ndarray, window: Window, step: int) -> np.ndarray:
         if np.issubdtype(raw_good.dtype, np.floating):

@@ -157,6 +157,26 @@ def test_pixels_with_some_bands_at_nodata_are_counted(tmp_path, run_cli):
     )
     clean = run_cli("classify", scene, "-m", bundle, "-o", tmp_path / "clean.tif")
     assert clean.code == 0 and "nodata value" not in clean.stderr
+    with rasterio.open(tmp_path / "map.tif") as got, rasterio.open(tmp_path / "clean.tif") as want:
+        # the missing bands are the training mean, not -9999: the other 14 still decide
+        assert (got.read(1)[20:23, 30:35] == want.read(1)[20:23, 30:35]).mean() >= 0.8
+
+
+def test_training_leaves_bands_at_nodata_out_of_the_standardisation(tmp_path, run_cli):
+    from hsikit.bundle import load_bundle
+
+    scene, labels, _ = synthetic.class_scene(tmp_path)
+    opened = open_scene(scene)
+    data = opened.read_raw()
+    data[0, :, ::2] = -9999  # half the pixels lose band 1
+    gappy = synthetic.write_geotiff(
+        tmp_path / "gappy.tif", data, nodata=-9999, band_wavelengths=opened.wavelengths
+    )
+    bundle = tmp_path / "g.safetensors"
+    assert run_cli("train", gappy, "--labels", labels, *FAST, "-o", bundle).code == 0
+    mean, std = load_bundle(bundle).preprocessor.mean, load_bundle(bundle).preprocessor.std
+    values = data[0][data[0] != -9999]
+    assert values.min() <= mean[0] <= values.max() and std[0] < values.std() * 1.5
 
 
 def test_batch_mapping_resamples_as_classify_does(tmp_path, run_cli, bundle):

@@ -134,8 +134,8 @@ def classify(
         say_warning(
             f"{opened.path}: {summary['partly_nodata']} classified "
             f"pixels have bands at the nodata value (up to {summary['most_nodata_bands']} of "
-            f"{summary['bands']}); the model took those values as data, so check these "
-            "pixels (--confidence shows how sure it was)"
+            f"{summary['bands']}); those bands were taken as the training mean, so check "
+            "these pixels (--confidence shows how sure the model was)"
         )
 
 

@@ -74,6 +74,7 @@ def read_spectra(
                 .tobytes()
             )
             digest.update(values[:, rows, cols].astype("<f4").tobytes())
+            values[source.scene.nodata_in_bands(values, source.bands)] = np.nan  # not data
             train.append(values[:, rows, cols][:, roles == TRAIN].T)
     spectra = np.concatenate(train) if train else np.empty((0, 0), "float32")
     return spectra, digest.hexdigest(), on_nodata
