@@ -35,6 +35,9 @@ FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 REACH_FWHM = 1.5
 #: Weights below this fraction of a model band's largest are dropped (fewer bands read).
 WEIGHT_FLOOR = 1e-3
+#: The width given to a lone band, which has no neighbours to measure it by (a typical
+#: imaging-spectrometer FWHM).
+LONE_BAND_WIDTH_NM = 10.0
 #: The scene attribute that records how its bands were made the model's.
 ADAPTATION_ATTR = "hsikit_band_adaptation"
 
@@ -54,7 +57,7 @@ def band_spacing(centres: np.ndarray) -> np.ndarray:
     order = np.argsort(centres)
     sorted_wl = centres[order]
     if sorted_wl.size < 2:
-        return np.full(centres.shape, 10.0)
+        return np.full(centres.shape, LONE_BAND_WIDTH_NM)
     widths = np.gradient(sorted_wl)
     out = np.empty_like(widths)
     out[order] = np.maximum(widths, WAVELENGTH_TOLERANCE_NM)
@@ -189,10 +192,8 @@ def bands_by_position(scene: Scene, target_wl: np.ndarray, target_names: list[st
             "carry them)",
         )
     info = scene.band_info()
-    info.wavelength, info.name = (
-        np.asarray(target_wl, float).copy(),
-        np.asarray(target_names, dtype=object),
-    )
+    info.wavelength = np.asarray(target_wl, float).copy()
+    info.name = np.asarray(target_names, dtype=object)
     info.source = "the model's bands, taken by position"
     adapted = scene.with_band_info(info)
     adapted.data.attrs[ADAPTATION_ATTR] = (

@@ -81,6 +81,18 @@ def test_a_vrt_that_reaches_outside_local_tiffs_is_not_opened(tmp_path, run_cli,
     _info_and_convert(run_cli, tmp_path, vrt, "scene.tif.vrt", said)
 
 
+def test_a_vrt_with_xml_entities_is_refused_even_when_forced(tmp_path):
+    """An entity declaration is how an XML file grows without bound when parsed (or reads
+    other files): even opened as a VRT on purpose, it is refused before parsing."""
+    from hsikit import open_scene
+    from hsikit.errors import FormatError
+
+    vrt = tmp_path / "entities.vrt"
+    vrt.write_text('<!DOCTYPE x [<!ENTITY e "e">]>' + _vrt(_simple("/etc/hostname")))
+    with pytest.raises(FormatError, match="declares XML entities"):
+        open_scene(vrt, format="vrt")
+
+
 @pytest.mark.parametrize(
     "location", ["/vsicurl/http://127.0.0.1:9/scene.tif", "https://example.com/scene.tif"]
 )

@@ -22,12 +22,6 @@ def test_writing_a_cube_reports_each_window(tmp_path):
         assert told == [(done, total) for done in range(1, total + 1)], suffix
 
 
-def test_convert_runs_with_its_bar(tmp_path, run_cli):
-    source = synthetic.write_geotiff(tmp_path / "s.tif", synthetic.cube(3, 40, 50))
-    result = run_cli("convert", source, "-o", tmp_path / "c.tif")
-    assert result.code == 0 and result.stdout.startswith("wrote ")
-
-
 def test_reading_training_pixels_and_cutting_patches_report_each_window(tmp_path):
     from hsikit.data.samples import extract, read_spectra
     from hsikit.data.sources import load_sources
